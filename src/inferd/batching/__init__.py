@@ -1,0 +1,6 @@
+"""Dynamic batching: a queue and a batch policy in front of each loaded runtime."""
+
+from inferd.batching.batcher import Batcher, BatchObserver, BatchResult
+from inferd.batching.policy import BatchPolicy
+
+__all__ = ["BatchObserver", "BatchPolicy", "BatchResult", "Batcher"]

@@ -1,0 +1,374 @@
+"""The dynamic batcher: one per loaded model version, composed in front of its runtime.
+
+Requests wait in a priority queue. Whenever an instance (a worker thread) is free, the batcher
+takes as many compatible requests as the policy allows, concatenates them along the first
+dimension, runs the runtime in the worker thread, splits the outputs by row and hands each
+caller its own rows. Requests that arrive while every instance is busy form the next batch,
+so under load batches grow by themselves and a lone request is dispatched at once (unless the
+model asks for ``max_queue_delay_ms``, which bounds how long it may wait for company).
+
+Everything except the runtime call happens on the event loop thread, so the queue needs no
+locks; futures are resolved from loop callbacks only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from inferd.batching.policy import BatchPolicy
+from inferd.errors import (
+    InferdError,
+    InferenceFailed,
+    InvalidInput,
+    QueueFull,
+    RequestTimeout,
+    ServerShuttingDown,
+)
+from inferd.runtimes.base import Runtime
+from inferd.types import BatchInfo
+
+logger = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray]
+BatchResult = tuple[Arrays, BatchInfo]
+# Called on the loop thread after every runtime call: (rows, requests, compute seconds, ok).
+BatchObserver = Callable[[int, int, float, bool], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    inputs: Arrays
+    rows: int
+    priority: int
+    seq: int
+    future: asyncio.Future[BatchResult]
+    arrival: float
+    shape_key: tuple[Any, ...]
+    dispatched: float = 0.0
+    position: int = field(default=0)
+
+    def __lt__(self, other: _Pending) -> bool:
+        return (self.priority, self.seq) < (other.priority, other.seq)
+
+
+class Batcher:
+    """Queue, batch and run requests for one model version.
+
+    Args:
+        runtime: the loaded runtime; ``infer`` is called in worker threads only.
+        policy: batch and queue policy.
+        model: model name, for error messages.
+        version: version label, for error messages.
+        observer: optional per-batch callback; its failures are logged, never raised.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        policy: BatchPolicy,
+        *,
+        model: str,
+        version: str,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.policy = policy
+        self.model = model
+        self.version = version
+        self._observer = observer
+        self._heap: list[_Pending] = []
+        self._seq = itertools.count()
+        self._queued = 0
+        self._queued_rows = 0
+        self._idle = policy.instances
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._drained: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=policy.instances, thread_name_prefix=f"inferd-{model}-{version}"
+        )
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting (not yet dispatched)."""
+        return self._queued
+
+    @property
+    def in_flight(self) -> int:
+        """Runtime calls running now."""
+        return self.policy.instances - self._idle
+
+    async def submit(
+        self, inputs: Arrays, *, priority: int = 0, timeout_s: float | None = None
+    ) -> BatchResult:
+        """Queue one request and wait for its rows of the batch result.
+
+        Args:
+            inputs: named arrays, all with the same first dimension when batching is on.
+            priority: 0 for the policy default, otherwise 1 is the most urgent.
+            timeout_s: the longest the caller waits in total, or None.
+
+        Raises:
+            QueueFull: ``max_queue_size`` requests are already waiting.
+            RequestTimeout: the queue timeout or ``timeout_s`` ran out.
+            ServerShuttingDown: the batcher is draining.
+            InferenceFailed: the runtime raised on this request's batch.
+        """
+        if self._closing:
+            raise ServerShuttingDown(f"model '{self.model}' version {self.version}")
+        if self._queued >= self.policy.max_queue_size:
+            raise QueueFull(self.model, self.version, self.policy.max_queue_size)
+        loop = self._loop or self._bind_loop()
+        pending = _Pending(
+            inputs=inputs,
+            rows=self._rows(inputs),
+            priority=priority if priority > 0 else self.policy.default_priority,
+            seq=next(self._seq),
+            future=loop.create_future(),
+            arrival=time.perf_counter(),
+            shape_key=self._shape_key(inputs),
+        )
+        heapq.heappush(self._heap, pending)
+        self._queued += 1
+        self._queued_rows += pending.rows
+        if not self._scheduled and self._idle > 0:
+            self._scheduled = True
+            loop.call_soon(self._dispatch)
+        if timeout_s is None and self.policy.queue_timeout_s is None:
+            return await pending.future
+        return await self._wait_with_limits(pending, timeout_s)
+
+    async def close(self, *, drain: bool = True) -> None:
+        """Stop taking requests; finish queued and running ones (or fail the queued ones)."""
+        self._closing = True
+        if self._loop is not None:
+            if not drain:
+                self._fail_queued(
+                    ServerShuttingDown(f"model '{self.model}' version {self.version}")
+                )
+            self._drained = asyncio.Event()
+            self._dispatch()
+            self._check_drained()
+            await self._drained.wait()
+        # Worker threads are idle now; don't block the loop joining them.
+        self._executor.shutdown(wait=False)
+
+    # -- queue side (event loop thread) -------------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _rows(self, inputs: Arrays) -> int:
+        if not self.policy.batching:
+            return 1
+        rows = -1
+        for name, array in inputs.items():
+            if array.ndim == 0:
+                raise InvalidInput(
+                    f"input '{name}'", "at least one dimension (the batch)", "a scalar"
+                )
+            if rows not in (-1, array.shape[0]):
+                raise InvalidInput(
+                    f"input '{name}'.shape[0]",
+                    f"the same batch size as the other inputs ({rows})",
+                    str(array.shape[0]),
+                )
+            rows = array.shape[0]
+        return max(rows, 0)
+
+    def _shape_key(self, inputs: Arrays) -> tuple[Any, ...]:
+        # Requests can share a batch only if every input agrees past the batch dimension.
+        if not self.policy.batching:
+            return ()
+        return tuple((n, a.shape[1:], a.dtype) for n, a in inputs.items())
+
+    async def _wait_with_limits(self, pending: _Pending, timeout_s: float | None) -> BatchResult:
+        queue_s = self.policy.queue_timeout_s
+        first = min(t for t in (timeout_s, queue_s) if t is not None)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), first)
+        except TimeoutError:
+            waited = time.perf_counter() - pending.arrival
+            if not pending.dispatched:
+                pending.future.cancel()  # the dispatcher skips cancelled entries
+                raise RequestTimeout(
+                    self.model, self.version, waited * 1000, first * 1000, "in the queue"
+                ) from None
+        # Dispatched in time: only the caller's own total timeout still applies.
+        if timeout_s is None:
+            return await pending.future
+        remaining = timeout_s - (time.perf_counter() - pending.arrival)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), max(remaining, 0.0))
+        except TimeoutError:
+            waited = time.perf_counter() - pending.arrival
+            raise RequestTimeout(
+                self.model, self.version, waited * 1000, timeout_s * 1000, "during inference"
+            ) from None
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._idle > 0 and self._heap:
+            wait = self._wait_for_company()
+            if wait > 0 and self._loop is not None:
+                self._timer = self._loop.call_later(wait, self._dispatch)
+                return
+            batch = self._take()
+            if batch:
+                self._start(batch)
+        self._check_drained()
+
+    def _wait_for_company(self) -> float:
+        """Seconds the queue should still wait for a fuller batch (0: dispatch now)."""
+        delay = self.policy.max_queue_delay_s
+        if delay <= 0 or self._closing or self._queued_rows >= self.policy.target_rows:
+            return 0.0
+        oldest = min(p.arrival for p in self._heap)
+        return max(oldest + delay - time.perf_counter(), 0.0)
+
+    def _take(self) -> list[_Pending]:
+        limit = self.policy.cut(self._queued_rows) if self.policy.batching else 1
+        batch: list[_Pending] = []
+        rows = 0
+        set_aside: list[_Pending] = []
+        while self._heap:
+            pending = heapq.heappop(self._heap)
+            if pending.future.done():  # timed out or the caller went away
+                self._queued -= 1
+                self._queued_rows -= pending.rows
+                continue
+            if batch and (pending.shape_key != batch[0].shape_key or rows + pending.rows > limit):
+                set_aside.append(pending)
+                if rows + pending.rows > limit:
+                    break
+                continue
+            batch.append(pending)
+            rows += pending.rows
+            self._queued -= 1
+            self._queued_rows -= pending.rows
+            if rows >= limit:
+                break
+        for pending in set_aside:
+            heapq.heappush(self._heap, pending)
+        return batch
+
+    def _start(self, batch: list[_Pending]) -> None:
+        loop = self._loop or self._bind_loop()
+        self._idle -= 1
+        now = time.perf_counter()
+        for position, pending in enumerate(batch):
+            pending.dispatched = now
+            pending.position = position
+        work = loop.run_in_executor(self._executor, self._run, batch)
+        work.add_done_callback(partial(self._finish, batch))
+
+    def _finish(
+        self, batch: list[_Pending], work: asyncio.Future[tuple[list[Arrays], float]]
+    ) -> None:
+        self._idle += 1
+        rows = sum(p.rows for p in batch)
+        try:
+            results, compute_s = work.result()
+        except BaseException as err:
+            self._fail_batch(batch, err)
+            self._observe(rows, len(batch), 0.0, ok=False)
+        else:
+            for pending, outputs in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    info = BatchInfo(
+                        batch_size=len(batch),
+                        rows=rows,
+                        wait_time_ms=(pending.dispatched - pending.arrival) * 1000.0,
+                        position_in_batch=pending.position,
+                        compute_ms=compute_s * 1000.0,
+                    )
+                    pending.future.set_result((outputs, info))
+            self._observe(rows, len(batch), compute_s, ok=True)
+        self._dispatch()
+
+    def _fail_batch(self, batch: list[_Pending], err: BaseException) -> None:
+        if not isinstance(err, InferdError):
+            logger.error(
+                "model %s version %s: batch of %d requests failed",
+                self.model,
+                self.version,
+                len(batch),
+                exc_info=err,
+            )
+            reason = f"{type(err).__name__}: {err}"[:500]
+            err = InferenceFailed(self.model, self.version, reason)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(err)
+                pending.future.exception()  # mark retrieved: the caller may have gone away
+
+    def _fail_queued(self, err: InferdError) -> None:
+        for pending in self._heap:
+            if not pending.future.done():
+                pending.future.set_exception(err)
+                pending.future.exception()
+        self._heap.clear()
+        self._queued = 0
+        self._queued_rows = 0
+
+    def _observe(self, rows: int, requests: int, compute_s: float, *, ok: bool) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(rows, requests, compute_s, ok)
+        except Exception:
+            logger.exception("batch observer failed (ignored)")
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not self._heap and self._idle == self.policy.instances:
+            self._drained.set()
+
+    # -- worker thread ------------------------------------------------------------------------
+
+    def _run(self, batch: list[_Pending]) -> tuple[list[Arrays], float]:
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = {
+                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
+            }
+        start = time.perf_counter()
+        outputs = self.runtime.infer(inputs)
+        compute_s = time.perf_counter() - start
+        if len(batch) == 1:
+            return [outputs], compute_s
+        return self._split(batch, outputs), compute_s
+
+    def _split(self, batch: list[_Pending], outputs: Arrays) -> list[Arrays]:
+        total = sum(p.rows for p in batch)
+        for name, array in outputs.items():
+            if array.ndim == 0 or array.shape[0] != total:
+                raise InferenceFailed(
+                    self.model,
+                    self.version,
+                    f"output '{name}' has shape {array.shape}, expected {total} rows for the batch",
+                )
+        results: list[Arrays] = []
+        start = 0
+        for pending in batch:
+            end = start + pending.rows
+            results.append({name: array[start:end] for name, array in outputs.items()})
+            start = end
+        return results

@@ -1,0 +1,119 @@
+"""The ``inferd`` command.
+
+``inferd serve`` turns its flags into ``INFERD_*`` environment variables, so every worker
+process rebuilds the very same settings (flags > environment > defaults), then hands over to
+uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+
+from inferd import __version__
+from inferd.errors import InferdError
+from inferd.settings import Settings, load_settings
+
+logger = logging.getLogger("inferd")
+
+# flag name -> settings field
+_SERVE_FLAGS = {
+    "model_repository": "model repository folder (default: the built-in examples)",
+    "registry_url": "registry database URL (default: sqlite under INFERD_HOME)",
+    "host": "address to listen on (default 0.0.0.0)",
+    "http_port": "HTTP port (default 8000)",
+    "grpc_port": "gRPC port (default 8001)",
+    "workers": "server processes sharing the HTTP port (default 1)",
+    "max_body_bytes": "largest request body in bytes (default 64 MiB)",
+    "graceful_timeout_s": "seconds in-flight requests may take to finish on SIGTERM",
+    "log_level": "critical, error, warning, info or debug",
+}
+_INT_FLAGS = {"http_port", "grpc_port", "workers", "max_body_bytes"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferd", description="Model serving.")
+    parser.add_argument("--version", action="version", version=f"inferd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve a model repository over HTTP")
+    for field, text in _SERVE_FLAGS.items():
+        kind: type = int if field in _INT_FLAGS else str
+        if field == "graceful_timeout_s":
+            kind = float
+        serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+    serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
+    return parser
+
+
+def _export(settings: Settings) -> None:
+    """Put the final settings in the environment the worker processes inherit."""
+    for field, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"INFERD_{field.upper()}"] = str(value)
+
+
+def _prepare_metrics_dir(settings: Settings) -> None:
+    # Several workers share metric values through files; start each run with none.
+    if settings.workers > 1:
+        path = settings.home / "metrics" / str(os.getpid())
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    else:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from inferd.server.app import repository_root
+
+    overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log")}
+    settings = load_settings(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    # Build the examples once here, not in N workers at the same time.
+    repo = repository_root(settings)
+    settings = settings.model_copy(update={"model_repository": repo})
+    _export(settings)
+    _prepare_metrics_dir(settings)
+    logger.info("serving %s on http://%s:%d", repo, settings.host, settings.http_port)
+    uvicorn.run(
+        "inferd.server.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.http_port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``inferd`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return serve(args)
+    except InferdError as err:
+        print(f"inferd: {err.message}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""One error hierarchy for the whole server.
+
+Every error knows its HTTP status and its gRPC status code *name* (a string, so this module
+never imports grpc). Transports map errors in exactly one place each.
+
+    InferdError
+    ├── ConfigError            invalid settings or model.yaml (start-up)
+    ├── ModelNotFound          404 / NOT_FOUND
+    ├── ModelNotReady          503 / UNAVAILABLE
+    ├── ModelLoadError         500 / INTERNAL (a load or warm-up failed)
+    ├── InvalidInput           400 / INVALID_ARGUMENT
+    ├── PayloadTooLarge        413 / RESOURCE_EXHAUSTED
+    ├── QueueFull              503 / UNAVAILABLE, with Retry-After
+    ├── RequestTimeout         504 / DEADLINE_EXCEEDED
+    ├── ServerShuttingDown     503 / UNAVAILABLE
+    ├── FrameworkMissing       500 / FAILED_PRECONDITION
+    └── InferenceFailed        500 / INTERNAL
+"""
+
+from __future__ import annotations
+
+
+class InferdError(Exception):
+    """Root of every error inferd raises on purpose.
+
+    Attributes:
+        http_status: the HTTP status a transport answers with.
+        grpc_code: the name of the gRPC status code (``grpc.StatusCode[name]``).
+    """
+
+    http_status: int = 500
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers that belong to this error (e.g. Retry-After)."""
+        return {}
+
+
+class ConfigError(InferdError):
+    """A settings value or a model.yaml field is invalid.
+
+    Args:
+        source: the file (or "settings"/"environment") that holds the bad value.
+        field: the dotted field name.
+        problem: what is wrong and how to fix it.
+    """
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        super().__init__(f"{source}: field '{field}': {problem}")
+        self.source = source
+        self.field = field
+
+
+class ModelNotFound(InferdError):
+    """The named model, or the named version of it, does not exist."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+    def __init__(self, model: str, version: str | None = None, known: list[str] | None = None):
+        what = f"model '{model}'" if version is None else f"version '{version}' of model '{model}'"
+        hint = ""
+        if known is not None:
+            hint = f"; known: {', '.join(known) if known else 'none'}"
+        super().__init__(f"{what} not found{hint}")
+        self.model = model
+        self.version = version
+
+
+class ModelNotReady(InferdError):
+    """The model exists but no version of it can take requests right now."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, model: str, version: str | None, state: str) -> None:
+        what = f"model '{model}'" if version is None else f"model '{model}' version '{version}'"
+        super().__init__(f"{what} is not ready (state: {state}); retry once it is ready")
+
+
+class ModelLoadError(InferdError):
+    """Loading or warming a model version failed; other models keep serving."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+
+    def __init__(self, model: str, version: int | str, reason: str) -> None:
+        super().__init__(f"model '{model}' version {version} failed to load: {reason}")
+        self.model = model
+        self.version = str(version)
+        self.reason = reason
+
+
+class FrameworkMissing(InferdError):
+    """The runtime for a platform needs an optional extra that is not installed."""
+
+    http_status = 500
+    grpc_code = "FAILED_PRECONDITION"
+
+    def __init__(self, platform: str, extra: str, err: Exception) -> None:
+        super().__init__(
+            f"platform '{platform}' needs an optional dependency that is not installed ({err}); "
+            f"install it with: pip install 'inferd[{extra}]'"
+        )
+
+
+class InvalidInput(InferdError):
+    """A request is malformed or does not match the model's signature.
+
+    Args:
+        field: where the problem is, e.g. ``inputs[0].shape`` or ``input 'x'``.
+        expected: what the server expected there.
+        got: what the request carried.
+    """
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, expected: str, got: str) -> None:
+        super().__init__(f"{field}: expected {expected}, got {got}")
+        self.field = field
+
+
+class PayloadTooLarge(InferdError):
+    """The request body is larger than the configured limit."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"request body: expected at most {limit} bytes, got {size}; "
+            "send a smaller batch or raise INFERD_MAX_BODY_BYTES"
+        )
+
+
+class QueueFull(InferdError):
+    """The batcher queue of a model version is full; the client should back off."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, model: str, version: str, limit: int, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"model '{model}' version {version}: queue is full ({limit} requests waiting); "
+            f"retry after {retry_after_s} s or raise batching.max_queue_size"
+        )
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_s)}
+
+
+class RequestTimeout(InferdError):
+    """A request waited longer than its timeout or the model's queue timeout."""
+
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+
+    def __init__(self, model: str, version: str, waited_ms: float, limit_ms: float, where: str):
+        super().__init__(
+            f"model '{model}' version {version}: request timed out {where} after "
+            f"{waited_ms:.1f} ms (limit {limit_ms:g} ms)"
+        )
+
+
+class ServerShuttingDown(InferdError):
+    """The server (or this model version) is draining and takes no new requests."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, what: str = "server") -> None:
+        super().__init__(f"{what} is shutting down and accepts no new requests; retry elsewhere")
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1", "connection": "close"}
+
+
+class InferenceFailed(InferdError):
+    """The runtime raised while computing a batch; only that batch's requests fail."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+
+    def __init__(self, model: str, version: str, reason: str) -> None:
+        super().__init__(f"model '{model}' version {version}: inference failed: {reason}")

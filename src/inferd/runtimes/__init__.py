@@ -1,0 +1,34 @@
+"""Framework runtimes behind one ABC; each framework module is imported only when needed."""
+
+from __future__ import annotations
+
+import importlib
+
+from inferd.errors import ConfigError
+from inferd.runtimes.base import Runtime, synthetic_input
+
+# platform -> (module, class name, optional extra that provides the framework)
+_RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "onnx": ("inferd.runtimes.onnx", "OnnxRuntime", "onnx"),
+}
+
+
+def runtime_class(platform: str) -> type[Runtime]:
+    """Return the runtime class for a platform, importing its module on first use.
+
+    Raises:
+        ConfigError: no runtime serves this platform yet.
+    """
+    try:
+        module_name, class_name, _extra = _RUNTIMES[platform]
+    except KeyError:
+        raise ConfigError(
+            "model.yaml",
+            "platform",
+            f"no runtime for '{platform}' in this build; available: {', '.join(sorted(_RUNTIMES))}",
+        ) from None
+    cls: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+__all__ = ["Runtime", "runtime_class", "synthetic_input"]

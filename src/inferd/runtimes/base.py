@@ -1,0 +1,86 @@
+"""The runtime extension point: one small ABC every framework implements.
+
+    Runtime (ABC)
+    ├── OnnxRuntime        inferd.runtimes.onnx
+    └── ... one module per framework, imported only when a model needs it
+
+A runtime is created for one model version, loaded once, then called from the batcher's worker
+threads. ``infer`` is synchronous and may block; it is never called on the event loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.config import ModelConfig
+from inferd.types import Signature, TensorSpec
+
+
+class Runtime(ABC):
+    """A loaded model version that turns named arrays into named arrays.
+
+    Args:
+        config: the model's configuration.
+        artifact: path of the artifact file (or folder) of this version.
+        device: ``auto``, ``cpu`` or ``cuda:N``, from the config.
+    """
+
+    def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
+        self.config = config
+        self.artifact = artifact
+        self.requested_device = device
+        self.device = "cpu"
+
+    @abstractmethod
+    def load(self) -> None:
+        """Read the artifact and get ready to infer.
+
+        Raises:
+            ModelLoadError: the artifact is missing, corrupt or does not match the config.
+            FrameworkMissing: the framework's optional extra is not installed.
+        """
+
+    @abstractmethod
+    def signature(self) -> Signature:
+        """The model's inputs and outputs, after ``load``."""
+
+    @abstractmethod
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on one batch. Every output's first dimension equals the inputs'."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook, most runtimes rely on GC
+        """Release the model's memory. Called once; the runtime is not used afterwards."""
+
+    def memory_bytes(self) -> int:
+        """Best estimate of the memory this version holds (0 when unknown)."""
+        try:
+            return sum(f.stat().st_size for f in _files(self.artifact))
+        except OSError:
+            return 0
+
+    def warmup(self, batch_sizes: list[int], iterations: int = 1) -> None:
+        """Run synthetic inputs built from the signature, so the first real request is fast."""
+        for rows in batch_sizes:
+            inputs = {spec.name: synthetic_input(spec, rows) for spec in self.signature().inputs}
+            for _ in range(iterations):
+                self.infer(inputs)
+
+
+def synthetic_input(spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]:
+    """An array that fits ``spec`` with ``rows`` rows; other dynamic dimensions become 1."""
+    first = spec.shape[0] if spec.shape[0] > 0 else rows
+    shape = [first] + [d if d > 0 else 1 for d in spec.shape[1:]]
+    if spec.datatype == "BYTES":
+        return np.full(shape, b"warmup", dtype=np.object_)
+    if spec.datatype == "BOOL":
+        return np.zeros(shape, dtype=np.bool_)
+    return np.ones(shape, dtype=spec.dtype)
+
+
+def _files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]

@@ -1,0 +1,295 @@
+"""ONNX models on onnxruntime.
+
+    Runtime (ABC)
+    └── OnnxRuntime
+
+onnxruntime is an optional extra (``inferd[onnx]``), imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.config import ModelConfig, TensorConfig
+from inferd.errors import ConfigError, FrameworkMissing, InvalidInput, ModelLoadError, ModelNotReady
+from inferd.runtimes.base import Runtime
+from inferd.types import DATATYPE_TO_DTYPE, Signature, TensorSpec
+
+# onnxruntime's NodeArg.type strings -> V2 datatypes. ONNX names its element types like numpy
+# does, except float, double and string.
+_ORT_TO_DATATYPE: dict[str, str] = {
+    f"tensor({dtype.name})": datatype
+    for datatype, dtype in DATATYPE_TO_DTYPE.items()
+    if datatype not in ("FP32", "FP64", "BYTES")
+} | {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(string)": "BYTES"}
+_OPTIMIZATION_LEVELS: dict[str, str] = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_PARAMETERS = ("intra_op_threads", "inter_op_threads", "graph_optimization_level")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
+
+
+class _SignatureProblem(Exception):
+    """The artifact's graph and model.yaml disagree, or the graph has an unservable tensor."""
+
+
+class OnnxRuntime(Runtime):
+    """Runs an ONNX model with onnxruntime on the CPU or one CUDA device.
+
+    ``config.parameters`` may set ``intra_op_threads`` (default 1), ``inter_op_threads``
+    (default 1) and ``graph_optimization_level`` (``all``, ``extended``, ``basic``,
+    ``disabled``). One thread per call is the default because the batcher already runs
+    ``instances`` calls at once and a host may run several server processes.
+    """
+
+    def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
+        super().__init__(config, artifact, device)
+        self._session: Any = None
+        self._signature: Signature | None = None
+        self._output_names: list[str] = []
+        self._bytes_inputs: tuple[str, ...] = ()
+        self._bytes_outputs: tuple[int, ...] = ()
+        self._memory: int | None = None
+
+    @property
+    def _version(self) -> str:
+        # Runtimes are not told their version; the artifact sits in <model>/<version>/.
+        return self.artifact.parent.name
+
+    def load(self) -> None:
+        """Create the inference session and read the signature from the graph.
+
+        Raises:
+            FrameworkMissing: onnxruntime is not installed.
+            ConfigError: a ``parameters`` entry or the device is invalid.
+            ModelLoadError: the file is missing or corrupt, the device is unavailable, or the
+                graph does not match the declared inputs/outputs.
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise FrameworkMissing("onnx", "onnx", err) from err
+        options = self._session_options(ort)
+        providers, cuda_id = self._providers(ort)
+        before = _rss_bytes()
+        session = self._create_session(ort, options, providers)
+        after = _rss_bytes()
+        self.device = self._placement(session, cuda_id)
+        try:
+            signature = Signature(
+                _merge(_graph_specs(session.get_inputs()), self.config.inputs, "input"),
+                _merge(_graph_specs(session.get_outputs()), self.config.outputs, "output"),
+            )
+        except _SignatureProblem as err:
+            raise ModelLoadError(self.config.name, self._version, str(err)) from None
+        self._signature = signature
+        self._output_names = [spec.name for spec in signature.outputs]
+        self._bytes_inputs = tuple(s.name for s in signature.inputs if s.datatype == "BYTES")
+        bytes_outputs = [i for i, s in enumerate(signature.outputs) if s.datatype == "BYTES"]
+        self._bytes_outputs = tuple(bytes_outputs)
+        delta = after - before if before is not None and after is not None else 0
+        self._memory = delta if delta > 0 else super().memory_bytes()
+        self._session = session
+
+    def signature(self) -> Signature:
+        """The model's inputs and outputs; declared config wins where it is more specific."""
+        if self._signature is None:
+            raise ModelNotReady(self.config.name, self._version, "not loaded")
+        return self._signature
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch through the session."""
+        session = self._session
+        if session is None:
+            raise ModelNotReady(self.config.name, self._version, "unloaded")
+        feed = dict(inputs)
+        for name in self._bytes_inputs:
+            if name in feed:
+                feed[name] = _to_text(name, feed[name])
+        outputs = session.run(self._output_names, feed)
+        for index in self._bytes_outputs:
+            outputs[index] = _to_bytes(outputs[index])
+        return dict(zip(self._output_names, outputs, strict=True))
+
+    def memory_bytes(self) -> int:
+        """Process RSS growth while the session was created; the file size if unmeasurable."""
+        return super().memory_bytes() if self._memory is None else self._memory
+
+    def unload(self) -> None:
+        """Drop the session so onnxruntime frees its memory."""
+        self._session = None
+        self._memory = 0
+
+    def _config_error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"model.yaml of {self.config.name}", key, problem)
+
+    def _session_options(self, ort: Any) -> Any:
+        params = self.config.parameters
+        unknown = sorted(set(params) - set(_PARAMETERS))
+        if unknown:
+            raise self._config_error(
+                f"parameters.{unknown[0]}",
+                f"unknown onnx parameter; expected one of {', '.join(_PARAMETERS)}",
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._thread_count("intra_op_threads")
+        options.inter_op_num_threads = self._thread_count("inter_op_threads")
+        level = params.get("graph_optimization_level", "all")
+        if not isinstance(level, str) or level.lower() not in _OPTIMIZATION_LEVELS:
+            raise self._config_error(
+                "parameters.graph_optimization_level",
+                f"expected one of {', '.join(_OPTIMIZATION_LEVELS)}, got {level!r}",
+            )
+        level_name = _OPTIMIZATION_LEVELS[level.lower()]
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level_name)
+        return options
+
+    def _thread_count(self, key: str) -> int:
+        value = self.config.parameters.get(key, 1)
+        # bool is an int subclass; `true` in YAML is a typo here, not a thread count.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._config_error(
+                f"parameters.{key}",
+                f"expected an integer >= 0 (0 lets onnxruntime use every core), got {value!r}",
+            )
+        return value
+
+    def _providers(self, ort: Any) -> tuple[list[Any], int | None]:
+        requested = self.requested_device
+        match = _CUDA_DEVICE.fullmatch(requested)
+        if match is None and requested not in ("auto", "cpu"):
+            raise self._config_error("device", f"expected auto, cpu or cuda:N, got {requested!r}")
+        available = ort.get_available_providers()
+        if requested == "cpu" or (requested == "auto" and _CUDA not in available):
+            return [_CPU], None
+        if _CUDA not in available:
+            raise ModelLoadError(
+                self.config.name,
+                self._version,
+                f"device '{requested}' requested but onnxruntime has no {_CUDA} "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu or set device: cpu",
+            )
+        device_id = int(match.group(1) or 0) if match is not None else 0
+        # CPU stays in the list so ops without a CUDA kernel still run.
+        return [(_CUDA, {"device_id": device_id}), _CPU], device_id
+
+    def _create_session(self, ort: Any, options: Any, providers: list[Any]) -> Any:
+        path = self.artifact
+        if not path.is_file():
+            problem = "is a folder, expected an .onnx file" if path.is_dir() else "file not found"
+            raise ModelLoadError(self.config.name, self._version, f"{path}: {problem}")
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own classes: InvalidProtobuf, Fail, ...
+            raise ModelLoadError(
+                self.config.name,
+                self._version,
+                f"{path}: not a loadable ONNX model ({err}); "
+                "check that the file was copied completely or re-export it",
+            ) from err
+
+    def _placement(self, session: Any, cuda_id: int | None) -> str:
+        if cuda_id is not None and _CUDA in session.get_providers():
+            return f"cuda:{cuda_id}"
+        if cuda_id is None or self.requested_device == "auto":
+            return "cpu"
+        # onnxruntime falls back to the CPU with only a log line when CUDA fails to start.
+        raise ModelLoadError(
+            self.config.name,
+            self._version,
+            f"device '{self.requested_device}' requested but onnxruntime could not start "
+            "CUDA (check the driver and CUDA/cuDNN libraries) or set device: cpu",
+        )
+
+
+def _graph_specs(args: Sequence[Any]) -> list[TensorSpec]:
+    specs = []
+    for arg in args:
+        datatype = _ORT_TO_DATATYPE.get(arg.type)
+        if datatype is None:
+            raise _SignatureProblem(
+                f"tensor '{arg.name}' has type {arg.type}, which inferd cannot serve; export "
+                "plain tensors (for skl2onnx classifiers: options={'zipmap': False})"
+            )
+        # Symbolic names ('batch'), None and non-positive dims are all dynamic.
+        shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in arg.shape or ())
+        specs.append(TensorSpec(arg.name, datatype, shape))
+    return specs
+
+
+def _merge(
+    graph: list[TensorSpec], declared: list[TensorConfig], kind: str
+) -> tuple[TensorSpec, ...]:
+    if not declared:
+        return tuple(graph)
+    by_name = {spec.name: spec for spec in graph}
+    names = [tensor.name for tensor in declared]
+    if sorted(by_name) != sorted(names):
+        raise _SignatureProblem(
+            f"{kind}s: expected names {sorted(by_name)} from the artifact, got {sorted(names)} "
+            "in model.yaml; fix model.yaml or leave the tensors out to use the artifact's"
+        )
+    return tuple(_merge_one(by_name[t.name], t.spec(), kind) for t in declared)
+
+
+def _merge_one(graph: TensorSpec, declared: TensorSpec, kind: str) -> TensorSpec:
+    where = f"{kind} '{graph.name}'"
+    if graph.datatype != declared.datatype:
+        raise _SignatureProblem(
+            f"{where} datatype: expected {graph.datatype} from the artifact, "
+            f"got {declared.datatype} in model.yaml"
+        )
+    shape = _merge_shape(graph.shape, declared.shape)
+    if shape is None:
+        raise _SignatureProblem(
+            f"{where} shape: expected {list(graph.shape)} from the artifact, "
+            f"got {list(declared.shape)} in model.yaml"
+        )
+    return TensorSpec(graph.name, graph.datatype, shape, declared.allow_nan)
+
+
+def _merge_shape(graph: tuple[int, ...], declared: tuple[int, ...]) -> tuple[int, ...] | None:
+    if not graph:
+        # onnxruntime reports [] when the graph stores no shape at all; trust model.yaml.
+        return declared
+    pairs = list(zip(graph, declared, strict=False))
+    if len(graph) != len(declared) or any(g != d and -1 not in (g, d) for g, d in pairs):
+        return None
+    # Keep whichever side is more specific: a fixed size beats -1.
+    return tuple(d if g == -1 else g for g, d in pairs)
+
+
+def _to_text(name: str, array: np.ndarray) -> np.ndarray:
+    # V2 BYTES tensors hold bytes; onnxruntime's string tensors take Python str.
+    if array.dtype.kind == "U":
+        return array
+    try:
+        items = [v.decode("utf-8") if isinstance(v, bytes) else v for v in array.ravel()]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input '{name}'", "UTF-8 text", "bytes that are not UTF-8") from None
+    return np.array(items, dtype=np.object_).reshape(array.shape)
+
+
+def _to_bytes(array: np.ndarray) -> np.ndarray:
+    items = [v.encode("utf-8") if isinstance(v, str) else v for v in array.ravel()]
+    return np.array(items, dtype=np.object_).reshape(array.shape)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            resident_pages = int(statm.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None

@@ -1,0 +1,1 @@
+"""Transports: the ASGI app (and, with its issue, the gRPC server) over one data plane."""

@@ -1,0 +1,268 @@
+"""The HTTP transport: a plain ASGI app over the data plane.
+
+No web framework: routing is a split of the path, and each endpoint is a few lines that
+decode, call the data plane and encode. This keeps the per-request cost close to a bare ASGI
+app (see docs/performance.md for the measurements behind the choice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from inferd.errors import InferdError, InvalidInput, PayloadTooLarge
+from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from inferd.protocol.predict import decode_predict_request, encode_predict_response
+from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_response
+from inferd.serving.dataplane import DataPlane
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Result = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+JSON = b"application/json"
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+def _json(status: int, payload: Any) -> Result:
+    return status, orjson.dumps(payload), _NO_HEADERS
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+class HttpApp:
+    """ASGI application serving V2 REST, ``/predict`` and ``/metrics``.
+
+    Args:
+        dataplane: the shared data plane.
+        max_body_bytes: larger request bodies are refused with 413.
+        on_startup: awaited on ASGI lifespan startup.
+        on_shutdown: awaited on ASGI lifespan shutdown (after in-flight requests finished).
+    """
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            hook = self._on_startup if kind == "lifespan.startup" else self._on_shutdown
+            try:
+                if hook is not None:
+                    await hook()
+            except Exception as err:
+                logger.exception("lifespan %s failed", kind)
+                await send({"type": f"{kind}.failed", "message": str(err)})
+                return
+            await send({"type": f"{kind}.complete"})
+            if kind == "lifespan.shutdown":
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body, headers = await self._route(scope, receive)
+        except _Disconnected:
+            return
+        except InferdError as err:
+            status, body = err.http_status, encode_error(err.message)
+            headers = [(k.encode(), v.encode()) for k, v in err.headers().items()]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            status, body, headers = 500, encode_error("internal server error"), _NO_HEADERS
+        out = [] if any(k == b"content-type" for k, _ in headers) else [(b"content-type", JSON)]
+        out.extend(headers)
+        out.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, scope: Scope, receive: Receive) -> Result:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        head = parts[0]
+        if head == "v2":
+            return await self._v2(method, parts[1:], scope, receive)
+        if head == "predict" and len(parts) == 1:
+            self._allow(method, "POST")
+            return await self._predict(scope, receive)
+        if head == "metrics" and len(parts) == 1:
+            self._allow(method, "GET")
+            content_type = METRICS_CONTENT_TYPE.encode()
+            return 200, self.dataplane.metrics.render(), [(b"content-type", content_type)]
+        return _not_found(scope["path"])
+
+    async def _v2(self, method: str, parts: list[str], scope: Scope, receive: Receive) -> Result:
+        dp = self.dataplane
+        n = len(parts)
+        if n == 0 or parts == [""]:
+            self._allow(method, "GET")
+            return _json(200, dp.server_metadata())
+        if parts[0] == "health" and n == 2 and parts[1] in ("live", "ready"):
+            self._allow(method, "GET")
+            ok = dp.live() if parts[1] == "live" else dp.ready()
+            return _json(200 if ok else 503, {parts[1]: ok})
+        if parts[0] == "models" and n >= 2:
+            return await self._model(method, parts[1:], scope, receive)
+        if parts[0] == "repository" and n >= 2:
+            return await self._repository(method, parts[1:])
+        return _not_found("/v2/" + "/".join(parts))
+
+    async def _model(self, method: str, parts: list[str], scope: Scope, receive: Receive) -> Result:
+        dp = self.dataplane
+        name = parts[0]
+        if name == "stats" and len(parts) == 1:
+            self._allow(method, "GET")
+            return _json(200, dp.statistics(None, None))
+        version: str | None = None
+        rest = parts[1:]
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        action = rest[0] if rest else ""
+        if len(rest) > 1:
+            return _not_found("/v2/models/" + "/".join(parts))
+        if action == "infer":
+            self._allow(method, "POST")
+            return await self._infer(name, version, scope, receive)
+        self._allow(method, "GET")
+        if action == "":
+            return _json(200, dp.model_metadata(name, version))
+        if action == "ready":
+            ready = dp.model_ready(name, version)
+            return _json(200 if ready else 503, {"name": name, "ready": ready})
+        if action == "config":
+            return _json(200, dp.model_config(name, version))
+        if action == "stats":
+            return _json(200, dp.statistics(name, version))
+        return _not_found("/v2/models/" + "/".join(parts))
+
+    async def _infer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive
+    ) -> Result:
+        try:
+            body = await self._body(scope, receive)
+            header = _header(scope, b"inference-header-content-length")
+            header_length = _int_header(header) if header is not None else None
+            request, fmt = decode_infer_request(body, header_length, name, version)
+        except InferdError as err:
+            self.dataplane.record_rejected(name, "http", err.http_status)
+            raise
+        response = await self.dataplane.infer(request, "http")
+        payload, extra = encode_infer_response(response, fmt)
+        headers = [(k.encode(), v.encode()) for k, v in extra.items()]
+        headers.append((b"x-model-version", response.model_version.encode()))
+        return 200, payload, headers
+
+    async def _predict(self, scope: Scope, receive: Receive) -> Result:
+        try:
+            request = decode_predict_request(await self._body(scope, receive))
+        except InferdError as err:
+            self.dataplane.record_rejected("", "predict", err.http_status)
+            raise
+        response = await self.dataplane.infer(request, "predict")
+        headers = [(b"x-model-version", response.model_version.encode())]
+        return 200, encode_predict_response(response), headers
+
+    async def _repository(self, method: str, parts: list[str]) -> Result:
+        self._allow(method, "POST")
+        dp = self.dataplane
+        if parts == ["index"]:
+            return _json(200, dp.repository_index())
+        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
+            if parts[2] == "load":
+                await dp.load_model(parts[1])
+            else:
+                await dp.unload_model(parts[1])
+            return 200, b"{}", _NO_HEADERS
+        return _not_found("/v2/repository/" + "/".join(parts))
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and _int_header(declared) > limit:
+            raise PayloadTooLarge(_int_header(declared), limit)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise PayloadTooLarge(len(body), limit)
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(size, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _allow(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise _MethodNotAllowed(method, allowed)
+
+
+class _MethodNotAllowed(InferdError):
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+    def __init__(self, method: str, allowed: str) -> None:
+        super().__init__(f"method: expected {allowed}, got {method}")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allowed}
+
+
+def _not_found(path: str) -> Result:
+    return 404, encode_error(f"path '{path}' not found; see the endpoint list in the README"), []
+
+
+def _int_header(value: bytes) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise InvalidInput("header", "a non-negative integer", repr(value.decode("latin-1")))
+    return number

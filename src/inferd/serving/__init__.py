@@ -1,0 +1,1 @@
+"""The model manager: load, warm, serve, hot swap and evict model versions."""

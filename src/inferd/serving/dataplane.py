@@ -1,0 +1,256 @@
+"""The data plane: what every transport (REST, gRPC) calls, in wire-free terms.
+
+Transports decode, call one method here, and encode. Metrics and statistics are recorded
+here, once, whatever the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from inferd import __version__
+from inferd.errors import InferdError, ModelLoadError, ModelNotReady
+from inferd.monitoring import Metrics
+from inferd.serving import repository
+from inferd.serving.manager import ModelManager, ModelVersion, VersionState
+from inferd.serving.validation import validate_request
+from inferd.types import InferenceRequest, InferenceResponse
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "schedule_policy"]
+
+# Triton's platform/backend names, which perf_analyzer and tritonclient expect in /config.
+_TRITON_PLATFORM = {
+    "onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "torchscript": ("pytorch_libtorch", "pytorch"),
+    "torch_export": ("torch_export", "pytorch"),
+    "tensorflow": ("tensorflow_savedmodel", "tensorflow"),
+    "python": ("python", "python"),
+}
+
+
+class DataPlane:
+    """Inference, metadata, readiness, statistics and repository control.
+
+    Args:
+        manager: the model manager holding loaded versions.
+        metrics: the server's metrics.
+        repository_root: the model repository folder, for load/unload by name.
+    """
+
+    def __init__(self, manager: ModelManager, metrics: Metrics, repository_root: Path) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.repository_root = repository_root
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> dict[str, str]:
+        """Load every model of the repository; return the failures by model name."""
+        models, failures = repository.scan(self.repository_root)
+        problems = {name: err.message for name, err in failures.items()}
+        for model in models:
+            for version in await self.manager.load(model):
+                if version.state is not VersionState.READY:
+                    problems[f"{version.name}/{version.version}"] = version.reason
+        self._started = True
+        return problems
+
+    async def stop(self) -> None:
+        """Drain queued and running requests of every model, then unload them."""
+        self._stopping = True
+        await self.manager.close()
+
+    # -- health and metadata -----------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once the start-up load finished, until shutdown begins."""
+        return self._started and not self._stopping
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "inferd", "version": __version__, "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        """Raises ModelNotFound for an unknown model or version."""
+        if version is None:
+            return any(v.state is VersionState.READY for v in self.manager.versions(name))
+        return self.manager.find(name, version).state is VersionState.READY
+
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        """V2 model metadata, plus inferd's state, device and memory of the version."""
+        chosen = self.manager.get(name, version)
+        if chosen.signature is None:
+            raise ModelNotReady(name, version, chosen.state)
+        return {
+            "name": name,
+            "versions": [
+                v.label for v in self.manager.versions(name) if v.state is VersionState.READY
+            ],
+            "platform": chosen.config.platform,
+            "inputs": [s.to_dict() for s in chosen.signature.inputs],
+            "outputs": [s.to_dict() for s in chosen.signature.outputs],
+            "parameters": {
+                "version": chosen.label,
+                "state": chosen.state.value,
+                "device": chosen.device,
+                "memory_bytes": chosen.memory_bytes,
+                "max_batch_size": chosen.config.max_batch_size,
+            },
+        }
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """The model's configuration in Triton's ``model_config`` JSON shape."""
+        chosen = self.manager.get(name, version)
+        cfg = chosen.config
+        signature = chosen.signature
+        if signature is None:
+            raise ModelNotReady(name, version, chosen.state)
+        platform, backend = _TRITON_PLATFORM.get(cfg.platform, (cfg.platform, cfg.platform))
+        # Triton leaves the batch dimension out of dims when max_batch_size > 0. A model whose
+        # only dimension is the batch is shown unbatched, so dims are never empty.
+        batched = cfg.batching_enabled and all(len(s.shape) > 1 for s in signature.inputs)
+
+        def tensors(specs: tuple[Any, ...]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": s.name,
+                    "data_type": f"TYPE_{'STRING' if s.datatype == 'BYTES' else s.datatype}",
+                    "dims": list(s.shape[1:] if batched else s.shape),
+                }
+                for s in specs
+            ]
+
+        policy = chosen.batcher.policy if chosen.batcher is not None else None
+        config: dict[str, Any] = {
+            "name": name,
+            "platform": platform,
+            "backend": backend,
+            "version_policy": {"latest": {"num_versions": cfg.version_policy.latest or 1}},
+            "max_batch_size": cfg.max_batch_size if batched else 0,
+            "input": tensors(signature.inputs),
+            "output": tensors(signature.outputs),
+            "instance_group": [
+                {
+                    "name": f"{name}_0",
+                    "kind": "KIND_GPU" if chosen.device.startswith("cuda") else "KIND_CPU",
+                    "count": cfg.instances,
+                }
+            ],
+        }
+        if batched and policy is not None:
+            config["dynamic_batching"] = {
+                "preferred_batch_size": list(policy.preferred_batch_sizes),
+                "max_queue_delay_microseconds": int(policy.max_queue_delay_s * 1e6),
+            }
+        return config
+
+    def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics extension for one model, one version, or everything."""
+        if name is None:
+            chosen = [v for n in self.manager.names() for v in self.manager.versions(n)]
+        elif version is None:
+            chosen = self.manager.versions(name)
+        else:
+            chosen = [self.manager.find(name, version)]
+        return {"model_stats": [v.stats.to_triton(v.name, v.label) for v in chosen]}
+
+    # -- inference ---------------------------------------------------------------------------
+
+    async def infer(self, request: InferenceRequest, protocol: str) -> InferenceResponse:
+        """Validate, batch and run one request.
+
+        Raises:
+            InferdError: a subclass for each way a request can fail.
+        """
+        start = time.perf_counter()
+        try:
+            version = self.manager.get(request.model_name, request.model_version)
+        except InferdError as err:
+            self.record_rejected(request.model_name, protocol, err.http_status)
+            raise
+        try:
+            response = await self._run(version, request, start)
+        except InferdError as err:
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(
+                version.name, version.label, protocol, err.http_status, elapsed
+            )
+            version.stats.record_request(False, elapsed, 0.0, 0.0)
+            raise
+        info = response.batch
+        self.metrics.observe_request(
+            version.name, version.label, protocol, 200, response.latency_ms / 1000.0,
+            info.wait_time_ms / 1000.0,
+        )  # fmt: skip
+        version.stats.record_request(
+            True, response.latency_ms / 1000.0, info.wait_time_ms / 1000.0, info.compute_ms / 1000.0
+        )
+        return response
+
+    async def _run(
+        self, version: ModelVersion, request: InferenceRequest, start: float
+    ) -> InferenceResponse:
+        if version.signature is None or version.batcher is None:
+            raise ModelNotReady(version.name, version.label, version.state)
+        inputs = validate_request(request, version.signature)
+        timeout_s = None if request.timeout_ms is None else request.timeout_ms / 1000.0
+        outputs, info = await version.batcher.submit(
+            inputs, priority=request.priority, timeout_s=timeout_s
+        )
+        if request.outputs is not None:
+            outputs = {name: outputs[name] for name in request.outputs}
+        return InferenceResponse(
+            model_name=version.name,
+            model_version=version.label,
+            outputs=outputs,
+            id=request.id,
+            batch=info,
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+        )
+
+    def record_rejected(self, model: str, protocol: str, code: int) -> None:
+        """Count a request refused before it reached a model version (bad body, 404...)."""
+        self.metrics.observe_request(model or "", "", protocol, code, 0.0)
+
+    # -- repository extension ----------------------------------------------------------------
+
+    def repository_index(self) -> list[dict[str, str]]:
+        """Every model in the repository folder and every version this process holds."""
+        index: list[dict[str, str]] = []
+        held = set(self.manager.names())
+        for name in sorted(held | set(repository.model_names(self.repository_root))):
+            if name not in held:
+                index.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
+                continue
+            for v in self.manager.versions(name):
+                entry = {"name": name, "version": v.label, "state": v.state.value}
+                if v.reason:
+                    entry["reason"] = v.reason
+                index.append(entry)
+        return index
+
+    async def load_model(self, name: str) -> None:
+        """(Re)load a model from the repository folder; raises if no version became ready."""
+        model = repository.read_model(self.repository_root, name)
+        versions = await self.manager.load(model)
+        failed = [v for v in versions if v.state is not VersionState.READY]
+        if failed and len(failed) == len(versions):
+            raise failed_load(failed[0])
+
+    async def unload_model(self, name: str) -> None:
+        """Drain and unload every version of a model."""
+        await self.manager.unload(name)
+
+
+def failed_load(version: ModelVersion) -> InferdError:
+    """The error to answer when a requested load did not produce a ready version."""
+    return ModelLoadError(version.name, version.version, version.reason)

@@ -1,0 +1,72 @@
+"""Server settings: pydantic-settings with the ``INFERD_`` prefix.
+
+Precedence, highest first: command-line flags (the CLI turns them into constructor
+arguments), ``INFERD_*`` environment variables, an optional ``.env``-style file named by
+``INFERD_CONFIG_FILE``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inferd.errors import ConfigError
+
+
+def default_home() -> Path:
+    """The data directory: ``$INFERD_HOME`` or ``~/.inferd``."""
+    return Path(os.environ.get("INFERD_HOME") or Path.home() / ".inferd").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything the server process needs to know; passed in explicitly, never global."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERD_", extra="forbid", frozen=True, protected_namespaces=()
+    )
+
+    home: Path = Field(default_factory=default_home, description="Data directory.")
+    model_repository: Path | None = Field(
+        None, description="Model repository folder; None serves the built-in examples."
+    )
+    registry_url: str | None = Field(
+        None, description="Registry database URL; default sqlite:///<home>/inferd.db."
+    )
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
+    workers: int = Field(1, ge=1, le=64, description="Server processes sharing the HTTP port.")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    graceful_timeout_s: float = Field(
+        30.0, gt=0, description="On SIGTERM, how long in-flight and queued requests may finish."
+    )
+    log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
+    access_log: bool = Field(False, description="Log every HTTP request (costs throughput).")
+
+    @property
+    def resolved_registry_url(self) -> str:
+        return self.registry_url or f"sqlite:///{self.home / 'inferd.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus explicit overrides.
+
+    Raises:
+        ConfigError: naming the setting and the problem.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            "settings",
+            field,
+            f"{first['msg']} (flag --{field.replace('_', '-')} or INFERD_{field.upper()})",
+        ) from err
