@@ -1,0 +1,285 @@
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from fixtures.runtimes import AffineRuntime, WrongRowsRuntime
+
+from inferd.batching import Batcher, BatchPolicy
+from inferd.errors import (
+    ConfigError,
+    InferenceFailed,
+    InvalidInput,
+    QueueFull,
+    RequestTimeout,
+    ServerShuttingDown,
+)
+
+
+def x(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array(values, dtype=np.float32)}
+
+
+def make(runtime: AffineRuntime, **policy: object) -> Batcher:
+    return Batcher(runtime, BatchPolicy(**policy), model="m", version="1")  # type: ignore[arg-type]
+
+
+async def wait_started(runtime: AffineRuntime) -> None:
+    await asyncio.to_thread(runtime.started.wait, 5)
+
+
+async def test_lone_request_runs_alone_without_waiting() -> None:
+    runtime = AffineRuntime()
+    batcher = make(runtime, max_batch_size=8)
+    outputs, info = await batcher.submit(x(1, 2, 3))
+    np.testing.assert_array_equal(outputs["y"], [3, 5, 7])
+    assert (info.batch_size, info.rows, info.position_in_batch) == (1, 3, 0)
+    assert runtime.batches == [3]
+    await batcher.close()
+
+
+async def test_requests_arriving_while_busy_form_one_batch() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=16)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    rest = [asyncio.ensure_future(batcher.submit(x(i, i))) for i in range(1, 6)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert runtime.batches == [1, 10]
+    for i, (outputs, info) in enumerate(results[1:], start=1):
+        np.testing.assert_array_equal(outputs["y"], [2 * i + 1, 2 * i + 1])
+        assert (info.batch_size, info.rows, info.position_in_batch) == (5, 10, i - 1)
+    await batcher.close()
+
+
+async def test_size_trigger_dispatches_before_the_delay() -> None:
+    runtime = AffineRuntime()
+    batcher = make(runtime, max_batch_size=4, max_queue_delay_s=30.0)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batcher.submit(x(i)) for i in range(4))), timeout=5
+    )
+    assert runtime.batches == [4]
+    assert [r[1].position_in_batch for r in results] == [0, 1, 2, 3]
+    await batcher.close()
+
+
+async def test_deadline_trigger_dispatches_a_partial_batch() -> None:
+    runtime = AffineRuntime()
+    batcher = make(runtime, max_batch_size=64, max_queue_delay_s=0.05)
+    results = await asyncio.gather(*(batcher.submit(x(i)) for i in range(3)))
+    assert runtime.batches == [3]
+    assert all(r[1].wait_time_ms >= 40 for r in results)
+    await batcher.close()
+
+
+async def test_preferred_batch_size_cuts_the_batch() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=8, preferred_batch_sizes=(4,))
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    rest = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(6)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(first, *rest)
+    assert runtime.batches == [1, 4, 2]
+    await batcher.close()
+
+
+async def test_oversized_request_runs_alone_and_batch_limit_holds() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=4)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    big = asyncio.ensure_future(batcher.submit(x(*range(10))))
+    small = [asyncio.ensure_future(batcher.submit(x(1, 1))) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    outputs, _ = await big
+    np.testing.assert_array_equal(outputs["y"], np.arange(10) * 2 + 1)
+    await asyncio.gather(first, *small)
+    assert runtime.batches == [1, 10, 4, 2]
+    await batcher.close()
+
+
+async def test_exception_fails_exactly_its_batch() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(poison=-1.0, gate=gate)
+    batcher = make(runtime, max_batch_size=4)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    poisoned = [asyncio.ensure_future(batcher.submit(x(v))) for v in (1, -1, 2, 3)]
+    healthy = [asyncio.ensure_future(batcher.submit(x(v))) for v in (4, 5)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await first
+    for future in poisoned:
+        with pytest.raises(InferenceFailed, match="poisoned batch"):
+            await future
+    for value, future in zip((4, 5), healthy, strict=True):
+        outputs, _ = await future
+        np.testing.assert_array_equal(outputs["y"], [2 * value + 1])
+    await batcher.close()
+
+
+async def test_wrong_output_rows_fail_the_batch_with_a_reason() -> None:
+    batcher = make(WrongRowsRuntime(), max_batch_size=8)
+    results = await asyncio.gather(
+        batcher.submit(x(1)), batcher.submit(x(2)), return_exceptions=True
+    )
+    assert all(isinstance(r, InferenceFailed) for r in results)
+    assert "output 'y'" in str(results[0])
+    await batcher.close()
+
+
+async def test_full_queue_is_refused_with_retry_after() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1, max_queue_size=2)
+    running = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    queued = [asyncio.ensure_future(batcher.submit(x(i))) for i in (1, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull) as caught:
+        await batcher.submit(x(3))
+    assert caught.value.http_status == 503
+    assert caught.value.headers() == {"retry-after": "1"}
+    gate.set()
+    await asyncio.gather(running, *queued)
+    await batcher.close()
+
+
+async def test_queue_timeout_fails_only_the_waiting_request() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1, queue_timeout_s=0.05)
+    running = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    with pytest.raises(RequestTimeout, match="in the queue") as caught:
+        await batcher.submit(x(1))
+    assert caught.value.http_status == 504
+    gate.set()
+    outputs, _ = await running  # dispatched before its queue limit ran out: it completes
+    np.testing.assert_array_equal(outputs["y"], [1])
+    assert runtime.batches == [1]  # the timed-out request never ran
+    await batcher.close()
+
+
+async def test_request_timeout_covers_inference_too() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=4)
+    with pytest.raises(RequestTimeout, match="during inference"):
+        await batcher.submit(x(1), timeout_s=0.05)
+    gate.set()
+    outputs, _ = await batcher.submit(x(2), timeout_s=5)
+    np.testing.assert_array_equal(outputs["y"], [5])
+    await batcher.close()
+
+
+async def test_priority_orders_the_queue() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    low = asyncio.ensure_future(batcher.submit(x(10), priority=9))
+    default = asyncio.ensure_future(batcher.submit(x(20)))
+    high = asyncio.ensure_future(batcher.submit(x(30), priority=1))
+    await asyncio.sleep(0.01)
+    order: list[float] = []
+    original = runtime.infer
+
+    def record(inputs):  # type: ignore[no-untyped-def]
+        order.append(float(inputs["x"][0]))
+        return original(inputs)
+
+    runtime.infer = record  # type: ignore[method-assign]
+    gate.set()
+    await asyncio.gather(first, low, default, high)
+    assert order == [30.0, 20.0, 10.0]
+    await batcher.close()
+
+
+async def test_incompatible_shapes_are_not_mixed() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=16)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    wide = {"x": np.ones((2, 3), dtype=np.float32)}
+    narrow = {"x": np.ones((2, 2), dtype=np.float32)}
+    futures = [asyncio.ensure_future(batcher.submit(a)) for a in (wide, narrow, wide, narrow)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(first, *futures)
+    assert runtime.batches == [1, 4, 4]
+    assert [r[0]["y"].shape for r in results[1:]] == [(2, 3), (2, 2), (2, 3), (2, 2)]
+    await batcher.close()
+
+
+async def test_inputs_with_different_batch_sizes_are_refused() -> None:
+    batcher = make(AffineRuntime(), max_batch_size=8)
+    bad = {"x": np.ones(2, dtype=np.float32), "z": np.ones(3, dtype=np.float32)}
+    with pytest.raises(InvalidInput, match=r"input 'z'.shape\[0\]"):
+        await batcher.submit(bad)
+    await batcher.close()
+
+
+async def test_ten_thousand_concurrent_requests_each_get_their_own_rows() -> None:
+    runtime = AffineRuntime()
+    batcher = make(runtime, max_batch_size=64, max_queue_size=20_000, instances=2)
+    rng = np.random.default_rng(7)
+    requests = [
+        rng.integers(0, 1_000_000, size=int(rng.integers(1, 4))).astype(np.float32)
+        for _ in range(10_000)
+    ]
+    results = await asyncio.gather(*(batcher.submit({"x": r}) for r in requests))
+    for sent, (outputs, _) in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(outputs["y"], sent * 2 + 1)
+    assert sum(runtime.batches) == sum(len(r) for r in requests)
+    assert max(runtime.batches) <= 64
+    assert len(runtime.batches) < 10_000  # requests really were batched
+    await batcher.close()
+
+
+async def test_close_drains_queued_requests_then_refuses_new_ones() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1)
+    futures = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(3)]
+    await wait_started(runtime)
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.01)
+    with pytest.raises(ServerShuttingDown):
+        await batcher.submit(x(9))
+    gate.set()
+    await closing
+    assert [float(f.result()[0]["y"][0]) for f in futures] == [1.0, 3.0, 5.0]
+
+
+async def test_cancelled_caller_does_not_disturb_others() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=4)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    gone = asyncio.ensure_future(batcher.submit(x(1)))
+    stays = asyncio.ensure_future(batcher.submit(x(2)))
+    await asyncio.sleep(0)
+    gone.cancel()
+    gate.set()
+    outputs, _ = await stays
+    np.testing.assert_array_equal(outputs["y"], [5])
+    await first
+    assert runtime.batches == [1, 1]
+    await batcher.close()
+
+
+def test_policy_rejects_preferred_sizes_above_the_maximum() -> None:
+    with pytest.raises(ConfigError, match="preferred_batch_sizes"):
+        BatchPolicy(max_batch_size=4, preferred_batch_sizes=(8,))
