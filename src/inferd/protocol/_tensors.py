@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 
 from inferd.errors import InvalidInput
 from inferd.types import DATATYPE_TO_DTYPE
@@ -27,6 +28,54 @@ _LENGTH = struct.Struct("<I")
 # and JSON floats never go into integers (as Triton does).
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _KIND_NAMES = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers", "U": "strings"}
+
+
+def load_json_object(body: bytes | memoryview) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object.
+
+    Raises:
+        InvalidInput: for field ``body``, with the parse error and the start of the body.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        head = bytes(body[:80]).decode("utf-8", errors="replace")
+        raise InvalidInput("body", "a JSON object", f"invalid JSON ({err}): {head!r}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("body", "a JSON object", describe(doc))
+    return doc
+
+
+def describe(value: object) -> str:
+    """Describe a bad JSON value briefly for an error: its type and the start of its text."""
+    if value is None:
+        return "nothing (null or missing)"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def json_object(raw: object, field: str) -> dict[str, Any]:
+    """Return an optional JSON object field (``{}`` when absent) or raise InvalidInput."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInput(field, "a JSON object", describe(raw))
+    return raw
+
+
+def json_name(field: str, raw: object) -> str:
+    """Return a tensor name: a non-empty string, or raise InvalidInput."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput(field, "a non-empty string", describe(raw))
+    return raw
+
+
+def json_shape(field: str, raw: object) -> list[int]:
+    """Return a tensor shape: a list of integers >= 0, or raise InvalidInput."""
+    if not isinstance(raw, list) or any(type(d) is not int for d in raw):
+        raise InvalidInput(field, "a list of integers", describe(raw))
+    if any(d < 0 for d in raw):
+        raise InvalidInput(field, "dimensions >= 0", str(raw))
+    return raw
 
 
 def array_from_json(
@@ -235,4 +284,9 @@ __all__ = [
     "array_from_json",
     "array_to_bytes",
     "array_to_json_data",
+    "describe",
+    "json_name",
+    "json_object",
+    "json_shape",
+    "load_json_object",
 ]

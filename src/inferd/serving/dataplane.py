@@ -104,6 +104,7 @@ class DataPlane:
                 "device": chosen.device,
                 "memory_bytes": chosen.memory_bytes,
                 "max_batch_size": chosen.config.max_batch_size,
+                "queue_depth": chosen.batcher.queued if chosen.batcher is not None else 0,
             },
         }
 

@@ -94,7 +94,18 @@ def _cast(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
                 f"values in [{info.min}, {info.max}] ({spec.datatype})",
                 f"values in [{array.min()}, {array.max()}]",
             )
-    return array.astype(target)
+    if target.kind != "f":
+        return array.astype(target)
+    with np.errstate(over="ignore"):
+        cast = array.astype(target)
+    if (np.isinf(cast) != np.isinf(array)).any():
+        limit = float(np.finfo(target).max)
+        raise InvalidInput(
+            f"input '{spec.name}'",
+            f"values within ±{limit:.3g} ({spec.datatype})",
+            "values out of that range",
+        )
+    return cast
 
 
 def _datatype(array: np.ndarray) -> str:
