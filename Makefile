@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := onnx,test,dev
+EXTRAS := onnx,postgres,test,dev
 ARGS ?=
 
-.PHONY: install serve test check format bench clean
+.PHONY: install system-deps serve test check format bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 serve: install
 	$(VENV)/bin/inferd serve $(ARGS)
 
-test: install
+# The tests start their own PostgreSQL cluster from Debian's packages.
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
+test: install system-deps
 	$(PY) -m pytest $(ARGS)
 
 check: install

@@ -14,7 +14,11 @@ never imports grpc). Transports map errors in exactly one place each.
     ├── RequestTimeout         504 / DEADLINE_EXCEEDED
     ├── ServerShuttingDown     503 / UNAVAILABLE
     ├── FrameworkMissing       500 / FAILED_PRECONDITION
-    └── InferenceFailed        500 / INTERNAL
+    ├── InferenceFailed        500 / INTERNAL
+    ├── Conflict               409 / ALREADY_EXISTS
+    ├── PromotionRefused       409 / FAILED_PRECONDITION
+    ├── ArtifactError          400 / FAILED_PRECONDITION
+    └── RegistryUnavailable    503 / UNAVAILABLE, with Retry-After
 """
 
 from __future__ import annotations
@@ -192,3 +196,43 @@ class InferenceFailed(InferdError):
 
     def __init__(self, model: str, version: str, reason: str) -> None:
         super().__init__(f"model '{model}' version {version}: inference failed: {reason}")
+
+
+class Conflict(InferdError):
+    """The change contradicts the registry's state (exists already, serves traffic...)."""
+
+    http_status = 409
+    grpc_code = "ALREADY_EXISTS"
+
+
+class PromotionRefused(InferdError):
+    """A promotion gate or the version's status refuses a stage change."""
+
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+
+    def __init__(self, model: str, version: int, reason: str) -> None:
+        super().__init__(f"model '{model}' version {version}: promotion refused: {reason}")
+
+
+class ArtifactError(InferdError):
+    """An artifact is missing, unreadable, or does not match its recorded digest."""
+
+    http_status = 400
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class RegistryUnavailable(InferdError):
+    """The registry database cannot be reached; serving goes on with what is loaded."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"registry database unavailable ({reason}); serving continues with the loaded "
+            "models, retry the management call shortly"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "2"}

@@ -10,6 +10,13 @@ from inferd.runtimes.base import Runtime, synthetic_input
 # platform -> (module, class name, optional extra that provides the framework)
 _RUNTIMES: dict[str, tuple[str, str, str]] = {
     "onnx": ("inferd.runtimes.onnx", "OnnxRuntime", "onnx"),
+    "torchscript": ("inferd.runtimes.torch", "TorchScriptRuntime", "torch"),
+    "torch_export": ("inferd.runtimes.torch", "TorchExportRuntime", "torch"),
+    "tensorflow": ("inferd.runtimes.tensorflow", "TensorFlowRuntime", "tensorflow"),
+    "sklearn": ("inferd.runtimes.sklearn", "SklearnRuntime", "sklearn"),
+    "xgboost": ("inferd.runtimes.xgboost", "XGBoostRuntime", "xgboost"),
+    "lightgbm": ("inferd.runtimes.lightgbm", "LightGBMRuntime", "lightgbm"),
+    "python": ("inferd.runtimes.python", "PythonRuntime", "python"),
 }
 
 

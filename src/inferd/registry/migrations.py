@@ -1,0 +1,73 @@
+"""Versioned schema migrations, applied in order, each in its own transaction.
+
+A migration is a function of a Connection. The applied ones are recorded in
+``schema_migrations``; ``migrate`` applies the rest. Several replicas starting at once are
+safe: on PostgreSQL an advisory lock serialises them, on SQLite the write lock does.
+Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+
+from inferd.registry import schema
+
+logger = logging.getLogger(__name__)
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+_LOCK_KEY = 7_262_011  # advisory lock id for migrations (any constant unique to inferd)
+
+
+def _initial(conn: Connection) -> None:
+    tables = [
+        schema.models,
+        schema.model_versions,
+        schema.audit_log,
+        schema.registry_state,
+    ]
+    schema.metadata.create_all(conn, tables=tables)
+    conn.execute(schema.registry_state.insert().values(id=1, revision=0))
+
+
+def _indexes(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_versions_stage ON model_versions (stage)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_audit_model ON audit_log (model, at)"))
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "models, versions, audit log, registry revision", _initial),
+    (2, "indexes on stage and audit model", _indexes),
+]
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema up to date; return the schema version."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        schema.schema_migrations.create(conn, checkfirst=True)
+        applied = set(conn.execute(select(schema.schema_migrations.c.version)).scalars())
+        for number, description, step in MIGRATIONS:
+            if number in applied:
+                continue
+            logger.info("registry: applying migration %d (%s)", number, description)
+            step(conn)
+            conn.execute(
+                schema.schema_migrations.insert().values(
+                    version=number, description=description, applied_at=datetime.now(UTC)
+                )
+            )
+    return MIGRATIONS[-1][0]
+
+
+def current_version(engine: Engine) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    if not inspect(engine).has_table("schema_migrations"):
+        return 0
+    with engine.connect() as conn:
+        versions = list(conn.execute(select(schema.schema_migrations.c.version)).scalars())
+    return max(versions, default=0)
