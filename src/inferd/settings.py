@@ -35,9 +35,25 @@ class Settings(BaseSettings):
     registry_url: str | None = Field(
         None, description="Registry database URL; default sqlite:///<home>/inferd.db."
     )
+    artifact_root: str | None = Field(
+        None,
+        description="Where `inferd models register --upload` copies artifacts (any "
+        "fsspec URI); default <home>/artifacts.",
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often each replica polls the registry and repository."
+    )
+    memory_budget_bytes: int | None = Field(
+        None, gt=0, description="Memory all loaded versions may hold; LRU eviction above it."
+    )
     host: str = Field("0.0.0.0", description="Address to listen on.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
+    grpc_max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC request or response message (RESOURCE_EXHAUSTED above).",
+    )
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing the HTTP port.")
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
@@ -51,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def resolved_registry_url(self) -> str:
         return self.registry_url or f"sqlite:///{self.home / 'inferd.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home / "artifacts")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -151,9 +151,9 @@ def test_two_workers_merge_exact_metrics(repo: Path, tmp_path: Path) -> None:
         url = f"{srv.url}/v2/models/linear/versions/1/infer"
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            with httpx.Client() as c:
-                if all(c.get(f"{srv.url}/v2/health/ready").status_code == 200 for _ in range(20)):
-                    break
+            # A new connection per check, so the checks reach both workers.
+            if all(httpx.get(f"{srv.url}/v2/health/ready").status_code == 200 for _ in range(20)):
+                break
             time.sleep(0.2)
 
         def send(_: int) -> int:

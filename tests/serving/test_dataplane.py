@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 
 from inferd.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
-from inferd.monitoring import Metrics
+from inferd.server.app import build_app
 from inferd.serving.dataplane import DataPlane
-from inferd.serving.manager import ModelManager
+from inferd.settings import Settings
 from inferd.types import InferenceRequest
 
 
+def make_plane(repo: Path, home: Path) -> DataPlane:
+    return build_app(Settings(home=home, model_repository=repo)).dataplane
+
+
 @pytest.fixture
-async def plane(repo: Path) -> AsyncIterator[DataPlane]:
-    metrics = Metrics()
-    dp = DataPlane(ModelManager(metrics), metrics, repo)
+async def plane(repo: Path, tmp_path: Path) -> AsyncIterator[DataPlane]:
+    dp = make_plane(repo, tmp_path)
     assert await dp.start() == {}
     yield dp
     await dp.stop()
@@ -92,8 +95,7 @@ async def test_unload_and_reload_through_the_repository_extension(plane: DataPla
 
 async def test_broken_model_fails_alone(repo: Path) -> None:
     (repo / "mlp" / "1" / "model.onnx").write_bytes(b"not an onnx file")
-    metrics = Metrics()
-    dp = DataPlane(ModelManager(metrics), metrics, repo)
+    dp = make_plane(repo, repo.parent)
     problems = await dp.start()
     assert list(problems) == ["mlp/1"]
     assert "model.onnx" in problems["mlp/1"]

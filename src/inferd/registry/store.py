@@ -70,8 +70,12 @@ class Registry:
         self.url = url
         self.engine = engine_for(url)
         if migrate_schema:
-            with self._guard():
-                migrate(self.engine)
+            self.migrate()
+
+    def migrate(self) -> int:
+        """Apply pending schema migrations; returns the schema version."""
+        with self._guard():
+            return migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -328,14 +332,27 @@ class Registry:
             self._log(conn, actor, "delete_version", name, version, row.stage, None)
 
     def set_status(self, name: str, version: int, status: Status, reason: str = "") -> None:
-        """Record what a server found loading the version (no audit entry: not a user change)."""
-        with self._write(audit=False) as conn:
+        """Record what a server found loading the version.
+
+        Not a user change: no audit entry, and the revision stays, so replicas reporting the
+        same status do not wake each other up.
+        """
+        with self._write(bump=False) as conn:
             row = self._version_row(conn, name, version)
             if row.status == status and row.status_reason == reason:
                 return
             conn.execute(
                 V.update().where(V.c.id == row.id).values(status=status, status_reason=reason)
             )
+
+    def snapshot(self) -> tuple[dict[str, ModelRecord], list[VersionRecord]]:
+        """Every model and every version, read in one transaction (the desired state)."""
+        with self._read() as conn, conn.begin():
+            models = {r.name: self._model_record(conn, r) for r in conn.execute(select(M))}
+            rows = conn.execute(
+                select(M.c.name, V).join(V, V.c.model_id == M.c.id).order_by(M.c.name, V.c.version)
+            )
+            return models, [_version_record(r.name, r) for r in rows]
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -359,12 +376,12 @@ class Registry:
             yield conn
 
     @contextmanager
-    def _write(self, audit: bool = True) -> Iterator[Connection]:
+    def _write(self, bump: bool = True) -> Iterator[Connection]:
         with self._guard(), self.engine.begin() as conn:
             yield conn
-            conn.execute(
-                update(schema.registry_state).values(revision=schema.registry_state.c.revision + 1)
-            )
+            if bump:
+                state = schema.registry_state
+                conn.execute(update(state).values(revision=state.c.revision + 1))
 
     def _log(
         self, conn: Connection, actor: str, action: str, model: str, version: int | None,

@@ -1,4 +1,4 @@
-"""Wiring: settings -> metrics -> model manager -> data plane -> ASGI app.
+"""Wiring: settings -> registry, metrics, model manager, model control -> planes -> ASGI app.
 
 ``create_app`` is the factory uvicorn calls in every worker process; it reads its settings
 from the environment, which the CLI filled in before starting the workers.
@@ -11,19 +11,28 @@ import logging
 import os
 from pathlib import Path
 
+from inferd.errors import RegistryUnavailable
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
+from inferd.registry import FsspecArtifactStore, Registry
+from inferd.server.grpc import GrpcServer
 from inferd.server.http import HttpApp
+from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
+from inferd.serving.importer import RepositoryImporter
+from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 
-def repository_root(settings: Settings) -> Path:
-    """The model repository to serve: the configured one or the built-in examples."""
+def repository_root(settings: Settings) -> Path | None:
+    """The model repository to import: the configured one, the built-in examples when
+    neither a repository nor a registry is configured, else none."""
     if settings.model_repository is not None:
         return settings.model_repository.expanduser()
+    if settings.registry_url is not None:
+        return None
     from inferd.serving.examples import ensure_examples  # needs onnx: import only when used
 
     return ensure_examples(settings.home / "examples")
@@ -37,16 +46,37 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         metrics: a metrics object to use (tests pass their own); a new one by default.
     """
     metrics = metrics or Metrics()
-    dataplane = DataPlane(ModelManager(metrics), metrics, repository_root(settings))
+    registry = Registry(settings.resolved_registry_url, migrate_schema=False)
+    artifacts = FsspecArtifactStore(settings.resolved_artifact_root, settings.home / "cache")
+    manager = ModelManager(metrics, memory_budget=settings.memory_budget_bytes)
+    root = repository_root(settings)
+    importer = RepositoryImporter(root, registry) if root is not None else None
+    control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
+    dataplane = DataPlane(manager, metrics, control)
+    management = ManagementPlane(registry, artifacts, control)
     tasks: set[asyncio.Task[None]] = set()
+    # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
+    # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).
+    grpc_server = GrpcServer(
+        dataplane, settings.host, settings.grpc_port,
+        max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
+    )  # fmt: skip
 
     async def load() -> None:
-        failures = await dataplane.start()
+        while True:
+            try:
+                failures = await dataplane.start()
+                break
+            except RegistryUnavailable as err:
+                logger.error("%s; retrying in %.1f s", err.message, settings.poll_interval_s)
+                await asyncio.sleep(settings.poll_interval_s)
         for what, reason in failures.items():
             logger.error("not serving %s: %s", what, reason)
-        logger.info("serving models: %s", ", ".join(dataplane.manager.names()) or "none")
+        logger.info("serving models: %s", ", ".join(manager.names()) or "none")
+        await control.run()
 
     async def startup() -> None:
+        await grpc_server.start()
         # Load in the background so liveness answers at once and readiness flips when done.
         task = asyncio.create_task(load())
         tasks.add(task)
@@ -55,11 +85,14 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     async def shutdown() -> None:
         for task in list(tasks):
             task.cancel()
+        await grpc_server.stop(settings.graceful_timeout_s)
         await dataplane.stop()
+        registry.close()
         mark_worker_dead(os.getpid())
 
     return HttpApp(
         dataplane,
+        management,
         max_body_bytes=settings.max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,

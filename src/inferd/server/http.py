@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -18,7 +19,9 @@ from inferd.errors import InferdError, InvalidInput, PayloadTooLarge
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.protocol.predict import decode_predict_request, encode_predict_response
 from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_response
+from inferd.server.management_http import ManagementRoutes
 from inferd.serving.dataplane import DataPlane
+from inferd.serving.management import ManagementPlane
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class HttpApp:
 
     Args:
         dataplane: the shared data plane.
+        management: the management plane behind ``/v1``; None leaves ``/v1`` out.
         max_body_bytes: larger request bodies are refused with 413.
         on_startup: awaited on ASGI lifespan startup.
         on_shutdown: awaited on ASGI lifespan shutdown (after in-flight requests finished).
@@ -60,12 +64,14 @@ class HttpApp:
     def __init__(
         self,
         dataplane: DataPlane,
+        management: ManagementPlane | None = None,
         *,
         max_body_bytes: int = 64 * 1024 * 1024,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.management = ManagementRoutes(management) if management is not None else None
         self.max_body_bytes = max_body_bytes
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
@@ -120,6 +126,12 @@ class HttpApp:
         if head == "predict" and len(parts) == 1:
             self._allow(method, "POST")
             return await self._predict(scope, receive)
+        if head == "v1" and self.management is not None:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            actor = (_header(scope, b"x-inferd-actor") or b"anonymous").decode("latin-1")
+            body = await self._body(scope, receive)
+            status, payload = await self.management.handle(method, parts[1:], query, body, actor)
+            return _json(status, payload)
         if head == "metrics" and len(parts) == 1:
             self._allow(method, "GET")
             content_type = METRICS_CONTENT_TYPE.encode()

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from inferd import __version__
-from inferd.errors import InferdError, ModelLoadError, ModelNotReady
+from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
-from inferd.serving import repository
+from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
 from inferd.types import InferenceRequest, InferenceResponse
@@ -39,26 +38,24 @@ class DataPlane:
     Args:
         manager: the model manager holding loaded versions.
         metrics: the server's metrics.
-        repository_root: the model repository folder, for load/unload by name.
+        control: the model control (registry reconciler, on-demand loads); None serves only
+            what the manager holds (tests).
     """
 
-    def __init__(self, manager: ModelManager, metrics: Metrics, repository_root: Path) -> None:
+    def __init__(
+        self, manager: ModelManager, metrics: Metrics, control: ModelControl | None = None
+    ) -> None:
         self.manager = manager
         self.metrics = metrics
-        self.repository_root = repository_root
+        self.control = control
         self._started = False
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> dict[str, str]:
-        """Load every model of the repository; return the failures by model name."""
-        models, failures = repository.scan(self.repository_root)
-        problems = {name: err.message for name, err in failures.items()}
-        for model in models:
-            for version in await self.manager.load(model):
-                if version.state is not VersionState.READY:
-                    problems[f"{version.name}/{version.version}"] = version.reason
+        """Load the desired state; return the problems by model (or model/version)."""
+        problems = await self.control.start() if self.control is not None else {}
         self._started = True
         return problems
 
@@ -174,7 +171,7 @@ class DataPlane:
         """
         start = time.perf_counter()
         try:
-            version = self.manager.get(request.model_name, request.model_version)
+            version = await self._resolve(request.model_name, request.model_version)
         except InferdError as err:
             self.record_rejected(request.model_name, protocol, err.http_status)
             raise
@@ -196,6 +193,17 @@ class DataPlane:
             True, response.latency_ms / 1000.0, info.wait_time_ms / 1000.0, info.compute_ms / 1000.0
         )
         return response
+
+    async def _resolve(self, name: str, version: str | None) -> ModelVersion:
+        try:
+            return self.manager.get(name, version)
+        except ModelNotFound:
+            if not self._started:
+                raise ModelNotReady(name, version, "LOADING: server starting") from None
+            if self.control is None:
+                raise
+        # Registered but not loaded here (evicted, or never needed): load it now.
+        return await self.control.load_on_demand(name, version)
 
     async def _run(
         self, version: ModelVersion, request: InferenceRequest, start: float
@@ -225,33 +233,24 @@ class DataPlane:
     # -- repository extension ----------------------------------------------------------------
 
     def repository_index(self) -> list[dict[str, str]]:
-        """Every model in the repository folder and every version this process holds."""
-        index: list[dict[str, str]] = []
-        held = set(self.manager.names())
-        for name in sorted(held | set(repository.model_names(self.repository_root))):
-            if name not in held:
-                index.append({"name": name, "state": "UNAVAILABLE", "reason": "unloaded"})
-                continue
-            for v in self.manager.versions(name):
-                entry = {"name": name, "version": v.label, "state": v.state.value}
-                if v.reason:
-                    entry["reason"] = v.reason
-                index.append(entry)
-        return index
+        """Every registered model and every version this process holds, with its state."""
+        if self.control is not None:
+            return self.control.repository_index()
+        return [
+            {"name": v.name, "version": v.label, "state": v.state.value}
+            for name in self.manager.names()
+            for v in self.manager.versions(name)
+        ]
 
     async def load_model(self, name: str) -> None:
-        """(Re)load a model from the repository folder; raises if no version became ready."""
-        model = repository.read_model(self.repository_root, name)
-        versions = await self.manager.load(model)
-        failed = [v for v in versions if v.state is not VersionState.READY]
-        if failed and len(failed) == len(versions):
-            raise failed_load(failed[0])
+        """(Re)load a model: re-import its folder, retry failed versions, reconcile."""
+        if self.control is None:
+            raise ModelNotFound(name, known=self.manager.names())
+        await self.control.load_model(name)
 
     async def unload_model(self, name: str) -> None:
-        """Drain and unload every version of a model."""
-        await self.manager.unload(name)
-
-
-def failed_load(version: ModelVersion) -> InferdError:
-    """The error to answer when a requested load did not produce a ready version."""
-    return ModelLoadError(version.name, version.version, version.reason)
+        """Drain and unload every version of a model; it stays unloaded until loaded."""
+        if self.control is None:
+            await self.manager.unload(name)
+            return
+        await self.control.unload_model(name)

@@ -1,4 +1,4 @@
-"""The model manager: load, warm, serve, swap and unload model versions.
+"""The model manager: load, warm, serve, swap, evict and unload model versions.
 
     ModelManager
     └── ModelVersion (one per loaded or failed version)
@@ -9,6 +9,10 @@ A version takes traffic only once loaded *and* warmed. Reloading a version build
 runtime beside the old one, switches atomically, then drains the old one, so requests never
 see a half-loaded model. A version that fails to load is kept with its reason and never gets
 traffic; the other models keep serving.
+
+Routing without a version goes to the production version when it is ready, else to the
+highest ready version. With a memory budget, loading evicts the least recently used
+unpinned versions until the new one fits.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from inferd.config import ModelConfig
 from inferd.errors import InferdError, ModelLoadError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.runtimes import Runtime, runtime_class
-from inferd.serving.repository import RepositoryModel, VersionArtifact
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
 
@@ -50,6 +53,7 @@ class ModelVersion:
     version: int
     config: ModelConfig
     artifact: Path | None
+    digest: str = ""
     state: VersionState = VersionState.LOADING
     reason: str = ""
     runtime: Runtime | None = None
@@ -57,6 +61,9 @@ class ModelVersion:
     signature: Signature | None = None
     memory_bytes: int = 0
     load_seconds: float = 0.0
+    pinned: bool = False
+    on_demand: bool = False
+    last_used: float = field(default_factory=time.monotonic)
     stats: ModelStats = field(default_factory=ModelStats)
 
     @property
@@ -73,19 +80,24 @@ class ModelManager:
 
     Args:
         metrics: where load state, memory and batch metrics go.
+        memory_budget: bytes all loaded versions may hold together; None for no limit.
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, memory_budget: int | None = None) -> None:
         self._metrics = metrics
+        self.memory_budget = memory_budget
         self._models: dict[str, dict[int, ModelVersion]] = {}
         self._default: dict[str, ModelVersion] = {}
+        self._production: dict[str, int] = {}
         self._lock = asyncio.Lock()
+
+    # -- lookups (event loop, hot path) --------------------------------------------------------
 
     def names(self) -> list[str]:
         return sorted(self._models)
 
     def versions(self, name: str) -> list[ModelVersion]:
-        """Every version of ``name`` this process knows, in any state, ascending.
+        """Every version of ``name`` this process holds, in any state, ascending.
 
         Raises:
             ModelNotFound: no such model.
@@ -96,7 +108,7 @@ class ModelManager:
         return [versions[v] for v in sorted(versions)]
 
     def get(self, name: str, version: str | None) -> ModelVersion:
-        """The ready version to serve a request (the highest ready one when none is named).
+        """The ready version to serve a request.
 
         Raises:
             ModelNotFound: unknown model or version.
@@ -104,18 +116,19 @@ class ModelManager:
         """
         if version is None:
             chosen = self._default.get(name)
-            if chosen is not None:
-                return chosen
-            versions = self.versions(name)
-            states = ", ".join(f"{v.version}: {v.state}" for v in versions) or "no versions"
-            raise ModelNotReady(name, None, states)
-        chosen = self.find(name, version)
-        if chosen.state is not VersionState.READY:
-            reason = f"{chosen.state}{': ' + chosen.reason if chosen.reason else ''}"
-            raise ModelNotReady(name, version, reason)
+            if chosen is None:
+                versions = self.versions(name)
+                states = ", ".join(f"{v.version}: {v.state}" for v in versions) or "no versions"
+                raise ModelNotReady(name, None, states)
+        else:
+            chosen = self.find(name, version)
+            if chosen.state is not VersionState.READY:
+                reason = f"{chosen.state}{': ' + chosen.reason if chosen.reason else ''}"
+                raise ModelNotReady(name, version, reason)
+        chosen.last_used = time.monotonic()
         return chosen
 
-    def find(self, name: str, version: str) -> ModelVersion:
+    def find(self, name: str, version: str | int) -> ModelVersion:
         """A version in any state. Raises ModelNotFound."""
         versions = self._models.get(name)
         if versions is None:
@@ -123,99 +136,179 @@ class ModelManager:
         try:
             return versions[int(version)]
         except (ValueError, KeyError):
-            raise ModelNotFound(name, version) from None
+            raise ModelNotFound(name, str(version)) from None
 
-    async def load(self, model: RepositoryModel) -> list[ModelVersion]:
-        """Load (or reload) the versions a repository model selects; unload the others."""
-        async with self._lock:
-            versions = self._models.setdefault(model.name, {})
-            wanted = {v.version for v in model.versions}
-            loaded = [await self._load_version(model.config, v) for v in model.versions]
-            for number in [n for n in versions if n not in wanted]:
-                await self._unload_version(versions[number])
-            return loaded
+    def loaded_bytes(self) -> int:
+        """Memory held by every ready or loading version."""
+        return sum(
+            v.memory_bytes
+            for versions in self._models.values()
+            for v in versions.values()
+            if v.state in (VersionState.READY, VersionState.LOADING)
+        )
 
-    async def unload(self, name: str) -> None:
-        """Unload every version of a model after draining its requests.
+    def set_production(self, name: str, version: int | None) -> None:
+        """Route version-less requests for ``name`` to ``version`` once it is ready."""
+        if version is None:
+            self._production.pop(name, None)
+        else:
+            self._production[name] = version
+        self._refresh_default(name)
 
-        Raises:
-            ModelNotFound: no such model.
+    # -- changes (serialised) ----------------------------------------------------------------
+
+    async def load_version(
+        self, config: ModelConfig, number: int, artifact: Path | None, *, digest: str = "",
+        estimate: int = 0, pinned: bool = False, on_demand: bool = False,
+    ) -> ModelVersion:  # fmt: skip
+        """Load and warm a version, then switch traffic to it atomically.
+
+        A version already ready with the same artifact digest and config is kept as it is.
+        On failure the version is recorded UNAVAILABLE with the reason; a ready copy that
+        was serving keeps serving.
         """
         async with self._lock:
-            for version in self.versions(name):
-                await self._unload_version(version)
-            self._models.pop(name, None)
+            current = self._models.get(config.name, {}).get(number)
+            if (
+                current is not None
+                and current.state is VersionState.READY
+                and current.digest == digest
+                and current.config == config
+            ):
+                current.pinned = pinned
+                current.on_demand = current.on_demand and on_demand
+                return current
+            return await self._load(config, number, artifact, digest, estimate, pinned, on_demand)
+
+    async def unload_version(self, name: str, number: int) -> None:
+        """Stop routing to a version, drain its requests, free it and drop its record."""
+        async with self._lock:
+            version = self._models.get(name, {}).get(number)
+            if version is not None:
+                await self._unload(version)
+                self._models.get(name, {}).pop(number, None)
+                if not self._models.get(name):
+                    self._models.pop(name, None)
+                    self._default.pop(name, None)
+
+    async def unload(self, name: str) -> None:
+        """Drain and unload every version of a model. Raises ModelNotFound."""
+        for version in self.versions(name):
+            await self.unload_version(name, version.version)
 
     async def close(self) -> None:
         """Drain and unload everything (graceful shutdown)."""
         for name in self.names():
             await self.unload(name)
 
-    async def _load_version(self, config: ModelConfig, artifact: VersionArtifact) -> ModelVersion:
-        name, number = config.name, artifact.version
-        fresh = ModelVersion(name=name, version=number, config=config, artifact=artifact.artifact)
-        versions = self._models[name]
+    async def _load(
+        self, config: ModelConfig, number: int, artifact: Path | None, digest: str,
+        estimate: int, pinned: bool, on_demand: bool,
+    ) -> ModelVersion:  # fmt: skip
+        name = config.name
+        fresh = ModelVersion(name=name, version=number, config=config, artifact=artifact,
+                             digest=digest, pinned=pinned, on_demand=on_demand)  # fmt: skip
+        versions = self._models.setdefault(name, {})
         old = versions.get(number)
-        if old is None:
+        if old is None or old.state is not VersionState.READY:
             versions[number] = fresh  # visible as LOADING while it loads
         started = time.perf_counter()
         try:
-            if artifact.artifact is None:
-                raise ModelLoadError(name, number, artifact.problem(config.platform))
-            runtime, signature, memory = await asyncio.to_thread(
-                _build_runtime, config, artifact.artifact
-            )
+            if artifact is None:
+                raise ModelLoadError(name, number, "no artifact")
+            await self._make_room(estimate, old, name, number)
+            fresh.memory_bytes = estimate
+            runtime, signature, memory = await asyncio.to_thread(_build_runtime, config, artifact)
         except Exception as err:
-            fresh.state = VersionState.UNAVAILABLE
-            fresh.reason = (
-                err.message if isinstance(err, InferdError) else f"{type(err).__name__}: {err}"
-            )
-            log = logger.error if isinstance(err, InferdError) else logger.exception
-            log("model %s version %d: load failed: %s", name, number, fresh.reason)
-            if old is None or old.state is not VersionState.READY:
-                versions[number] = fresh
-            return versions[number]
+            return self._failed(fresh, old, err)
         fresh.runtime, fresh.signature, fresh.memory_bytes = runtime, signature, memory
         fresh.load_seconds = time.perf_counter() - started
-        fresh.batcher = Batcher(
-            runtime,
-            BatchPolicy.from_config(config),
-            model=name,
-            version=fresh.label,
-            observer=partial(self._on_batch, fresh),
-        )
+        policy = BatchPolicy.from_config(config)
+        observer = partial(self._on_batch, fresh)
+        fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label, observer=observer)
         fresh.state = VersionState.READY
         versions[number] = fresh  # the atomic switch: new requests see the new version
         self._refresh_default(name)
         self._metrics.set_loaded(name, fresh.label, True, memory)
-        logger.info(
-            "model %s version %d ready on %s in %.2f s", name, number, fresh.device,
-            fresh.load_seconds,
-        )  # fmt: skip
+        logger.info("model %s version %d ready on %s in %.2f s (%d bytes)", name, number,
+                    fresh.device, fresh.load_seconds, memory)  # fmt: skip
         if old is not None and old is not fresh and old.state is VersionState.READY:
             await self._retire(old)
         return fresh
 
-    async def _unload_version(self, version: ModelVersion) -> None:
+    def _failed(
+        self, fresh: ModelVersion, old: ModelVersion | None, err: Exception
+    ) -> ModelVersion:
+        fresh.state = VersionState.UNAVAILABLE
+        fresh.memory_bytes = 0
+        fresh.reason = (
+            err.message if isinstance(err, InferdError) else f"{type(err).__name__}: {err}"
+        )
+        log = logger.error if isinstance(err, InferdError) else logger.exception
+        log("model %s version %d: load failed: %s", fresh.name, fresh.version, fresh.reason)
+        versions = self._models[fresh.name]
+        if old is None or old.state is not VersionState.READY:
+            versions[fresh.version] = fresh
+            return fresh
+        return fresh  # the ready copy keeps serving; the caller sees the failure
+
+    async def _make_room(
+        self, needed: int, keep: ModelVersion | None, name: str, number: int
+    ) -> None:
+        budget = self.memory_budget
+        if budget is None or self.loaded_bytes() + needed <= budget:
+            return
+        candidates = sorted(
+            (v for vs in self._models.values() for v in vs.values()
+             if v.state is VersionState.READY and not v.pinned and v is not keep),
+            key=lambda v: v.last_used,
+        )  # fmt: skip
+        for victim in candidates:
+            if self.loaded_bytes() + needed <= budget:
+                break
+            logger.info("evicting model %s version %d (least recently used) to free %d bytes",
+                        victim.name, victim.version, victim.memory_bytes)  # fmt: skip
+            await self._unload(victim)
+            self._models.get(victim.name, {}).pop(victim.version, None)
+        used = self.loaded_bytes()
+        if used + needed > budget:
+            raise ModelLoadError(
+                "",
+                0,
+                f"memory budget: needs {needed} bytes, {budget - used} of {budget} free "
+                "after evicting every unpinned version; raise --memory-budget or unpin versions",
+            )
+
+    async def _unload(self, version: ModelVersion) -> None:
         versions = self._models.get(version.name, {})
-        if versions.get(version.version) is version:
-            del versions[version.version]
+        if versions.get(version.version) is version and version.state is VersionState.READY:
+            version.state = VersionState.UNLOADING
         self._refresh_default(version.name)
         await self._retire(version)
         self._metrics.set_loaded(version.name, version.label, False)
 
     async def _retire(self, version: ModelVersion) -> None:
         """Drain a version that no longer takes new requests, then free its memory."""
-        version.state = VersionState.UNLOADING
+        if version.state is VersionState.READY:
+            version.state = VersionState.UNLOADING
         if version.batcher is not None:
             await version.batcher.close(drain=True)
         if version.runtime is not None:
             await asyncio.to_thread(version.runtime.unload)
         version.runtime = None
         version.batcher = None
+        if version.state is VersionState.UNLOADING:
+            version.state = VersionState.UNAVAILABLE
+            version.reason = version.reason or "unloaded"
+        version.memory_bytes = 0
 
     def _refresh_default(self, name: str) -> None:
-        ready = [v for v in self._models.get(name, {}).values() if v.state is VersionState.READY]
+        versions = self._models.get(name, {})
+        preferred = versions.get(self._production.get(name, -1))
+        if preferred is not None and preferred.state is VersionState.READY:
+            self._default[name] = preferred
+            return
+        ready = [v for v in versions.values() if v.state is VersionState.READY]
         if ready:
             self._default[name] = max(ready, key=lambda v: v.version)
         else:

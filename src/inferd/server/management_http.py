@@ -1,0 +1,182 @@
+"""REST endpoints of the management plane, under ``/v1``.
+
+GET    /v1/models[?tag=&stage=&q=]                     list models
+GET    /v1/models/{m}                                  model, versions, served state
+PATCH  /v1/models/{m}                                  description, tags, gates, config
+DELETE /v1/models/{m}
+GET    /v1/models/{m}/versions[?stage=&metric=]        list versions
+POST   /v1/models/{m}/versions                         register {"artifact_uri", ...}
+GET    /v1/models/{m}/versions/{v}
+PATCH  /v1/models/{m}/versions/{v}                     metadata
+DELETE /v1/models/{m}/versions/{v}
+POST   /v1/models/{m}/versions/{v}/promote             to production (hot swap)
+POST   /v1/models/{m}/versions/{v}/stage               {"stage": "staging"}
+POST   /v1/models/{m}/versions/{v}/archive
+POST   /v1/models/{m}/default                          {"version": N}, same as promote
+POST   /v1/models/{m}/rollback
+GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from inferd.errors import InvalidInput, ModelNotFound
+from inferd.serving.management import ManagementPlane
+
+Reply = tuple[int, Any]
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput("body", "a JSON object", f"invalid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("body", "a JSON object", type(data).__name__)
+    return data
+
+
+def _field(
+    data: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False
+) -> Any:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"body.{name}", "a value", "nothing")
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        expected = (
+            kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        )
+        raise InvalidInput(f"body.{name}", expected, repr(value)[:80])
+    return value
+
+
+def _version(text: str) -> int:
+    if not text.isdigit():
+        raise InvalidInput("version", "a positive integer", repr(text))
+    return int(text)
+
+
+class ManagementRoutes:
+    """Dispatches ``/v1/...`` requests to the management plane."""
+
+    def __init__(self, management: ManagementPlane) -> None:
+        self.management = management
+
+    async def handle(
+        self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str
+    ) -> Reply:
+        """Answer one request; ``parts`` is the path after ``/v1``."""
+        mp = self.management
+        if parts == ["audit"] and method == "GET":
+            entries = await mp.audit(None, int(query.get("limit", "100")))
+            return 200, [e.to_dict() for e in entries]
+        if not parts or parts[0] != "models":
+            raise ModelNotFound("/v1/" + "/".join(parts))
+        if len(parts) == 1:
+            _allow(method, "GET")
+            filters = {k: query.get(k) for k in ("tag", "stage")} | {"query": query.get("q")}
+            return 200, [m.to_dict() for m in await mp.list_models(**filters)]
+        name, rest = parts[1], parts[2:]
+        if not rest:
+            return await self._model(method, name, body, actor)
+        if rest[0] == "versions":
+            return await self._versions(method, name, rest[1:], query, body, actor)
+        if rest == ["rollback"]:
+            _allow(method, "POST")
+            return 200, (await mp.rollback(name, actor)).to_dict()
+        if rest == ["default"]:
+            _allow(method, "POST")
+            version = _field(_body(body), "version", int, required=True)
+            return 200, (await mp.promote(name, version, actor)).to_dict()
+        if rest == ["audit"]:
+            _allow(method, "GET")
+            entries = await mp.audit(name, int(query.get("limit", "100")))
+            return 200, [e.to_dict() for e in entries]
+        raise ModelNotFound("/v1/" + "/".join(parts))
+
+    async def _model(self, method: str, name: str, body: bytes, actor: str) -> Reply:
+        mp = self.management
+        if method == "GET":
+            return 200, await mp.show_model(name)
+        if method == "PATCH":
+            data = _body(body)
+            changes = {k: data[k] for k in ("description", "tags", "gates", "config") if k in data}
+            unknown = set(data) - set(changes)
+            if unknown:
+                raise InvalidInput("body", "description, tags, gates or config", str(unknown))
+            return 200, (await mp.update_model(name, actor, **changes)).to_dict()
+        if method == "DELETE":
+            await mp.delete_model(name, actor)
+            return 200, {"deleted": name}
+        raise _MethodNotAllowed(method, "GET, PATCH, DELETE")
+
+    async def _versions(
+        self, method: str, name: str, rest: list[str], query: dict[str, str], body: bytes,
+        actor: str,
+    ) -> Reply:  # fmt: skip
+        mp = self.management
+        if not rest:
+            if method == "GET":
+                records = await mp.list_versions(
+                    name, stage=query.get("stage"), metric=query.get("metric")
+                )
+                return 200, [r.to_dict() for r in records]
+            _allow(method, "POST")
+            data = _body(body)
+            record = await mp.register_version(
+                name,
+                _field(data, "artifact_uri", str, required=True),
+                version=_field(data, "version", int),
+                metadata=_field(data, "metadata", dict),
+                stage=_field(data, "stage", str) or "registered",
+                config=_field(data, "config", dict),
+                actor=actor,
+            )
+            return 201, record.to_dict()
+        version = _version(rest[0])
+        action = rest[1] if len(rest) > 1 else ""
+        if len(rest) > 2:
+            raise ModelNotFound(name, "/".join(rest))
+        if action == "":
+            if method == "GET":
+                return 200, (await mp.get_version(name, version)).to_dict()
+            if method == "PATCH":
+                record = await mp.update_version(name, version, actor, **_body(body))
+                return 200, record.to_dict()
+            if method == "DELETE":
+                await mp.delete_version(name, version, actor)
+                return 200, {"deleted": f"{name}/{version}"}
+            raise _MethodNotAllowed(method, "GET, PATCH, DELETE")
+        _allow(method, "POST")
+        if action == "promote":
+            return 200, (await mp.promote(name, version, actor)).to_dict()
+        if action == "archive":
+            return 200, (await mp.set_stage(name, version, "archived", actor)).to_dict()
+        if action == "stage":
+            stage = _field(_body(body), "stage", str, required=True)
+            return 200, (await mp.set_stage(name, version, stage, actor)).to_dict()
+        raise ModelNotFound(name, f"{version}/{action}")
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _MethodNotAllowed(method, allowed)
+
+
+class _MethodNotAllowed(InvalidInput):
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+    def __init__(self, method: str, allowed: str) -> None:
+        super().__init__("method", allowed, method)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allowed}
