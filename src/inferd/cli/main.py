@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from inferd import __version__
+from inferd.cli import models
 from inferd.errors import InferdError
 from inferd.settings import Settings, load_settings
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
             kind = float
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
     serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
+    models.add_parser(commands)
     return parser
 
 
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "models":
+            return models.run(args)
     except InferdError as err:
         print(f"inferd: {err.message}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from inferd.config import parse_model_config
-from inferd.errors import ConfigError, InvalidInput, ModelLoadError, ModelNotFound, PromotionRefused
+from inferd.errors import ConfigError, Conflict, ModelLoadError, ModelNotFound, PromotionRefused
 from inferd.registry import ArtifactStore, AuditEntry, ModelRecord, Registry, Stage, VersionRecord
 from inferd.serving.control import ModelControl
 
@@ -23,16 +23,23 @@ class ManagementPlane:
     Args:
         registry: the registry.
         artifacts: describes (digest, size) and uploads artifacts.
-        control: this process's model control, reconciled after each change.
+        control: this process's model control, reconciled after each change; None when
+            writing the registry directly (the CLI), where servers follow at their next poll.
     """
 
-    def __init__(self, registry: Registry, artifacts: ArtifactStore, control: ModelControl):
+    def __init__(
+        self, registry: Registry, artifacts: ArtifactStore, control: ModelControl | None
+    ) -> None:
         self.registry = registry
         self.artifacts = artifacts
         self.control = control
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _reconcile(self, name: str) -> None:
+        if self.control is not None:
+            await self.control.reconcile(only=name)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -44,13 +51,16 @@ class ManagementPlane:
         """The model with its versions and what this process serves of it."""
         model: ModelRecord = await self._call(self.registry.get_model, name)
         versions: list[VersionRecord] = await self._call(self.registry.list_versions, name)
-        held = {v.version: v for v in self.control.manager.versions(name)} if name in (
-            self.control.manager.names()) else {}  # fmt: skip
+        manager = self.control.manager if self.control is not None else None
+        held = {}
+        if manager is not None and name in manager.names():
+            held = {v.version: v for v in manager.versions(name)}
         entries = []
         for record in versions:
             entry = record.to_dict()
             here = held.get(record.version)
-            entry["served"] = here.state.value if here is not None else "NOT_LOADED"
+            if manager is not None:
+                entry["served"] = here.state.value if here is not None else "NOT_LOADED"
             entries.append(entry)
         return {**model.to_dict(), "versions": entries}
 
@@ -88,7 +98,7 @@ class ManagementPlane:
             digest=digest, size_bytes=size, version=version, stage=stage, actor=actor,
             metadata=metadata,
         )  # fmt: skip
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def _ensure_model(self, name: str, config: dict[str, Any] | None, actor: str) -> None:
@@ -112,7 +122,7 @@ class ManagementPlane:
         record: ModelRecord = await self._call(
             self.registry.update_model, name, actor=actor, **changes
         )
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def update_version(
@@ -121,7 +131,7 @@ class ManagementPlane:
         record: VersionRecord = await self._call(
             self.registry.update_version, name, version, actor=actor, **metadata
         )
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def promote(self, name: str, version: int, actor: str = "") -> VersionRecord:
@@ -134,7 +144,7 @@ class ManagementPlane:
         if record.stage is not Stage.PRODUCTION:
             await self._preload(name, version)
         record = await self._call(self.registry.promote, name, version, actor=actor)
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def set_stage(
@@ -145,7 +155,7 @@ class ManagementPlane:
         record: VersionRecord = await self._call(
             self.registry.set_stage, name, version, stage, actor=actor
         )
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def rollback(self, name: str, actor: str = "") -> VersionRecord:
@@ -153,18 +163,20 @@ class ManagementPlane:
         target = await self._rollback_target(name)
         await self._preload(name, target)
         record: VersionRecord = await self._call(self.registry.rollback, name, actor=actor)
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
         return record
 
     async def delete_version(self, name: str, version: int, actor: str = "") -> None:
         await self._call(self.registry.delete_version, name, version, actor=actor)
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
 
     async def delete_model(self, name: str, actor: str = "") -> None:
         await self._call(self.registry.delete_model, name, actor=actor)
-        await self.control.reconcile(only=name)
+        await self._reconcile(name)
 
     async def _preload(self, name: str, version: int) -> None:
+        if self.control is None:
+            return  # direct registry writes: each server preloads on its own reconcile
         try:
             await self.control.preload(name, version)
         except ModelLoadError as err:
@@ -177,7 +189,5 @@ class ManagementPlane:
             key=lambda v: v.promoted_at,  # type: ignore[arg-type, return-value]
         )
         if not promoted:
-            raise InvalidInput(
-                f"model '{name}'", "an earlier production version to roll back to", "none"
-            )
+            raise Conflict(f"model '{name}': no earlier production version to roll back to")
         return promoted[-1].version
