@@ -96,7 +96,7 @@ def test_gates_refuse_promotion_with_reason(registry: Registry) -> None:
     add(registry, "g", metadata={"metrics": {"accuracy": 0.8}})
     add(registry, "g")
     add(registry, "g", metadata={"metrics": {"accuracy": 0.9}})
-    with pytest.raises(PromotionRefused, match="accuracy is 0.8"):
+    with pytest.raises(PromotionRefused, match=r"accuracy is 0\.8"):
         registry.promote("g", 1)
     with pytest.raises(PromotionRefused, match="no metric 'accuracy'"):
         registry.promote("g", 2)

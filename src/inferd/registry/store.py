@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, create_engine, event, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from inferd.errors import (
     Conflict,
@@ -367,8 +367,12 @@ class Registry:
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as err:
-            raise RegistryUnavailable(str(err.orig).strip().splitlines()[0][:200]) from err
+        except (OperationalError, InterfaceError) as err:
+            raise RegistryUnavailable(_first_line(err)) from err
+        except DBAPIError as err:
+            if err.connection_invalidated:
+                raise RegistryUnavailable(_first_line(err)) from err
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -420,6 +424,11 @@ class Registry:
             created_at=row.created_at, updated_at=row.updated_at,
             production_version=production, latest_version=latest,
         )  # fmt: skip
+
+
+def _first_line(err: DBAPIError) -> str:
+    text = str(err.orig).strip() or type(err.orig).__name__
+    return text.splitlines()[0][:200]
 
 
 def _stage(value: str) -> Stage:
