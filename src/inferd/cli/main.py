@@ -32,8 +32,12 @@ _SERVE_FLAGS = {
     "max_body_bytes": "largest request body in bytes (default 64 MiB)",
     "graceful_timeout_s": "seconds in-flight requests may take to finish on SIGTERM",
     "log_level": "critical, error, warning, info or debug",
+    "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
+    "poll_interval_s": "seconds between registry and repository polls (default 1)",
+    "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
 }
-_INT_FLAGS = {"http_port", "grpc_port", "workers", "max_body_bytes"}
+_INT_FLAGS = {"http_port", "grpc_port", "workers", "max_body_bytes", "memory_budget_bytes"}
+_FLOAT_FLAGS = {"graceful_timeout_s", "poll_interval_s"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,9 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a model repository over HTTP")
     for field, text in _SERVE_FLAGS.items():
-        kind: type = int if field in _INT_FLAGS else str
-        if field == "graceful_timeout_s":
-            kind = float
+        kind: type = int if field in _INT_FLAGS else float if field in _FLOAT_FLAGS else str
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
     serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
     models.add_parser(commands)
