@@ -18,7 +18,8 @@ never imports grpc). Transports map errors in exactly one place each.
     ├── Conflict               409 / ALREADY_EXISTS
     ├── PromotionRefused       409 / FAILED_PRECONDITION
     ├── ArtifactError          400 / FAILED_PRECONDITION
-    └── RegistryUnavailable    503 / UNAVAILABLE, with Retry-After
+    ├── RegistryUnavailable    503 / UNAVAILABLE, with Retry-After
+    └── InsufficientMemory     503 / RESOURCE_EXHAUSTED
 """
 
 from __future__ import annotations
@@ -236,3 +237,20 @@ class RegistryUnavailable(InferdError):
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": "2"}
+
+
+class InsufficientMemory(InferdError):
+    """A version does not fit in the memory budget (or device) even after eviction."""
+
+    http_status = 503
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, model: str, version: int | str, device: str, needed: int, free: int):
+        super().__init__(
+            f"model '{model}' version {version} does not fit on {device}: needs {needed} bytes, "
+            f"{free} free after evicting every unpinned version; raise the memory budget, "
+            "unpin versions or place the model elsewhere"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "5"}

@@ -20,6 +20,7 @@ from inferd.errors import (
     InferdError,
     ModelLoadError,
     ModelNotFound,
+    ModelNotReady,
     QueueFull,
     RegistryUnavailable,
 )
@@ -131,8 +132,12 @@ class ModelControl:
             wanted = desired_versions(config, list(records.values()))
             failed = False
             for number in sorted(wanted):
+                if (name, number) in self.manager.evicted:
+                    continue  # pushed out by the memory budget: it loads on demand
                 loaded = await self._ensure(config, records[number], on_demand=False)
-                if loaded.state is not VersionState.READY:
+                if loaded.retryable:
+                    problems[f"{name}/{number}"] = loaded.reason
+                elif loaded.state is not VersionState.READY:
                     problems[f"{name}/{number}"] = loaded.reason
                     records[number] = _with_status(records[number], Status.FAILED)
                     failed = True
@@ -191,6 +196,8 @@ class ModelControl:
         )  # fmt: skip
         if path is None:
             loaded.state, loaded.reason = VersionState.UNAVAILABLE, reason
+        if loaded.retryable:
+            return loaded  # no memory now: not the version's fault, nothing to record
         status = Status.READY if loaded.state is VersionState.READY else Status.FAILED
         if record.status is not status or (status is Status.FAILED):
             await self._report(record, status, loaded.reason)
@@ -239,6 +246,8 @@ class ModelControl:
         finally:
             self._waiters[key] -= 1
         if loaded.state is not VersionState.READY:
+            if loaded.retryable:
+                raise ModelNotReady(name, str(record.version), loaded.reason)
             raise ModelLoadError(name, record.version, loaded.reason)
         return self.manager.get(name, loaded.label if version is not None else None)
 

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from inferd.batching import Batcher, BatchPolicy
 from inferd.config import ModelConfig
-from inferd.errors import InferdError, ModelLoadError, ModelNotFound, ModelNotReady
+from inferd.errors import (
+    InferdError,
+    InsufficientMemory,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+)
 from inferd.monitoring import Metrics
 from inferd.runtimes import Runtime, runtime_class
 from inferd.serving.stats import ModelStats
@@ -63,6 +69,7 @@ class ModelVersion:
     load_seconds: float = 0.0
     pinned: bool = False
     on_demand: bool = False
+    retryable: bool = False  # failed for lack of memory, not because of the version
     last_used: float = field(default_factory=time.monotonic)
     stats: ModelStats = field(default_factory=ModelStats)
 
@@ -90,6 +97,8 @@ class ModelManager:
         self._default: dict[str, ModelVersion] = {}
         self._production: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        # Versions pushed out by the budget: they come back on demand, not by reconcile.
+        self.evicted: set[tuple[str, int]] = set()
 
     # -- lookups (event loop, hot path) --------------------------------------------------------
 
@@ -186,10 +195,13 @@ class ModelManager:
             version = self._models.get(name, {}).get(number)
             if version is not None:
                 await self._unload(version)
-                self._models.get(name, {}).pop(number, None)
-                if not self._models.get(name):
-                    self._models.pop(name, None)
-                    self._default.pop(name, None)
+                self._drop(name, number)
+
+    def _drop(self, name: str, number: int) -> None:
+        self._models.get(name, {}).pop(number, None)
+        if not self._models.get(name):
+            self._models.pop(name, None)
+            self._default.pop(name, None)
 
     async def unload(self, name: str) -> None:
         """Drain and unload every version of a model. Raises ModelNotFound."""
@@ -227,6 +239,7 @@ class ModelManager:
         observer = partial(self._on_batch, fresh)
         fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label, observer=observer)
         fresh.state = VersionState.READY
+        self.evicted.discard((name, number))
         versions[number] = fresh  # the atomic switch: new requests see the new version
         self._refresh_default(name)
         self._metrics.set_loaded(name, fresh.label, True, memory)
@@ -241,6 +254,7 @@ class ModelManager:
     ) -> ModelVersion:
         fresh.state = VersionState.UNAVAILABLE
         fresh.memory_bytes = 0
+        fresh.retryable = isinstance(err, InsufficientMemory)
         fresh.reason = (
             err.message if isinstance(err, InferdError) else f"{type(err).__name__}: {err}"
         )
@@ -269,15 +283,11 @@ class ModelManager:
             logger.info("evicting model %s version %d (least recently used) to free %d bytes",
                         victim.name, victim.version, victim.memory_bytes)  # fmt: skip
             await self._unload(victim)
-            self._models.get(victim.name, {}).pop(victim.version, None)
+            self._drop(victim.name, victim.version)
+            self.evicted.add((victim.name, victim.version))
         used = self.loaded_bytes()
         if used + needed > budget:
-            raise ModelLoadError(
-                "",
-                0,
-                f"memory budget: needs {needed} bytes, {budget - used} of {budget} free "
-                "after evicting every unpinned version; raise --memory-budget or unpin versions",
-            )
+            raise InsufficientMemory(name, number, "the memory budget", needed, budget - used)
 
     async def _unload(self, version: ModelVersion) -> None:
         versions = self._models.get(version.name, {})
