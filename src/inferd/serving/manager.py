@@ -147,13 +147,13 @@ class ModelManager:
         except (ValueError, KeyError):
             raise ModelNotFound(name, str(version)) from None
 
-    def loaded_bytes(self) -> int:
-        """Memory held by every ready or loading version."""
+    def loaded_bytes(self, exclude: ModelVersion | None = None) -> int:
+        """Memory held by every ready or loading version (but ``exclude``)."""
         return sum(
             v.memory_bytes
             for versions in self._models.values()
             for v in versions.values()
-            if v.state in (VersionState.READY, VersionState.LOADING)
+            if v.state in (VersionState.READY, VersionState.LOADING) and v is not exclude
         )
 
     def set_production(self, name: str, version: int | None) -> None:
@@ -235,6 +235,12 @@ class ModelManager:
             return self._failed(fresh, old, err)
         fresh.runtime, fresh.signature, fresh.memory_bytes = runtime, signature, memory
         fresh.load_seconds = time.perf_counter() - started
+        try:
+            # The estimate before loading can be low: make room for what was measured.
+            await self._make_room(0, old, name, number, loading=fresh)
+        except InsufficientMemory as err:
+            await asyncio.to_thread(runtime.unload)
+            return self._failed(fresh, old, err)
         policy = BatchPolicy.from_config(config)
         observer = partial(self._on_batch, fresh)
         fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label, observer=observer)
@@ -267,10 +273,19 @@ class ModelManager:
         return fresh  # the ready copy keeps serving; the caller sees the failure
 
     async def _make_room(
-        self, needed: int, keep: ModelVersion | None, name: str, number: int
-    ) -> None:
+        self, needed: int, keep: ModelVersion | None, name: str, number: int,
+        loading: ModelVersion | None = None,
+    ) -> None:  # fmt: skip
+        """Evict least recently used unpinned versions until ``needed`` more bytes fit.
+
+        ``loading`` is a version loaded but not yet switched in: its memory counts too.
+        """
         budget = self.memory_budget
-        if budget is None or self.loaded_bytes() + needed <= budget:
+        if budget is None:
+            return
+        if loading is not None:
+            needed += loading.memory_bytes
+        if self.loaded_bytes(exclude=loading) + needed <= budget:
             return
         candidates = sorted(
             (v for vs in self._models.values() for v in vs.values()
@@ -278,14 +293,14 @@ class ModelManager:
             key=lambda v: v.last_used,
         )  # fmt: skip
         for victim in candidates:
-            if self.loaded_bytes() + needed <= budget:
+            if self.loaded_bytes(exclude=loading) + needed <= budget:
                 break
             logger.info("evicting model %s version %d (least recently used) to free %d bytes",
                         victim.name, victim.version, victim.memory_bytes)  # fmt: skip
             await self._unload(victim)
             self._drop(victim.name, victim.version)
             self.evicted.add((victim.name, victim.version))
-        used = self.loaded_bytes()
+        used = self.loaded_bytes(exclude=loading)
         if used + needed > budget:
             raise InsufficientMemory(name, number, "the memory budget", needed, budget - used)
 
