@@ -2,14 +2,17 @@
 
 A migration is a function of a Connection. The applied ones are recorded in
 ``schema_migrations``; ``migrate`` applies the rest. Several replicas starting at once are
-safe: on PostgreSQL an advisory lock serialises them, on SQLite the write lock does.
+safe: on PostgreSQL an advisory lock serialises them, on SQLite a lock file beside the
+database does.
 Never edit a released migration: add a new one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, inspect, select, text
@@ -38,15 +41,36 @@ def _indexes(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_audit_model ON audit_log (model, at)"))
 
 
+def _jobs(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.jobs, schema.job_chunks])
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_state ON jobs (state)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
+    (3, "batch inference jobs and their chunks", _jobs),
 ]
+
+
+@contextmanager
+def _sqlite_lock(engine: Engine) -> Iterator[None]:
+    """SQLite has no advisory locks: serialise processes on one host with a lock file."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def migrate(engine: Engine) -> int:
     """Bring the schema up to date; return the schema version."""
-    with engine.begin() as conn:
+    with _sqlite_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         schema.schema_migrations.create(conn, checkfirst=True)

@@ -3,6 +3,7 @@
 models ─┬─< model_versions
         └─< audit_log (by name, so the log outlives deleted models)
 registry_state: one row whose ``revision`` grows with every change; replicas poll it.
+jobs ─< job_chunks: batch inference jobs and their planned chunks (inferd.jobs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -93,4 +95,51 @@ schema_migrations = Table(
     Column("version", Integer, primary_key=True),
     Column("description", Text, nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+# Batch inference jobs (inferd.jobs). A job pins the model version it started with; its input
+# is planned once into chunks, and a chunk is marked done only after its part file is in place.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("pinned", JSON, nullable=False),
+    Column("plan", JSON, nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Column("rows_total", BigInteger, nullable=True),
+    Column("rows_done", BigInteger, nullable=False, default=0),
+    Column("rows_failed", BigInteger, nullable=False, default=0),
+    Column("chunks_total", Integer, nullable=True),
+    Column("chunks_done", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("owner", String(200), nullable=False, default=""),
+    Column("lease_until", Float, nullable=False, default=0.0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_rows", BigInteger, nullable=False, default=0),
+    Column("run_started_at", Float, nullable=False, default=0.0),
+    Column("progress_at", Float, nullable=False, default=0.0),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+job_chunks = Table(
+    "job_chunks",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("file_index", Integer, nullable=False),
+    Column("start_row", BigInteger, nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("loc_start", BigInteger, nullable=True),
+    Column("loc_end", BigInteger, nullable=True),
+    Column("done", Boolean, nullable=False, default=False),
+    Column("rows_out", BigInteger, nullable=False, default=0),
+    Column("rows_failed", BigInteger, nullable=False, default=0),
+    Column("part", Text, nullable=False, default=""),
 )
