@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := onnx,postgres,test,dev
+EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,postgres,test,dev
 ARGS ?=
 
-.PHONY: install system-deps serve test check format bench clean
+.PHONY: install system-deps perf-analyzer grpc-stubs serve test check format bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,27 @@ system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
-test: install system-deps
+# Triton's perf_analyzer, for the tests and benchmarks: the binary in the tritonclient 2.41.0
+# wheel (newer PyPI builds need glibc 2.38), kept apart from the venv's newer tritonclient.
+# It needs Debian's libb64 and a libcudart.so.12 that exists (it never uses CUDA).
+PERF_DIR := $(VENV)/perf_analyzer
+PERF_STAMP := $(PERF_DIR)/.installed-stamp
+
+perf-analyzer: $(PERF_STAMP)
+
+$(PERF_STAMP): $(STAMP)
+	@dpkg -s libb64-0d >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d)
+	rm -rf $(PERF_DIR)
+	$(PY) -m pip install --quiet --no-deps --target $(PERF_DIR) \
+	  'tritonclient==2.41.0' 'nvidia-cuda-runtime-cu12>=12,<13'
+	touch $(PERF_STAMP)
+
+# Regenerate the gRPC protocol modules from src/inferd/protocol/_gen/*.proto.
+grpc-stubs: install
+	scripts/gen_grpc.sh $(PY)
+
+test: install system-deps perf-analyzer
 	$(PY) -m pytest $(ARGS)
 
 check: install
@@ -37,7 +57,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: install
+bench: install perf-analyzer
 	$(PY) bench/serving.py $(ARGS)
 
 clean:

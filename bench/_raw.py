@@ -7,12 +7,14 @@ onnxruntime's defaults (one intra-op thread per core).
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _server import busy_cpu_seconds
 
 BATCH_SIZES = (1, 8, 16, 32, 64, 128)
 
@@ -24,6 +26,7 @@ class RawPoint:
     threads: str  # "server (1/1)" or "default"
     batch_size: int
     samples_per_s: float
+    other_cores: float  # load of other processes meanwhile; above ~0.25 the point is low
 
 
 def _session(model: Path, server_threads: bool) -> Any:
@@ -39,14 +42,22 @@ def _session(model: Path, server_threads: bool) -> Any:
     )
 
 
-def _samples_per_s(session: Any, batch: np.ndarray, seconds: float) -> float:
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _samples_per_s(session: Any, batch: np.ndarray, seconds: float) -> tuple[float, float]:
+    """(samples/s, cores used by other processes meanwhile)."""
     for _ in range(5):
         session.run(None, {"x": batch})
+    busy0, own0 = busy_cpu_seconds(), _own_cpu_seconds()
     runs, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or runs < 10:
         session.run(None, {"x": batch})
         runs += 1
-    return runs * batch.shape[0] / elapsed
+    other = (busy_cpu_seconds() - busy0) - (_own_cpu_seconds() - own0)
+    return runs * batch.shape[0] / elapsed, max(0.0, other) / elapsed
 
 
 def measure(model: Path, features: int, seconds: float = 1.0) -> list[RawPoint]:
@@ -57,5 +68,6 @@ def measure(model: Path, features: int, seconds: float = 1.0) -> list[RawPoint]:
         session = _session(model, server_threads)
         for size in BATCH_SIZES:
             batch = rng.standard_normal((size, features)).astype(np.float32)
-            points.append(RawPoint(label, size, _samples_per_s(session, batch, seconds)))
+            rate, other = _samples_per_s(session, batch, seconds)
+            points.append(RawPoint(label, size, rate, other))
     return points

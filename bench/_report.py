@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,15 @@ class Cell:
     p99_ms: float
     max_ms: float
     errors: int
-    warmup_errors: int
+    other_run_errors: int  # errors in the warm-up and in repeats not reported
+    socket_errors: int
+    wrk_non2xx: int
+    server_non2xx: int
     server_cpu_us_per_req: float
     wrk_cpu_us_per_req: float
+    other_cpu_cores: float  # load of other processes on the machine during the timed run
     mean_batch: float | None
+    runs_rps: list[float]  # req/s of every timed run (--repeat)
     check: str  # "ok", or what was wrong with the answer to one request before the run
 
 
@@ -60,173 +65,150 @@ def find(cells: Iterable[Cell], **match: Any) -> Cell | None:
     return None
 
 
+_COLUMNS: tuple[tuple[str, Callable[[Cell], str]], ...] = (
+    ("model", lambda c: c.model),
+    ("protocol", lambda c: c.protocol),
+    ("workers", lambda c: str(c.workers)),
+    ("batching", lambda c: "on" if c.batching else "off"),
+    ("conc", lambda c: str(c.concurrency)),
+    ("req/s", lambda c: f"{c.rps:,.0f}"),
+    ("samples/s", lambda c: f"{c.samples_per_s:,.0f}"),
+    ("p50 ms", lambda c: f"{c.p50_ms:.2f}"),
+    ("p99 ms", lambda c: f"{c.p99_ms:.2f}"),
+    ("errors", lambda c: str(c.errors + c.other_run_errors)),
+    ("server CPU µs/req", lambda c: f"{c.server_cpu_us_per_req:.0f}"),
+    ("wrk CPU µs/req", lambda c: f"{c.wrk_cpu_us_per_req:.0f}"),
+    ("other load", lambda c: f"{c.other_cpu_cores:.2f}"),
+    ("mean batch", lambda c: "-" if c.mean_batch is None else f"{c.mean_batch:.1f}"),
+)
+
+
 def table(cells: Sequence[Cell]) -> str:
-    """The results as a fixed-width text table (also valid Markdown)."""
-    head = (
-        "model",
-        "protocol",
-        "workers",
-        "batching",
-        "conc",
-        "req/s",
-        "samples/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "server CPU µs/req",
-        "wrk CPU µs/req",
-        "mean batch",
-    )
-    rows = [head]
-    for c in cells:
-        rows.append(
-            (
-                c.model,
-                c.protocol,
-                str(c.workers),
-                "on" if c.batching else "off",
-                str(c.concurrency),
-                f"{c.rps:,.0f}",
-                f"{c.samples_per_s:,.0f}",
-                f"{c.p50_ms:.2f}",
-                f"{c.p99_ms:.2f}",
-                str(c.errors + c.warmup_errors),
-                f"{c.server_cpu_us_per_req:.0f}",
-                f"{c.wrk_cpu_us_per_req:.0f}",
-                "-" if c.mean_batch is None else f"{c.mean_batch:.1f}",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    """The results as a fixed-width Markdown table."""
+    rows = [[name for name, _ in _COLUMNS]]
+    rows += [[cell_format(c) for _, cell_format in _COLUMNS] for c in cells]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     lines = [
         "| " + " | ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in rows
     ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
     return "\n".join(lines)
 
 
 def raw_table(points: Sequence[RawPoint]) -> str:
-    """Raw onnxruntime samples/s per batch size, one column per session setting."""
+    """Raw onnxruntime samples/s per batch size, one column per session setting.
+
+    Points measured while other processes kept more than 0.25 cores busy are marked ``*``.
+    """
     settings = list(dict.fromkeys(p.threads for p in points))
     sizes = list(dict.fromkeys(p.batch_size for p in points))
-    by_key = {(p.threads, p.batch_size): p.samples_per_s for p in points}
+    by_key = {(p.threads, p.batch_size): p for p in points}
     lines = ["| batch | " + " | ".join(f"{s} samples/s" for s in settings) + " |"]
     lines.append("|---:|" + "---:|" * len(settings))
     for size in sizes:
-        values = " | ".join(f"{by_key[(s, size)]:,.0f}" for s in settings)
+        cells = [by_key[(s, size)] for s in settings]
+        values = " | ".join(
+            f"{p.samples_per_s:,.0f}{' *' if p.other_cores > 0.25 else ''}" for p in cells
+        )
         lines.append(f"| {size} | {values} |")
     return "\n".join(lines)
 
 
-def _fraction(num: Cell | None, den: float | None, name: str) -> float | None:
-    if num is None or not den:
-        return None
-    return (num.samples_per_s if name == "samples" else num.rps) / den
+def _mlp64(
+    cells: Sequence[Cell], protocol: str, workers: int | None, batching: bool
+) -> Cell | None:
+    return find(
+        cells, model="mlp", protocol=protocol, workers=workers, batching=batching, concurrency=64
+    )
+
+
+def _on_off(cells: Sequence[Cell], workers: int | None) -> list[Ratio]:
+    out: list[Ratio] = []
+    json_value: float | None = None
+    for protocol in ("json", "binary"):
+        on, off = _mlp64(cells, protocol, workers, True), _mlp64(cells, protocol, workers, False)
+        value = on.rps / off.rps if on and off and off.rps else None
+        passed = None if value is None else value >= ON_OFF_MIN
+        target = f">= {ON_OFF_MIN:g}"
+        if protocol == "json":
+            json_value = value
+        else:
+            target += " and > JSON's"
+            if passed and json_value is not None:
+                passed = value is not None and value > json_value
+        detail = f"{on.rps:,.0f} / {off.rps:,.0f} req/s" if on and off else "cells missing"
+        name = f"mlp c=64 batching on/off, V2 {protocol}, workers={workers}"
+        out.append(Ratio(name, value, target, passed, detail))
+    return out
+
+
+def _served_raw(cells: Sequence[Cell], raw: Sequence[RawPoint], workers: int | None) -> list[Ratio]:
+    best = max(raw, key=lambda p: p.samples_per_s, default=None)
+    out: list[Ratio] = []
+    for protocol in ("json", "binary"):
+        on = _mlp64(cells, protocol, workers, True)
+        if on is None or best is None:
+            out.append(Ratio(f"mlp c=64 served/raw, V2 {protocol}", None, "", None, "missing"))
+            continue
+        value = on.samples_per_s / best.samples_per_s
+        detail = (
+            f"{on.samples_per_s:,.0f} served / {best.samples_per_s:,.0f} raw samples/s; "
+            f"raw best: {best.threads} threads, batch {best.batch_size}"
+        )
+        target = f">= {SERVED_RAW_MIN:g}" + ("" if protocol == "json" else " (JSON's target)")
+        name = f"mlp c=64 served/raw samples/s, V2 {protocol}, workers={workers}"
+        out.append(Ratio(name, value, target, value >= SERVED_RAW_MIN, detail))
+    return out
+
+
+def _linear(cells: Sequence[Cell]) -> list[Ratio]:
+    out: list[Ratio] = []
+    for protocol in ("json", "binary"):
+        name = f"linear c=64 workers=2 req/s, V2 {protocol}"
+        c = find(cells, model="linear", protocol=protocol, workers=2, concurrency=64)
+        if c is None:
+            out.append(Ratio(name, None, f">= {LINEAR_RPS_MIN:,.0f}", None, "cell missing"))
+        else:
+            detail = f"server CPU {c.server_cpu_us_per_req:.0f} µs/req"
+            out.append(
+                Ratio(name, c.rps, f">= {LINEAR_RPS_MIN:,.0f}", c.rps >= LINEAR_RPS_MIN, detail)
+            )
+    for protocol in ("json", "binary"):
+        name = f"linear c=1 workers=1 p99 ms, V2 {protocol}"
+        c = find(cells, model="linear", protocol=protocol, workers=1, concurrency=1)
+        target = f"< {LINEAR_P99_MAX_MS:g}"
+        if c is None:
+            out.append(Ratio(name, None, target, None, "cell missing"))
+        else:
+            detail = f"p50 {c.p50_ms:.2f} ms, max {c.max_ms:.2f} ms"
+            out.append(Ratio(name, c.p99_ms, target, c.p99_ms < LINEAR_P99_MAX_MS, detail))
+    return out
+
+
+def _errors(cells: Sequence[Cell]) -> Ratio:
+    def count(c: Cell) -> int:
+        return c.errors + c.other_run_errors + (c.check != "ok")
+
+    errors = sum(count(c) for c in cells)
+    bad = [f"{c.model}/{c.protocol}/w{c.workers}/c{c.concurrency}" for c in cells if count(c)]
+    name = "errors in all cells (incl. warm-up and answer checks)"
+    return Ratio(name, float(errors), "== 0", errors == 0, ", ".join(bad) or "none")
 
 
 def ratios(cells: Sequence[Cell], raw: Sequence[RawPoint], pair_workers: int | None) -> list[Ratio]:
-    """The issue's targets, computed from this run's cells."""
-    out: list[Ratio] = []
-    on_off: dict[str, float | None] = {}
-    for protocol in ("json", "binary"):
-        on = find(
-            cells,
-            model="mlp",
-            protocol=protocol,
-            workers=pair_workers,
-            batching=True,
-            concurrency=64,
-        )
-        off = find(
-            cells,
-            model="mlp",
-            protocol=protocol,
-            workers=pair_workers,
-            batching=False,
-            concurrency=64,
-        )
-        value = on_off[protocol] = _fraction(on, off.rps if off else None, "rps")
-        detail = f"{on.rps:,.0f} / {off.rps:,.0f} req/s" if on and off else "cells missing"
-        target = f">= {ON_OFF_MIN:g}" + (" and > JSON" if protocol == "binary" else "")
-        passed = None if value is None else value >= ON_OFF_MIN
-        if protocol == "binary" and passed and on_off["json"] is not None:
-            passed = value is not None and value > on_off["json"]
-        out.append(
-            Ratio(
-                f"mlp c=64 batching on/off, V2 {protocol} (workers={pair_workers})",
-                value,
-                target,
-                passed,
-                detail,
-            )
-        )
-    best = max(raw, key=lambda p: p.samples_per_s, default=None)
-    for protocol in ("json", "binary"):
-        on = find(
-            cells,
-            model="mlp",
-            protocol=protocol,
-            workers=pair_workers,
-            batching=True,
-            concurrency=64,
-        )
-        value = _fraction(on, best.samples_per_s if best else None, "samples")
-        detail = (
-            f"{on.samples_per_s:,.0f} served / {best.samples_per_s:,.0f} raw samples/s "
-            f"(raw best: {best.threads}, batch {best.batch_size})"
-            if on and best
-            else "cells missing"
-        )
-        target = f">= {SERVED_RAW_MIN:g}" if protocol == "json" else "report (>= 0.15)"
-        passed = None if value is None else value >= SERVED_RAW_MIN
-        out.append(
-            Ratio(f"mlp c=64 served/raw samples/s, V2 {protocol}", value, target, passed, detail)
-        )
-    for protocol in ("json", "binary"):
-        cell = find(
-            cells, model="linear", protocol=protocol, workers=2, batching=True, concurrency=64
-        )
-        detail = f"server CPU {cell.server_cpu_us_per_req:.0f} µs/req" if cell else "cells missing"
-        passed = None if cell is None else cell.rps >= LINEAR_RPS_MIN
-        out.append(
-            Ratio(
-                f"linear c=64 workers=2 req/s, V2 {protocol}",
-                cell.rps if cell else None,
-                f">= {LINEAR_RPS_MIN:,.0f}",
-                passed,
-                detail,
-            )
-        )
-    for protocol in ("json", "binary"):
-        cell = find(
-            cells, model="linear", protocol=protocol, workers=1, batching=True, concurrency=1
-        )
-        detail = f"p50 {cell.p50_ms:.2f} ms, max {cell.max_ms:.2f} ms" if cell else "cells missing"
-        passed = None if cell is None else cell.p99_ms < LINEAR_P99_MAX_MS
-        out.append(
-            Ratio(
-                f"linear c=1 workers=1 p99 ms, V2 {protocol}",
-                cell.p99_ms if cell else None,
-                f"< {LINEAR_P99_MAX_MS:g}",
-                passed,
-                detail,
-            )
-        )
-    errors = sum(c.errors + c.warmup_errors + (c.check != "ok") for c in cells)
-    bad = [
-        f"{c.model}/{c.protocol}/w{c.workers}/c{c.concurrency}"
-        for c in cells
-        if c.errors + c.warmup_errors or c.check != "ok"
+    """The issue's targets, computed from this run's cells.
+
+    Args:
+        cells: every measured cell.
+        raw: raw onnxruntime points; the best one is the denominator of served/raw.
+        pair_workers: workers of the batching on/off pair (and of served/raw).
+    """
+    return [
+        *_on_off(cells, pair_workers),
+        *_served_raw(cells, raw, pair_workers),
+        *_linear(cells),
+        _errors(cells),
     ]
-    out.append(
-        Ratio(
-            "errors in all cells (incl. warm-up and answer checks)",
-            float(errors),
-            "== 0",
-            errors == 0,
-            ", ".join(bad) or "none",
-        )
-    )
-    return out
 
 
 def ratio_lines(items: Sequence[Ratio]) -> str:

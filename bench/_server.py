@@ -86,6 +86,7 @@ class Server:
         self.home = home
         self.ready_timeout_s = ready_timeout_s
         self.port = free_port()
+        self.grpc_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -121,7 +122,7 @@ class Server:
             "--model-repository", str(self.repository),
             "--host", "127.0.0.1",
             "--http-port", str(self.port),
-            "--grpc-port", str(free_port()),
+            "--grpc-port", str(self.grpc_port),
             "--workers", str(self.workers),
             "--log-level", "warning",
         ]  # fmt: skip

@@ -20,28 +20,43 @@ In one run it:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import numpy as np
 from _raw import RawPoint, measure
 from _report import Cell, ratio_lines, ratios, raw_table, table, write_json
-from _server import Server, describe
-from _wrk import MLP_FEATURES, Payload, model_input, payload, run_wrk, write_script
+from _server import Server, busy_cpu_seconds, describe
+from _wrk import (
+    MLP_FEATURES,
+    Payload,
+    WrkResult,
+    model_input,
+    payload,
+    run_wrk,
+    write_script,
+)
 
 MODELS = ("linear", "mlp")
 PROTOCOLS = ("json", "binary")
 RESULTS = Path(__file__).resolve().parent / "results"
+# Other processes' load (in cores) under which a cell starts without waiting.
+QUIET_CORES = 0.25
+# Other processes' load (in cores) during a timed run above which the report warns.
+DISTURBED_CORES = 0.25
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +68,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--concurrency", default="1,16,64", help="comma list (default 1,16,64)")
     parser.add_argument("--workers", default="1,2", help="batching-on servers (default 1,2)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="timed runs per cell; the one with the least load from other processes is "
+        "reported (default 1)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (default 1)")
     parser.add_argument("--raw-seconds", type=float, default=1.0, help="per raw batch size")
+    parser.add_argument(
+        "--quiet-timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait before each cell for other processes to leave the CPU "
+        "(default 5; 2 with --quick)",
+    )
+    parser.add_argument(
+        "--count-all-status",
+        action="store_true",
+        help="count 1xx/3xx as errors in wrk's Lua too (costs wrk CPU; the server's own "
+        "non-2xx count is always added)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON record")
     return parser
 
@@ -116,26 +151,84 @@ def check(server: Server, model: str, request: Payload, expected: np.ndarray) ->
         raise RuntimeError(f"{model}: wrong answer {describe(body)}")
 
 
-def measure_cell(
-    server: Server,
-    model: str,
-    protocol: str,
-    script: Path,
-    concurrency: int,
-    args: argparse.Namespace,
-    rows_per_request: int,
-    batching: bool,
-    checked: str,
-) -> Cell:
-    """Warm up, then one timed wrk run with server CPU and batch sizes around it."""
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_load(server: Server | None, seconds: float = 0.5) -> float:
+    """Cores kept busy by processes other than the server and this one over ``seconds``."""
+
+    def server_cpu() -> float:
+        return server.cpu_seconds() if server is not None else 0.0
+
+    busy0, server0, own0 = busy_cpu_seconds(), server_cpu(), _own_cpu_seconds()
+    time.sleep(seconds)
+    busy1, server1, own1 = busy_cpu_seconds(), server_cpu(), _own_cpu_seconds()
+    return max(0.0, (busy1 - busy0) - (server1 - server0) - (own1 - own0)) / seconds
+
+
+def wait_quiet(server: Server | None, limit_s: float) -> float:
+    """Wait up to ``limit_s`` for other processes to leave the cores; returns their load."""
+    deadline = time.monotonic() + limit_s
+    while (load := other_load(server)) > QUIET_CORES and time.monotonic() < deadline:
+        pass
+    return load
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One timed wrk run and what the server and the machine did meanwhile."""
+
+    result: WrkResult
+    server_cpu_s: float
+    other_cores: float
+    server_non2xx: int
+    rows: float
+    calls: float
+
+    @property
+    def errors(self) -> int:
+        # A 5xx is seen by wrk and by the server's counter: count it once.
+        return self.result.socket_errors + max(self.result.non2xx, self.server_non2xx)
+
+
+def timed_run(
+    server: Server, model: str, script: Path, concurrency: int, seconds: int, threads: int
+) -> _Run:
+    """One wrk run with the server's CPU, non-2xx answers and batch sizes around it."""
     url = f"{server.base_url}/v2/models/{model}/infer"
-    warm = run_wrk(url, script, concurrency, args.warmup, args.wrk_threads)
-    rows0, calls0 = server.batch_totals(model)
-    cpu0 = server.cpu_seconds()
-    result = run_wrk(url, script, concurrency, args.duration, args.wrk_threads)
-    cpu1 = server.cpu_seconds()
-    rows1, calls1 = server.batch_totals(model)
-    done = max(result.requests, 1)
+    c0 = server.counters(model)
+    busy0, cpu0, own0 = busy_cpu_seconds(), server.cpu_seconds(), _own_cpu_seconds()
+    result = run_wrk(url, script, concurrency, seconds, threads)
+    busy1, cpu1, own1 = busy_cpu_seconds(), server.cpu_seconds(), _own_cpu_seconds()
+    c1 = server.counters(model)
+    other = (busy1 - busy0) - (cpu1 - cpu0) - result.cpu_s - (own1 - own0)
+    return _Run(
+        result=result,
+        server_cpu_s=cpu1 - cpu0,
+        other_cores=max(0.0, other) / max(result.duration_s, 1e-9),
+        server_non2xx=int(c1["non2xx"] - c0["non2xx"]),
+        rows=c1["rows"] - c0["rows"],
+        calls=c1["calls"] - c0["calls"],
+    )
+
+
+def measure_cell(
+    server: Server, model: str, protocol: str, script: Path, concurrency: int,
+    args: argparse.Namespace, request: Payload, batching: bool, checked: str,
+) -> Cell:  # fmt: skip
+    """Warm up, then ``args.repeat`` timed runs; reports the run least disturbed by others.
+
+    Errors of the warm-up and of the runs not reported still count (``other_run_errors``).
+    """
+    warm = timed_run(server, model, script, concurrency, args.warmup, args.wrk_threads)
+    runs = []
+    for _ in range(args.repeat):
+        wait_quiet(server, args.quiet_timeout)
+        runs.append(timed_run(server, model, script, concurrency, args.duration, args.wrk_threads))
+    run = min(runs, key=lambda r: r.other_cores)
+    result, done = run.result, max(run.result.requests, 1)
     return Cell(
         model=model,
         protocol=protocol,
@@ -144,16 +237,21 @@ def measure_cell(
         concurrency=concurrency,
         requests=result.requests,
         rps=result.rps,
-        samples_per_s=result.rps * rows_per_request,
+        samples_per_s=result.rps * request.rows,
         p50_ms=result.p50_ms,
         p90_ms=result.p90_ms,
         p99_ms=result.p99_ms,
         max_ms=result.max_ms,
-        errors=result.errors,
-        warmup_errors=warm.errors,
-        server_cpu_us_per_req=(cpu1 - cpu0) / done * 1e6,
+        errors=run.errors,
+        other_run_errors=warm.errors + sum(r.errors for r in runs) - run.errors,
+        socket_errors=result.socket_errors,
+        wrk_non2xx=result.non2xx,
+        server_non2xx=run.server_non2xx,
+        server_cpu_us_per_req=run.server_cpu_s / done * 1e6,
         wrk_cpu_us_per_req=result.cpu_s / done * 1e6,
-        mean_batch=(rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else None,
+        other_cpu_cores=run.other_cores,
+        mean_batch=run.rows / run.calls if run.calls else None,
+        runs_rps=[r.result.rps for r in runs],
         check=checked,
     )
 
@@ -178,7 +276,7 @@ def run_server(
             except (RuntimeError, ValueError, KeyError) as err:
                 checked = str(err)
                 print(f"  CHECK FAILED {model} {protocol}: {checked}", flush=True)
-            script = write_script(scripts, f"{model}-{protocol}", request)
+            script = write_script(scripts, f"{model}-{protocol}", request, args.count_all_status)
             for concurrency in concurrencies:
                 cell = measure_cell(
                     server,
@@ -187,7 +285,7 @@ def run_server(
                     script,
                     concurrency,
                     args,
-                    request.rows,
+                    request,
                     batching or model != "mlp",
                     checked,
                 )
@@ -195,7 +293,7 @@ def run_server(
                     f"  {model:6} {protocol:6} w{server.workers} "
                     f"{'on ' if cell.batching else 'off'} c={concurrency:<3} "
                     f"{cell.rps:9,.0f} req/s  p50 {cell.p50_ms:6.2f} ms  "
-                    f"p99 {cell.p99_ms:6.2f} ms  errors {cell.errors + cell.warmup_errors}  "
+                    f"p99 {cell.p99_ms:6.2f} ms  errors {cell.errors + cell.other_run_errors}  "
                     f"cpu {cell.server_cpu_us_per_req:5.0f} µs/req",
                     flush=True,
                 )
@@ -243,27 +341,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         concurrencies = [c for c in concurrencies if c in (1, 64)] or [1, 64]
         args.duration = min(args.duration, 2)
+        args.quiet_timeout = min(args.quiet_timeout, 2.0)
     signal.signal(signal.SIGTERM, _terminate)
     started = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="inferd-bench-") as tmp:
         root = Path(tmp)
         on_repo, off_repo = build_repositories(root)
         print("raw onnxruntime, mlp, in process:", flush=True)
+        wait_quiet(None, args.quiet_timeout)
         raw = measure(on_repo / "mlp" / "1" / "model.onnx", MLP_FEATURES, args.raw_seconds)
         print(raw_table(raw), flush=True)
         expected = {m: expected_output(m, on_repo) for m in MODELS}
         cells: list[Cell] = []
         for workers in _ints(args.workers):
             print(f"server --workers {workers}, batching on:", flush=True)
-            with Server(on_repo, workers, root / f"home-on-{workers}") as server:
+            with _server(
+                on_repo, workers, root / f"on-{workers}", args.out / f"serving-{started}"
+            ) as server:
                 cells += run_server(server, MODELS, concurrencies, root, expected, args)
         pair = _best_workers(cells)
         if pair is not None:
             print(f"server --workers {pair}, mlp batching off:", flush=True)
             off_conc = [64] if args.quick else concurrencies
-            with Server(off_repo, pair, root / f"home-off-{pair}") as server:
+            with _server(
+                off_repo, pair, root / f"off-{pair}", args.out / f"serving-{started}"
+            ) as server:
                 cells += run_server(server, ["mlp"], off_conc, root, expected, args, False)
     return _report(cells, raw, pair, args, started)
+
+
+@contextlib.contextmanager
+def _server(repository: Path, workers: int, home: Path, log_prefix: Path) -> Iterator[Server]:
+    """A running server whose log is kept as ``<log_prefix>-server-<home name>.log``."""
+    server = Server(repository, workers, home)
+    try:
+        with server:
+            yield server
+    finally:
+        log_prefix.parent.mkdir(parents=True, exist_ok=True)
+        log = log_prefix.with_name(f"{log_prefix.name}-server-{home.name}.log")
+        log.write_text(server.log(tail=10_000_000))
 
 
 def _best_workers(cells: Sequence[Cell]) -> int | None:
@@ -282,7 +399,7 @@ def _report(
     started: str,
 ) -> int:
     results = ratios(cells, raw, pair)
-    print("\nresults (errors include the warm-up run):")
+    print("\nresults (errors: every run of the cell, warm-up included):")
     print(table(cells))
     best = max(raw, key=lambda p: p.samples_per_s)
     print(
@@ -304,6 +421,20 @@ def _report(
         ratios=results,
     )
     print(f"\nwrote {path}")
+    raw_disturbed = [p for p in raw if p.other_cores > DISTURBED_CORES]
+    if raw_disturbed:
+        print(
+            f"WARNING: {len(raw_disturbed)} of {len(raw)} raw onnxruntime points (marked *) ran "
+            f"while other processes kept more than {DISTURBED_CORES} cores busy; a low raw best "
+            "inflates served/raw."
+        )
+    disturbed = [c for c in cells if c.other_cpu_cores > DISTURBED_CORES]
+    if disturbed:
+        print(
+            f"WARNING: {len(disturbed)} of {len(cells)} cells ran while other processes kept more "
+            f"than {DISTURBED_CORES} cores busy (column 'other load'); their numbers understate "
+            "the server. Re-run on a quiet machine, or with --repeat 3 --quiet-timeout 30."
+        )
     failed = [r for r in results if r.passed is False]
     print(f"{len(failed)} target(s) missed" if failed else "all targets met")
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from inferd.config import ARTIFACT_NAMES, ModelConfig, load_model_config
 from inferd.errors import ConfigError, InferdError, ModelNotFound
+from inferd.serving.triton_config import CONFIG_FILE as TRITON_CONFIG_FILE
+from inferd.serving.triton_config import load_triton_config
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,25 @@ class RepositoryModel:
 
 
 def model_names(root: Path) -> list[str]:
-    """Names of the model folders under ``root`` (folders holding a model.yaml), sorted."""
+    """Names of the model folders under ``root`` (with a model.yaml or config.pbtxt), sorted."""
     if not root.is_dir():
         raise ConfigError(str(root), "model_repository", "not a directory; pass an existing folder")
-    return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(p.name for p in root.iterdir() if config_file(p) is not None)
+
+
+def config_file(folder: Path) -> Path | None:
+    """A model folder's config: its model.yaml, else Triton's config.pbtxt, else None."""
+    for path in (folder / CONFIG_FILE, folder / TRITON_CONFIG_FILE):
+        if path.is_file():
+            return path
+    return None
+
+
+def load_config(path: Path, name: str) -> ModelConfig:
+    """Read a model.yaml, or a config.pbtxt as if it were one (see ``triton_config``)."""
+    if path.name == TRITON_CONFIG_FILE:
+        return load_triton_config(path, default_name=name)
+    return load_model_config(path, default_name=name)
 
 
 def read_model(root: Path, name: str) -> RepositoryModel:
@@ -56,10 +73,10 @@ def read_model(root: Path, name: str) -> RepositoryModel:
         ConfigError: the model.yaml is invalid or no version folder exists.
     """
     folder = root / name
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
+    config_path = config_file(folder)
+    if config_path is None:
         raise ModelNotFound(name, known=model_names(root))
-    config = load_model_config(config_path, default_name=name)
+    config = load_config(config_path, name)
     if config.name != name:
         raise ConfigError(
             str(config_path), "name", f"must match the folder name '{name}', got '{config.name}'"

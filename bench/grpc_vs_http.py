@@ -1,0 +1,192 @@
+"""gRPC vs HTTP benchmark: req/s and p99 of gRPC, HTTP binary and HTTP JSON, in one run.
+
+Run ``.venv/bin/python bench/grpc_vs_http.py`` (after ``make perf-analyzer``); ``--quick`` for 2 s
+cells. It serves the example repository (``linear``, ``mlp``) with one ``inferd serve``
+and measures every (model, protocol) cell at concurrency 64 twice:
+
+- with Triton's ``perf_analyzer`` (gRPC unary, gRPC streaming, HTTP binary, HTTP JSON);
+- with the project's own load generators: wrk for HTTP (``bench/_wrk.py``) and a closed-loop
+  Python gRPC client (``bench/_grpcload.py``).
+
+Each cell also records the server's CPU per request and the mean batch size. It prints the
+table and the issue's target (gRPC >= HTTP JSON for ``mlp``) and writes
+``bench/results/grpc-<timestamp>.json``. The exit code is 0 whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from _server import Server
+from _wrk import MARKER, payload, run_wrk, write_script
+
+HERE = Path(__file__).resolve().parent
+PERF_DIR = HERE.parent / ".venv" / "perf_analyzer"
+MODELS = ("linear", "mlp")
+PA_PROTOCOLS = ("grpc", "grpc-stream", "http-binary", "http-json")
+OWN_PROTOCOLS = ("grpc", "http-binary", "http-json")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measured cell."""
+
+    tool: str
+    model: str
+    protocol: str
+    concurrency: int
+    rps: float
+    p99_ms: float
+    errors: int
+    server_cpu_us_per_req: float
+    mean_batch: float | None
+
+
+def _perf_command(server: Server, model: str, protocol: str, args: argparse.Namespace) -> list[str]:
+    grpc = protocol.startswith("grpc")
+    port = server.grpc_port if grpc else server.port
+    command = [
+        str(PERF_DIR / "bin" / "perf_analyzer"), "-m", model, "-u", f"127.0.0.1:{port}",
+        "-i", "grpc" if grpc else "http", "--concurrency-range", str(args.concurrency),
+        "--measurement-interval", str(args.seconds * 1000), "--stability-percentage", "1000",
+        "--max-trials", "3",
+    ]  # fmt: skip
+    if model == "linear":
+        command += ["--shape", "x:1"]
+    if protocol == "grpc-stream":
+        command.append("--streaming")
+    if not grpc:
+        fmt = protocol.removeprefix("http-")
+        command += ["--input-tensor-format", fmt, "--output-tensor-format", fmt]
+    return command
+
+
+def measured(server: Server, model: str, run: Callable[[], T]) -> tuple[T, float, float | None]:
+    """Run ``run()``; return its result, the server's CPU µs per answered request and the
+    mean batch size over that time."""
+    c0, cpu0 = server.counters(model), server.cpu_seconds()
+    result = run()
+    c1, cpu1 = server.counters(model), server.cpu_seconds()
+    answered = max(c1["ok"] + c1["non2xx"] - c0["ok"] - c0["non2xx"], 1)
+    calls = c1["calls"] - c0["calls"]
+    batch = (c1["rows"] - c0["rows"]) / calls if calls else None
+    return result, (cpu1 - cpu0) / answered * 1e6, batch
+
+
+def perf_analyzer_cell(
+    server: Server, model: str, protocol: str, args: argparse.Namespace, out: Path
+) -> Row:
+    env = {**os.environ, "LD_LIBRARY_PATH": str(PERF_DIR / "nvidia" / "cuda_runtime" / "lib")}
+    command = [*_perf_command(server, model, protocol, args), "-f", str(out)]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    done, cpu, batch = measured(server, model, run)
+    errors = int(done.returncode != 0 or "error" in (done.stdout + done.stderr).lower())
+    rows = list(csv.DictReader(out.open())) if out.exists() else []
+    if errors or not rows:
+        print(f"  perf_analyzer failed: {(done.stdout + done.stderr)[-600:]}", flush=True)
+        return Row("perf_analyzer", model, protocol, args.concurrency, 0.0, 0.0, 1, cpu, batch)
+    row = rows[-1]
+    return Row(
+        "perf_analyzer", model, protocol, args.concurrency, float(row["Inferences/Second"]),
+        float(row["p99 latency"]) / 1000, errors, cpu, batch,
+    )  # fmt: skip
+
+
+def own_cell(server: Server, model: str, protocol: str, args: argparse.Namespace, tmp: Path) -> Row:
+    if protocol == "grpc":
+        command = [
+            sys.executable, str(HERE / "_grpcload.py"), f"127.0.0.1:{server.grpc_port}", model,
+            str(args.concurrency), str(args.seconds),
+        ]  # fmt: skip
+
+        def run_grpc() -> dict[str, float]:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=HERE)
+            line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+            if line is None:
+                raise RuntimeError(f"_grpcload failed: {done.stderr[-600:]}")
+            return dict(json.loads(line[len(MARKER) :]))
+
+        result, cpu, batch = measured(server, model, run_grpc)
+        rps = result["requests"] / result["duration_s"]
+        return Row("own", model, protocol, args.concurrency, rps, result["p99_ms"],
+                   int(result["errors"]), cpu, batch)  # fmt: skip
+    fmt = protocol.removeprefix("http-")
+    script = write_script(tmp, f"{model}-{fmt}", payload(model, fmt), False)
+    url = f"{server.base_url}/v2/models/{model}/infer"
+    wrk, cpu, batch = measured(
+        server, model, lambda: run_wrk(url, script, args.concurrency, args.seconds, 1)
+    )
+    return Row("own (wrk)", model, protocol, args.concurrency, wrk.rps, wrk.p99_ms, wrk.errors,
+               cpu, batch)  # fmt: skip
+
+
+def report(rows: list[Row]) -> list[str]:
+    lines = [
+        f"{'tool':14} {'model':6} {'protocol':12} {'req/s':>9} {'p99 ms':>8} {'errors':>6} "
+        f"{'cpu µs/req':>10} {'batch':>6}"
+    ]
+    for r in rows:
+        batch = f"{r.mean_batch:6.1f}" if r.mean_batch is not None else "     -"
+        lines.append(
+            f"{r.tool:14} {r.model:6} {r.protocol:12} {r.rps:9,.0f} {r.p99_ms:8.2f} "
+            f"{r.errors:6d} {r.server_cpu_us_per_req:10.0f} {batch}"
+        )
+    for tool in sorted({r.tool.split()[0] for r in rows}):
+        cells = {(r.model, r.protocol): r for r in rows if r.tool.split()[0] == tool}
+        grpc, json_ = cells.get(("mlp", "grpc")), cells.get(("mlp", "http-json"))
+        if grpc and json_ and json_.rps:
+            ratio = grpc.rps / json_.rps
+            verdict = "PASS" if ratio >= 1 else "FAIL"
+            lines.append(f"target [{tool}] mlp gRPC >= HTTP JSON req/s: {ratio:.2f}x {verdict}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=5, help="seconds per cell (default 5)")
+    parser.add_argument("--quick", action="store_true", help="2 s cells")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 2
+    from inferd.serving.examples import ensure_examples
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="inferd-bench-grpc-") as name:
+        tmp = Path(name)
+        repo = ensure_examples(tmp / "repo")
+        with Server(repo, 1, tmp / "home") as server:
+            for model in MODELS:
+                for protocol in PA_PROTOCOLS:
+                    rows.append(perf_analyzer_cell(server, model, protocol, args, tmp / "pa.csv"))
+                    print("  " + report([rows[-1]])[1], flush=True)
+                for protocol in OWN_PROTOCOLS:
+                    rows.append(own_cell(server, model, protocol, args, tmp))
+                    print("  " + report([rows[-1]])[1], flush=True)
+    print("\n".join(report(rows)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"grpc-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"rows": [asdict(r) for r in rows], "args": vars(args)},
+                               default=str, indent=1))  # fmt: skip
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

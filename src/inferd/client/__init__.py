@@ -1,0 +1,16 @@
+"""The Python SDK: :class:`Client` and :class:`AsyncClient` over HTTP or gRPC.
+
+    >>> from inferd.client import Client
+    >>> with Client("http://localhost:8000") as client:        # or "grpc://localhost:8001"
+    ...     y = client.infer("linear", {"x": np.array([1, 2, 3], dtype=np.float32)})["y"]
+
+Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as unavailable
+(503 / UNAVAILABLE) are retried with backoff (:class:`Retry`); every other refusal raises
+:class:`ClientError` with the server's message.
+"""
+
+from inferd.client._async import AsyncClient
+from inferd.client._client import Client
+from inferd.client._types import ClientError, InferResult, Retry
+
+__all__ = ["AsyncClient", "Client", "ClientError", "InferResult", "Retry"]

@@ -1,0 +1,246 @@
+"""The blocking client: :class:`Client`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+import numpy as np
+
+from inferd.client._grpc import GrpcCall, GrpcProtocol
+from inferd.client._http import HttpCall, HttpProtocol
+from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``http://h:p``, ``https://h:p`` or ``grpc://h:p`` -> (scheme, base).
+
+    Raises:
+        ValueError: another scheme, or no host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "grpc") or not parts.netloc:
+        raise ValueError(
+            f"url: expected http://host:port, https://host:port or grpc://host:port, got {url!r}"
+        )
+    if parts.scheme == "grpc":
+        return "grpc", parts.netloc
+    return parts.scheme, f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def error_from_http(response: httpx.Response) -> ClientError:
+    try:
+        message = str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason_phrase
+    return http_error(response.status_code, message, response.headers.get("retry-after"))
+
+
+def error_from_transport(err: httpx.TransportError, timeout: float) -> ClientError:
+    """No HTTP answer: a timeout, or a connection that failed (retryable)."""
+    if isinstance(err, httpx.TimeoutException):
+        return ClientError(f"no answer within {timeout} s", status=None, code="DEADLINE_EXCEEDED")
+    return ClientError(f"{type(err).__name__}: {err}", status=None, code="UNAVAILABLE")
+
+
+def read_http(call: HttpCall[T], response: httpx.Response) -> T:
+    """The parsed answer, or the error it carries."""
+    if response.status_code not in call.accept:
+        raise error_from_http(response)
+    return call.parse(response.status_code, response.content, response.headers)
+
+
+def error_from_grpc(err: grpc.RpcError) -> ClientError:
+    code = err.code().name if hasattr(err, "code") else "UNKNOWN"
+    details = err.details() if hasattr(err, "details") else str(err)
+    trailers: Any = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    retry_after = next((str(v) for k, v in trailers or () if k == "retry-after"), None)
+    return grpc_error(code, details or code, retry_after)
+
+
+class Client:
+    """A blocking client for inferd (and any Open Inference Protocol server) over HTTP or gRPC.
+
+    Arrays go in and come out as numpy; HTTP uses binary tensors unless ``binary=False``.
+    Calls refused as unavailable (503 / UNAVAILABLE: overload, draining, loading) are retried
+    with exponential backoff per ``retry``; other errors raise :class:`ClientError` at once.
+
+    Args:
+        url: ``http://host:8000`` or ``grpc://host:8001``.
+        timeout: seconds per call unless a call says otherwise.
+        retry: the retry policy (``Retry(attempts=1)`` turns retries off).
+        binary: HTTP only: binary tensor extension (default) or JSON.
+        max_message_bytes: gRPC only: largest message sent or received.
+
+    Example:
+        >>> with Client("grpc://localhost:8001") as client:
+        ...     client.infer("linear", {"x": np.array([1, 2, 3], dtype=np.float32)})["y"]
+        array([3., 5., 7.], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: Retry | None = None,
+        binary: bool = True,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        scheme, base = parse_url(url)
+        self.timeout = timeout
+        self.retry = retry or Retry()
+        self._http: httpx.Client | None = None
+        self._channel: grpc.Channel | None = None
+        self._protocol: HttpProtocol | GrpcProtocol
+        if scheme == "grpc":
+            options = [
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ]
+            self._channel = grpc.insecure_channel(base, options=options)
+            self._protocol = GrpcProtocol()
+        else:
+            self._http = httpx.Client(base_url=base, timeout=timeout)
+            self._protocol = HttpProtocol(binary)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        if self._http is not None:
+            self._http.close()
+        if self._channel is not None:
+            self._channel.close()
+
+    # -- Open Inference Protocol ---------------------------------------------------------------
+
+    def live(self) -> bool:
+        """Whether the server is live."""
+        return self._run(self._protocol.live())
+
+    def ready(self) -> bool:
+        """Whether the server is ready (its start-up load finished)."""
+        return self._run(self._protocol.ready())
+
+    def server_metadata(self) -> dict[str, Any]:
+        """``{"name", "version", "extensions"}``."""
+        return self._run(self._protocol.server_metadata())
+
+    def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
+        """The model's V2 metadata: name, versions, platform, inputs, outputs."""
+        return self._run(self._protocol.model_metadata(model, version))
+
+    def model_ready(self, model: str, version: str | None = None) -> bool:
+        """Whether the model (or that version) can take requests; False when unknown."""
+        return self._run(self._protocol.model_ready(model, version))
+
+    def model_config(self, model: str, version: str | None = None) -> dict[str, Any]:
+        """The model's configuration in Triton's ``model_config`` shape."""
+        return self._run(self._protocol.model_config(model, version))
+
+    def statistics(self, model: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton-style statistics (``{"model_stats": [...]}``) of one model or all."""
+        return self._run(self._protocol.statistics(model, version))
+
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        version: str | None = None,
+        outputs: Sequence[str] | None = None,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> InferResult:
+        """Run one inference request.
+
+        Args:
+            model: the model name.
+            inputs: input name -> array; the datatype follows the array's dtype (str, bytes
+                and object arrays are BYTES).
+            version: a version number, or None for the model's default version.
+            outputs: the outputs to return, or None for all of them.
+            request_id: an id the server echoes back.
+            parameters: V2 request parameters, e.g. ``{"priority": 1}``.
+            timeout: seconds for this call (default: the client's).
+
+        Raises:
+            ClientError: the server refused the request (e.g. ``INVALID_ARGUMENT`` naming the
+                input), or retries ran out.
+        """
+        call = self._protocol.infer(model, inputs, version, outputs, request_id, parameters)
+        return self._run(call, timeout)
+
+    # -- repository and management --------------------------------------------------------------
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Every model and version with its state (and failure reason)."""
+        return self._run(self._protocol.repository_index())
+
+    def load_model(self, model: str) -> None:
+        """(Re)load a model from the repository."""
+        self._run(self._protocol.load_model(model))
+
+    def unload_model(self, model: str) -> None:
+        """Drain and unload every version of a model."""
+        self._run(self._protocol.unload_model(model))
+
+    def management(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Call the management API (``/v1/...``: models, versions, stages; HTTP only).
+
+        Example: ``client.management("GET", "models")``.
+        """
+        if not isinstance(self._protocol, HttpProtocol):
+            raise ClientError(
+                "management calls need an http:// URL", status=None, code="UNIMPLEMENTED"
+            )
+        return self._run(self._protocol.management(method, path, body))
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _run(self, call: HttpCall[T] | GrpcCall[T], timeout: float | None = None) -> T:
+        seconds = self.timeout if timeout is None else timeout
+        attempt = 1
+        while True:
+            try:
+                return self._send(call, seconds)
+            except ClientError as err:
+                if not err.retryable or attempt >= self.retry.attempts:
+                    raise
+                time.sleep(self.retry.delay(attempt, err))
+                attempt += 1
+
+    def _send(self, call: HttpCall[T] | GrpcCall[T], timeout: float) -> T:
+        if isinstance(call, GrpcCall) and self._channel is not None:
+            stub = self._channel.unary_unary(
+                call.method,
+                request_serializer=type(call.request).SerializeToString,
+                response_deserializer=call.response_type.FromString,
+            )
+            try:
+                return call.parse(stub(call.request, timeout=timeout))
+            except grpc.RpcError as err:
+                raise error_from_grpc(err) from None
+        if isinstance(call, HttpCall) and self._http is not None:
+            try:
+                response = self._http.request(
+                    call.method, call.path, content=call.body, headers=call.headers,
+                    timeout=timeout,
+                )  # fmt: skip
+            except httpx.TransportError as err:
+                raise error_from_transport(err, timeout) from err
+            return read_http(call, response)
+        raise TypeError(f"{type(call).__name__} does not fit this client's protocol")
