@@ -178,3 +178,15 @@ def test_numeric_json_data_is_handed_to_orjson_as_an_array() -> None:
     """No per-element Python conversion on the numeric hot path."""
     assert isinstance(array_to_json_data(np.ones((4, 10), dtype=np.float32)), np.ndarray)
     assert isinstance(array_to_json_data(np.ones(3, dtype=np.float16)), np.ndarray)
+
+
+def test_uint64_beyond_int64_and_fp32_extremes_decode_exactly() -> None:
+    big = array_from_json("x", 0, "UINT64", [2], [2**64 - 1, 2**63])
+    assert big.tolist() == [2**64 - 1, 2**63]
+    assert big.dtype == np.uint64
+    top = array_from_json("x", 0, "FP32", [2], [3.4028235e38, -3.4028235e38])
+    assert np.isfinite(top).all()
+    with pytest.raises(InvalidInput, match="UINT64"):
+        array_from_json("x", 0, "UINT64", [1], [2**64])
+    with pytest.raises(InvalidInput, match="FP32"):
+        array_from_json("x", 0, "FP32", [1], [1e39])

@@ -118,13 +118,57 @@ def _numbers_from_json(field: str, datatype: str, data: list[Any]) -> np.ndarray
         raise InvalidInput(field, "a rectangular (non-ragged) array", f"{err}") from None
     if parsed.size == 0:
         return np.empty(0, dtype=target)
+    if target.kind in "iu" and parsed.dtype.kind in "fO":
+        # numpy turns integers past INT64 (valid UINT64 values) into floats: look closer.
+        exact = _exact_integers(field, datatype, target, data)
+        if exact is not None:
+            return exact
     if parsed.dtype.kind not in _ACCEPTED_KINDS[target.kind]:
         got = _KIND_NAMES.get(parsed.dtype.kind, "mixed or non-numeric values")
         expected = "true/false" if datatype == "BOOL" else f"{_KIND_NAMES[target.kind]}"
         raise InvalidInput(field, f"{expected} ({datatype})", got)
     if parsed.dtype != target and not np.can_cast(parsed.dtype, target, "safe"):
+        if target.kind == "f":
+            return _narrow_floats(field, datatype, target, parsed)
         _check_range(field, datatype, target, parsed)
     return parsed.astype(target, copy=False).reshape(-1)
+
+
+def _narrow_floats(
+    field: str, datatype: str, target: np.dtype[Any], parsed: np.ndarray
+) -> np.ndarray:
+    """Cast to a narrower float, refusing only values that become infinite.
+
+    A range check on the wide values would refuse e.g. ``3.4028235e38``, the usual text of
+    FP32's largest value, which rounds to it exactly.
+    """
+    with np.errstate(over="ignore"):
+        cast = parsed.astype(target).reshape(-1)
+    if np.isinf(cast).any() and (np.isinf(cast) & ~np.isinf(parsed.reshape(-1))).any():
+        lowest, highest = _BOUNDS[datatype]
+        raise InvalidInput(
+            field, f"values in [{lowest}, {highest}] ({datatype})", "values out of that range"
+        )
+    return cast
+
+
+def _exact_integers(
+    field: str, datatype: str, target: np.dtype[Any], data: list[Any]
+) -> np.ndarray | None:
+    """Integers as Python ints, exactly; None when some value is not an integer."""
+    try:
+        flat = np.array(data, dtype=np.object_).reshape(-1).tolist()
+    except (ValueError, TypeError):
+        return None
+    if not all(type(v) is int for v in flat):
+        return None
+    lowest, highest = _BOUNDS[datatype]
+    if min(flat) < lowest or max(flat) > highest:
+        raise InvalidInput(
+            field, f"values in [{lowest}, {highest}] ({datatype})",
+            f"values in [{min(flat)}, {max(flat)}]",
+        )  # fmt: skip
+    return np.array(flat, dtype=target)
 
 
 def _bounds(dtype: np.dtype[Any]) -> tuple[float | int, float | int]:
