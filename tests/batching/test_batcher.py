@@ -283,3 +283,21 @@ async def test_cancelled_caller_does_not_disturb_others() -> None:
 def test_policy_rejects_preferred_sizes_above_the_maximum() -> None:
     with pytest.raises(ConfigError, match="preferred_batch_sizes"):
         BatchPolicy(max_batch_size=4, preferred_batch_sizes=(8,))
+
+
+async def test_cancelled_caller_with_a_timeout_leaves_the_queue() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=4)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    gone = asyncio.ensure_future(batcher.submit(x(1), timeout_s=30))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    await first
+    outputs, _ = await batcher.submit(x(2))
+    np.testing.assert_array_equal(outputs["y"], [5])
+    assert runtime.batches == [1, 1]  # the cancelled request never ran
+    await batcher.close()

@@ -197,6 +197,13 @@ class Batcher:
         return tuple((n, a.shape[1:], a.dtype) for n, a in inputs.items())
 
     async def _wait_with_limits(self, pending: _Pending, timeout_s: float | None) -> BatchResult:
+        try:
+            return await self._wait_shielded(pending, timeout_s)
+        except asyncio.CancelledError:
+            pending.future.cancel()  # the caller went away: drop it from the queue
+            raise
+
+    async def _wait_shielded(self, pending: _Pending, timeout_s: float | None) -> BatchResult:
         queue_s = self.policy.queue_timeout_s
         first = min(t for t in (timeout_s, queue_s) if t is not None)
         try:

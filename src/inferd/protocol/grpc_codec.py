@@ -21,7 +21,7 @@ import numpy as np
 from inferd.errors import InferenceFailed, InvalidInput
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol._tensors import array_from_bytes, array_to_bytes
-from inferd.protocol.v2 import _apply_parameters
+from inferd.protocol.v2 import apply_parameters
 from inferd.types import (
     DATATYPE_TO_DTYPE,
     DATATYPES,
@@ -124,7 +124,7 @@ def decode_infer_request(
     request = InferenceRequest(
         msg.model_name, msg.model_version or None, inputs, id=msg.id or None, outputs=outputs
     )
-    _apply_parameters(request, decode_parameters(msg.parameters))
+    apply_parameters(request, decode_parameters(msg.parameters))
     if deadline_s is not None:
         deadline_ms = max(deadline_s, 0.0) * 1000.0
         if request.timeout_ms is None or deadline_ms < request.timeout_ms:

@@ -91,7 +91,7 @@ def decode_infer_request(
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("id", "a string", describe(request_id))
     request = InferenceRequest(model_name, model_version, inputs, id=request_id, outputs=outputs)
-    _apply_parameters(request, params)
+    apply_parameters(request, params)
     return request, fmt
 
 
@@ -207,7 +207,7 @@ def _decode_output(index: int, entry: object) -> tuple[str, bool | None]:
     return name, flag
 
 
-def _apply_parameters(request: InferenceRequest, params: dict[str, Any]) -> None:
+def apply_parameters(request: InferenceRequest, params: dict[str, Any]) -> None:
     """Move the parameters inferd acts on into the request's own fields."""
     timeout = params.pop("timeout", None)
     if timeout is not None:
