@@ -167,6 +167,11 @@ class ModelConfig(_Strict):
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Runtime options, e.g. intra_op_threads."
     )
+    trust_pickle: bool = Field(
+        False,
+        description="Allow artifacts that run code when read (pickle, joblib, untrusted skops "
+        "types). Only for models whose origin you trust.",
+    )
 
     @field_validator("warmup", mode="before")
     @classmethod

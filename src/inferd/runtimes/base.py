@@ -10,15 +10,30 @@ threads. ``infer`` is synchronous and may block; it is never called on the event
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.config import ModelConfig
+from inferd.errors import ConfigError, FrameworkMissing, ModelLoadError
 from inferd.types import Signature, TensorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """Bytes a model version holds in host memory and on its device."""
+
+    host_bytes: int = 0
+    device_bytes: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.host_bytes + self.device_bytes
 
 
 class Runtime(ABC):
@@ -35,6 +50,41 @@ class Runtime(ABC):
         self.artifact = artifact
         self.requested_device = device
         self.device = "cpu"
+
+    @property
+    def model_version(self) -> str:
+        """The version label; runtimes are not told it, the artifact sits in <model>/<version>/."""
+        return self.artifact.parent.name
+
+    def load_error(self, problem: str) -> ModelLoadError:
+        """A :class:`ModelLoadError` for this model version; ``problem`` names file and fix."""
+        return ModelLoadError(self.config.name, self.model_version, problem)
+
+    def config_error(self, field: str, problem: str) -> ConfigError:
+        """A :class:`ConfigError` naming this model's model.yaml and ``field``."""
+        return ConfigError(f"model.yaml of {self.config.name}", field, problem)
+
+    def check_parameters(self, known: Sequence[str]) -> None:
+        """Refuse ``parameters`` entries this runtime does not know (typos fail loudly).
+
+        Raises:
+            ConfigError: naming the first unknown entry and the known ones.
+        """
+        unknown = sorted(set(self.config.parameters) - set(known))
+        if unknown:
+            expected = ", ".join(known) if known else "none for this platform"
+            raise self.config_error(
+                f"parameters.{unknown[0]}",
+                f"unknown {self.config.platform} parameter; expected one of: {expected}",
+            )
+
+    def int_parameter(self, key: str, default: int) -> int:
+        """A ``parameters`` entry that must be an integer >= 0. Raises ConfigError."""
+        value = self.config.parameters.get(key, default)
+        # bool is an int subclass; `true` in YAML is a typo here, not a count.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.config_error(f"parameters.{key}", f"expected an integer >= 0, got {value!r}")
+        return value
 
     @abstractmethod
     def load(self) -> None:
@@ -63,12 +113,31 @@ class Runtime(ABC):
         except OSError:
             return 0
 
+    def memory_usage(self) -> MemoryUsage:
+        """Host and device bytes this version holds; by default all of it counts as host."""
+        return MemoryUsage(host_bytes=self.memory_bytes())
+
     def warmup(self, batch_sizes: list[int], iterations: int = 1) -> None:
         """Run synthetic inputs built from the signature, so the first real request is fast."""
         for rows in batch_sizes:
             inputs = {spec.name: synthetic_input(spec, rows) for spec in self.signature().inputs}
             for _ in range(iterations):
                 self.infer(inputs)
+
+
+def import_framework(module: str, platform: str, extra: str) -> Any:
+    """Import a framework inside a runtime's ``load``, typed ``Any`` on purpose.
+
+    Frameworks are optional extras and heavy to import; importing them by name keeps them out
+    of the import graph of inferd (and of mypy's analysis).
+
+    Raises:
+        FrameworkMissing: naming the extra to install, e.g. ``pip install 'inferd[torch]'``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise FrameworkMissing(platform, extra, err) from err
 
 
 def synthetic_input(spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]:

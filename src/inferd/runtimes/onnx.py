@@ -8,7 +8,6 @@ onnxruntime is an optional extra (``inferd[onnx]``), imported only when a model 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from inferd.config import ModelConfig, TensorConfig
+from inferd.config import ModelConfig
 from inferd.errors import ConfigError, FrameworkMissing, InvalidInput, ModelLoadError, ModelNotReady
+from inferd.runtimes._device import visible_free_bytes
+from inferd.runtimes._memory import COLLECT_ABOVE_BYTES, release_host_memory, rss_bytes
+from inferd.runtimes._signature import SignatureProblem, merge
 from inferd.runtimes.base import Runtime
 from inferd.types import DATATYPE_TO_DTYPE, Signature, TensorSpec
 
@@ -38,10 +40,6 @@ _PARAMETERS = ("intra_op_threads", "inter_op_threads", "graph_optimization_level
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 _CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
-
-
-class _SignatureProblem(Exception):
-    """The artifact's graph and model.yaml disagree, or the graph has an unservable tensor."""
 
 
 class OnnxRuntime(Runtime):
@@ -82,16 +80,16 @@ class OnnxRuntime(Runtime):
             raise FrameworkMissing("onnx", "onnx", err) from err
         options = self._session_options(ort)
         providers, cuda_id = self._providers(ort)
-        before = _rss_bytes()
+        before = rss_bytes()
         session = self._create_session(ort, options, providers)
-        after = _rss_bytes()
+        after = rss_bytes()
         self.device = self._placement(session, cuda_id)
         try:
             signature = Signature(
-                _merge(_graph_specs(session.get_inputs()), self.config.inputs, "input"),
-                _merge(_graph_specs(session.get_outputs()), self.config.outputs, "output"),
+                merge(_graph_specs(session.get_inputs()), self.config.inputs, "input"),
+                merge(_graph_specs(session.get_outputs()), self.config.outputs, "output"),
             )
-        except _SignatureProblem as err:
+        except SignatureProblem as err:
             raise ModelLoadError(self.config.name, self._version, str(err)) from None
         self._signature = signature
         self._output_names = [spec.name for spec in signature.outputs]
@@ -128,8 +126,10 @@ class OnnxRuntime(Runtime):
 
     def unload(self) -> None:
         """Drop the session so onnxruntime frees its memory."""
+        held = self.memory_bytes()
         self._session = None
         self._memory = 0
+        release_host_memory(collect=held >= COLLECT_ABOVE_BYTES)
 
     def _config_error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"model.yaml of {self.config.name}", key, problem)
@@ -180,7 +180,7 @@ class OnnxRuntime(Runtime):
                 f"device '{requested}' requested but onnxruntime has no {_CUDA} "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or set device: cpu",
             )
-        device_id = int(match.group(1) or 0) if match is not None else 0
+        device_id = int(match.group(1) or 0) if match is not None else _most_free_gpu()
         # CPU stays in the list so ops without a CUDA kernel still run.
         return [(_CUDA, {"device_id": device_id}), _CPU], device_id
 
@@ -218,7 +218,7 @@ def _graph_specs(args: Sequence[Any]) -> list[TensorSpec]:
     for arg in args:
         datatype = _ORT_TO_DATATYPE.get(arg.type)
         if datatype is None:
-            raise _SignatureProblem(
+            raise SignatureProblem(
                 f"tensor '{arg.name}' has type {arg.type}, which inferd cannot serve; export "
                 "plain tensors (for skl2onnx classifiers: options={'zipmap': False})"
             )
@@ -228,46 +228,11 @@ def _graph_specs(args: Sequence[Any]) -> list[TensorSpec]:
     return specs
 
 
-def _merge(
-    graph: list[TensorSpec], declared: list[TensorConfig], kind: str
-) -> tuple[TensorSpec, ...]:
-    if not declared:
-        return tuple(graph)
-    by_name = {spec.name: spec for spec in graph}
-    names = [tensor.name for tensor in declared]
-    if sorted(by_name) != sorted(names):
-        raise _SignatureProblem(
-            f"{kind}s: expected names {sorted(by_name)} from the artifact, got {sorted(names)} "
-            "in model.yaml; fix model.yaml or leave the tensors out to use the artifact's"
-        )
-    return tuple(_merge_one(by_name[t.name], t.spec(), kind) for t in declared)
-
-
-def _merge_one(graph: TensorSpec, declared: TensorSpec, kind: str) -> TensorSpec:
-    where = f"{kind} '{graph.name}'"
-    if graph.datatype != declared.datatype:
-        raise _SignatureProblem(
-            f"{where} datatype: expected {graph.datatype} from the artifact, "
-            f"got {declared.datatype} in model.yaml"
-        )
-    shape = _merge_shape(graph.shape, declared.shape)
-    if shape is None:
-        raise _SignatureProblem(
-            f"{where} shape: expected {list(graph.shape)} from the artifact, "
-            f"got {list(declared.shape)} in model.yaml"
-        )
-    return TensorSpec(graph.name, graph.datatype, shape, declared.allow_nan)
-
-
-def _merge_shape(graph: tuple[int, ...], declared: tuple[int, ...]) -> tuple[int, ...] | None:
-    if not graph:
-        # onnxruntime reports [] when the graph stores no shape at all; trust model.yaml.
-        return declared
-    pairs = list(zip(graph, declared, strict=False))
-    if len(graph) != len(declared) or any(g != d and -1 not in (g, d) for g, d in pairs):
-        return None
-    # Keep whichever side is more specific: a fixed size beats -1.
-    return tuple(d if g == -1 else g for g, d in pairs)
+def _most_free_gpu() -> int:
+    # auto: the GPU with the most free memory (NVML), the first one when that is unknown.
+    free = visible_free_bytes()
+    known = [(f, -i) for i, f in enumerate(free) if f is not None]
+    return -max(known)[1] if known else 0
 
 
 def _to_text(name: str, array: np.ndarray) -> np.ndarray:
@@ -284,12 +249,3 @@ def _to_text(name: str, array: np.ndarray) -> np.ndarray:
 def _to_bytes(array: np.ndarray) -> np.ndarray:
     items = [v.encode("utf-8") if isinstance(v, str) else v for v in array.ravel()]
     return np.array(items, dtype=np.object_).reshape(array.shape)
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            resident_pages = int(statm.read().split()[1])
-        return resident_pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None

@@ -1,0 +1,272 @@
+"""Runtime benchmark: served samples/s against the framework called directly, per runtime.
+
+Run ``.venv/bin/python bench/runtimes.py`` (about 1.5 minutes; ``--seconds`` shortens it).
+See docs/runtimes.md for what it measures and the numbers of a run.
+
+For a small MLP (256 -> 512 -> 512 -> 10, ReLU) saved as TorchScript, as a torch.export
+program and as a TensorFlow SavedModel, and a 100-tree XGBoost classifier, in one process:
+
+1. direct: the framework's own call (``module(x)`` under ``torch.inference_mode``, the
+   SavedModel's ``serving_default``, ``Booster.inplace_predict``) on batches of 64 rows and of
+   8 rows, in a loop on one thread;
+2. served: the same file loaded by inferd (``build_app`` + data plane, in-process, no HTTP)
+   with 64 concurrent asyncio callers sending 8-row requests, so the batcher merges them
+   into batches of up to 64 rows; samples/s, mean rows per batch;
+3. warm-up: right after the version is ready, the latency of the first request against the
+   median of the next 200 (cold start hidden behind readiness: PASS when within 2x).
+
+The ratio ``served / direct@64`` is the serving overhead at equal batch size (1.0 is free);
+``served / direct@8`` is what a client sending 8-row requests gains from batching. Results
+go to ``bench/results/runtimes-<timestamp>.json``; the exit code is 0 whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The model builders are shared with the tests (tests/fixtures/models.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fixtures.models import (
+    build_mlp_tensorflow,
+    build_mlp_torch_export,
+    build_mlp_torchscript,
+    build_xgboost_classifier,
+    mlp_weights,
+)
+
+from inferd.server.app import build_app
+from inferd.settings import Settings
+from inferd.types import InferenceRequest
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MLP = (256, 512, 512, 10)
+XGB_FEATURES = 32
+MAX_BATCH = 64
+REQUEST_ROWS = 8
+CALLERS = 64
+MODELS = ("mlp_torchscript", "mlp_torch_export", "mlp_tensorflow", "xgboost_100")
+YAML = """\
+platform: {platform}
+max_batch_size: {max_batch}
+{io}warmup: {{batch_sizes: [1, {rows}, {max_batch}], iterations: 3}}
+"""
+MLP_IO = """\
+inputs: [{name: x, datatype: FP32, shape: [-1, 256]}]
+outputs: [{name: y, datatype: FP32, shape: [-1, 10]}]
+"""
+
+
+def build(root: Path) -> dict[str, Callable[[np.ndarray], Any]]:
+    """Write the repository under ``root``; return each model's direct (in-process) call."""
+    weights = mlp_weights(MLP, seed=0)
+    builders = {
+        "mlp_torchscript": ("torchscript", "model.pt", build_mlp_torchscript),
+        "mlp_torch_export": ("torch_export", "model.pt2", build_mlp_torch_export),
+        "mlp_tensorflow": ("tensorflow", "model.savedmodel", build_mlp_tensorflow),
+    }
+    paths = {
+        name: (kind, build_mlp(root / name / "1" / file, weights))
+        for name, (kind, file, build_mlp) in builders.items()
+    }
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5000, XGB_FEATURES)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(np.int64)
+    xgb_path = root / "xgboost_100/1/model.json"
+    build_xgboost_classifier(xgb_path, x, y, trees=100, max_depth=6)
+    paths["xgboost_100"] = ("xgboost", xgb_path)
+    for name, (kind, _) in paths.items():
+        io = MLP_IO if kind == "torchscript" else ""
+        if kind == "torch_export":
+            io = "outputs: [{name: y, datatype: FP32, shape: [-1, 10]}]\n"
+        text = YAML.format(platform=kind, max_batch=MAX_BATCH, rows=REQUEST_ROWS, io=io)
+        (root / name / "model.yaml").write_text(text)
+    return _direct_calls({name: path for name, (_, path) in paths.items()})
+
+
+def _direct_calls(paths: dict[str, Path]) -> dict[str, Callable[[np.ndarray], Any]]:
+    import tensorflow as tf
+    import torch
+    import xgboost
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        script = torch.jit.load(str(paths["mlp_torchscript"])).eval()
+    program = torch.export.load(str(paths["mlp_torch_export"])).module()
+    serving = tf.saved_model.load(str(paths["mlp_tensorflow"])).signatures["serving_default"]
+    booster = xgboost.Booster(model_file=str(paths["xgboost_100"]))
+
+    def torch_call(module: Any) -> Callable[[np.ndarray], Any]:
+        def call(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()
+
+        return call
+
+    return {
+        "mlp_torchscript": torch_call(script),
+        "mlp_torch_export": torch_call(program),
+        "mlp_tensorflow": lambda x: serving(x=tf.constant(x))["y"].numpy(),
+        "xgboost_100": lambda x: booster.inplace_predict(x),
+    }
+
+
+def features(model: str) -> int:
+    return XGB_FEATURES if model.startswith("xgboost") else MLP[0]
+
+
+def direct_samples_per_s(call: Callable[[np.ndarray], Any], x: np.ndarray, seconds: float) -> float:
+    for _ in range(30):  # TorchScript's profiling executor optimises after a few runs per shape
+        call(x)
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or runs < 10:
+        call(x)
+        runs += 1
+    return runs * x.shape[0] / elapsed
+
+
+def _request(model: str) -> InferenceRequest:
+    x = np.random.default_rng(1).standard_normal((REQUEST_ROWS, features(model)))
+    return InferenceRequest(model, None, {"x": x.astype(np.float32)})
+
+
+async def first_requests(plane: Any, model: str, warm_threads: bool) -> dict[str, float]:
+    """Latency of the first request after ready, and the median of the next 200."""
+    if warm_threads:
+        # Emulates the proposed manager change: warm up on the batcher's own worker thread
+        # too (frameworks keep per-thread state: OpenMP teams, TF's eager context).
+        version = plane.manager.get(model, None)
+        work = version.batcher._executor.submit(version.runtime.warmup, [1, 8, 64], 3)
+        await asyncio.wrap_future(work)
+    latencies = []
+    for _ in range(201):
+        start = time.perf_counter()
+        await plane.infer(_request(model), "bench")
+        latencies.append(time.perf_counter() - start)
+    return {
+        "first_ms": latencies[0] * 1000,
+        "median_ms": statistics.median(latencies[1:]) * 1000,
+    }
+
+
+async def served(plane: Any, model: str, seconds: float) -> tuple[float, float]:
+    """(samples/s, mean rows per batch) with CALLERS concurrent callers of 8-row requests."""
+    done = 0
+    batches: list[int] = []
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            response = await plane.infer(_request(model), "bench")
+            done += REQUEST_ROWS
+            batches.append(response.batch.rows)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    return done / (time.perf_counter() - start), statistics.fmean(batches)
+
+
+async def measure_all(
+    repo: Path, home: Path, calls: dict[str, Callable[[np.ndarray], Any]], args: Any
+) -> list[dict[str, Any]]:
+    """Warm-up check first (the first request must be the first), then interleaved rounds."""
+    app = build_app(Settings(home=home, model_repository=repo))
+    problems = await app.dataplane.start()
+    if problems:
+        raise RuntimeError(f"models failed to load: {problems}")
+    plane = app.dataplane
+    try:
+        rows = [
+            {"model": m, **await first_requests(plane, m, args.warm_serving_threads)}
+            for m in MODELS
+        ]
+        rng = np.random.default_rng(2)
+        for row in rows:
+            model = row["model"]
+            print(f"measuring {model} ...", flush=True)
+            batches = {n: rng.standard_normal((n, features(model))).astype(np.float32)
+                       for n in (MAX_BATCH, REQUEST_ROWS)}  # fmt: skip
+            # Best of N interleaved rounds: other processes and other frameworks' spinning
+            # thread pools make single measurements on a small machine noisy.
+            for _ in range(args.rounds):
+                for n, x in batches.items():
+                    speed = direct_samples_per_s(calls[model], x, args.seconds)
+                    row[f"direct_{n}"] = max(row.get(f"direct_{n}", 0.0), speed)
+                speed, rows_per_batch = await served(plane, model, args.seconds)
+                if speed > row.get("served_samples_per_s", 0.0):
+                    row["served_samples_per_s"], row["mean_batch_rows"] = speed, rows_per_batch
+        return rows
+    finally:
+        await plane.stop()
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'model':<18}{'direct@64':>11}{'direct@8':>10}{'served':>10}{'rows/batch':>11}"
+        f"{'srv/d64':>9}{'srv/d8':>8}{'first ms':>10}{'median ms':>11}{'warm-up':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        ratio = r["first_ms"] / r["median_ms"]
+        lines.append(
+            f"{r['model']:<18}{r['direct_64']:>11,.0f}{r['direct_8']:>10,.0f}"
+            f"{r['served_samples_per_s']:>10,.0f}{r['mean_batch_rows']:>11.1f}"
+            f"{r['served_samples_per_s'] / r['direct_64']:>9.2f}"
+            f"{r['served_samples_per_s'] / r['direct_8']:>8.2f}{r['first_ms']:>10.2f}"
+            f"{r['median_ms']:>11.2f}{'PASS' if ratio <= 2 else 'FAIL':>9}"
+        )
+    lines.append("samples/s; srv/d64 = served / direct at 64 rows; warm-up: first <= 2x median")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (default 1.5)")
+    parser.add_argument("--rounds", type=int, default=3, help="best of N rounds (default 3)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON record")
+    parser.add_argument(
+        "--warm-serving-threads",
+        action="store_true",
+        help="also warm up on the batcher's worker thread before the first request (what the "
+        "model manager should do; see docs/runtimes.md)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="inferd-bench-runtimes-") as tmp:
+        repo, home = Path(tmp) / "repo", Path(tmp) / "home"
+        home.mkdir()
+        print("building models ...", flush=True)
+        calls = build(repo)
+        rows = asyncio.run(measure_all(repo, home, calls, args))
+    print(report(rows))
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "settings": {
+            "seconds": args.seconds, "rounds": args.rounds, "callers": CALLERS,
+            "request_rows": REQUEST_ROWS, "max_batch_size": MAX_BATCH, "mlp": MLP,
+            "warm_serving_threads": args.warm_serving_threads,
+        },
+        "rows": rows,
+    }  # fmt: skip
+    path = args.out / f"runtimes-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
