@@ -144,14 +144,8 @@ def _request(model: str) -> InferenceRequest:
     return InferenceRequest(model, None, {"x": x.astype(np.float32)})
 
 
-async def first_requests(plane: Any, model: str, warm_threads: bool) -> dict[str, float]:
+async def first_requests(plane: Any, model: str) -> dict[str, float]:
     """Latency of the first request after ready, and the median of the next 200."""
-    if warm_threads:
-        # Emulates the proposed manager change: warm up on the batcher's own worker thread
-        # too (frameworks keep per-thread state: OpenMP teams, TF's eager context).
-        version = plane.manager.get(model, None)
-        work = version.batcher._executor.submit(version.runtime.warmup, [1, 8, 64], 3)
-        await asyncio.wrap_future(work)
     latencies = []
     for _ in range(201):
         start = time.perf_counter()
@@ -192,7 +186,7 @@ async def measure_all(
     plane = app.dataplane
     try:
         rows = [
-            {"model": m, **await first_requests(plane, m, args.warm_serving_threads)}
+            {"model": m, **await first_requests(plane, m)}
             for m in MODELS
         ]
         rng = np.random.default_rng(2)
@@ -239,12 +233,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (default 1.5)")
     parser.add_argument("--rounds", type=int, default=3, help="best of N rounds (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON record")
-    parser.add_argument(
-        "--warm-serving-threads",
-        action="store_true",
-        help="also warm up on the batcher's worker thread before the first request (what the "
-        "model manager should do; see docs/runtimes.md)",
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferd-bench-runtimes-") as tmp:
         repo, home = Path(tmp) / "repo", Path(tmp) / "home"
@@ -259,7 +247,6 @@ def main() -> None:
         "settings": {
             "seconds": args.seconds, "rounds": args.rounds, "callers": CALLERS,
             "request_rows": REQUEST_ROWS, "max_batch_size": MAX_BATCH, "mlp": MLP,
-            "warm_serving_threads": args.warm_serving_threads,
         },
         "rows": rows,
     }  # fmt: skip

@@ -301,3 +301,12 @@ async def test_cancelled_caller_with_a_timeout_leaves_the_queue() -> None:
     np.testing.assert_array_equal(outputs["y"], [5])
     assert runtime.batches == [1, 1]  # the cancelled request never ran
     await batcher.close()
+
+
+async def test_run_on_each_thread_reaches_every_worker_thread() -> None:
+    batcher = make(AffineRuntime(), max_batch_size=4, instances=3)
+    seen: list[int] = []
+    await batcher.run_on_each_thread(lambda: seen.append(threading.get_ident()))
+    assert len(seen) == 3
+    assert len(set(seen)) == 3
+    await batcher.close()

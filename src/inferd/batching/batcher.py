@@ -17,6 +17,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +151,19 @@ class Batcher:
         if timeout_s is None and self.policy.queue_timeout_s is None:
             return await pending.future
         return await self._wait_with_limits(pending, timeout_s)
+
+    async def run_on_each_thread(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once on every worker thread (e.g. warm-up: frameworks such as PyTorch,
+        XGBoost and TensorFlow keep per-thread state that the first call pays for)."""
+        count = self.policy.instances
+        barrier = threading.Barrier(count)
+
+        def once() -> None:
+            fn()
+            barrier.wait(timeout=300)  # hold the thread so the next call lands on another
+
+        loop = self._loop or self._bind_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, once) for _ in range(count)))
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop taking requests; finish queued and running ones (or fail the queued ones)."""

@@ -244,6 +244,17 @@ class ModelManager:
         policy = BatchPolicy.from_config(config)
         observer = partial(self._on_batch, fresh)
         fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label, observer=observer)
+        if config.warmup.enabled:
+            # Warm every thread that will serve, not only the loading one, so the first
+            # request after ready is as fast as the others.
+            sizes = _warmup_sizes(config)
+            try:
+                warm = partial(runtime.warmup, sizes, config.warmup.iterations)
+                await fresh.batcher.run_on_each_thread(warm)
+            except Exception as err:  # a failed warm-up fails this load only
+                await fresh.batcher.close(drain=False)
+                await asyncio.to_thread(runtime.unload)
+                return self._failed(fresh, old, err)
         fresh.state = VersionState.READY
         self.evicted.discard((name, number))
         versions[number] = fresh  # the atomic switch: new requests see the new version
@@ -354,10 +365,13 @@ def _build_runtime(config: ModelConfig, artifact: Path) -> tuple[Runtime, Signat
     try:
         signature = runtime.signature()
         if config.warmup.enabled:
-            limit = max(config.max_batch_size, 1)
-            sizes = sorted({min(s, limit) for s in config.warmup.batch_sizes}) or [1]
-            runtime.warmup(sizes, config.warmup.iterations)
+            runtime.warmup(_warmup_sizes(config), config.warmup.iterations)
     except Exception:
         runtime.unload()
         raise
     return runtime, signature, runtime.memory_bytes()
+
+
+def _warmup_sizes(config: ModelConfig) -> list[int]:
+    limit = max(config.max_batch_size, 1)
+    return sorted({min(s, limit) for s in config.warmup.batch_sizes}) or [1]
