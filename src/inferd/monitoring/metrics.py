@@ -118,6 +118,15 @@ class Metrics:
         batch_h.observe(rows)
         depth.set(queued)
 
+    def prepare(self, model: str, version: str, protocols: tuple[str, ...]) -> None:
+        """Create a version's labelled children ahead of its first request: creating them
+        costs far more than an observation, and the first request should not pay it."""
+        self._children(model, version)
+        for protocol in protocols:
+            key = (model, version, protocol, "200")
+            if key not in self._request_children:
+                self._request_children[key] = self.requests.labels(*key)
+
     def set_loaded(self, model: str, version: str, loaded: bool, memory_bytes: int = 0) -> None:
         """Mark a version loaded (1) or gone (0) and record its memory."""
         self.model_loaded.labels(model, version).set(1 if loaded else 0)

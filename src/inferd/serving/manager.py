@@ -260,6 +260,7 @@ class ModelManager:
         versions[number] = fresh  # the atomic switch: new requests see the new version
         self._refresh_default(name)
         self._metrics.set_loaded(name, fresh.label, True, memory)
+        self._metrics.prepare(name, fresh.label, ("http", "grpc", "predict"))
         logger.info("model %s version %d ready on %s in %.2f s (%d bytes)", name, number,
                     fresh.device, fresh.load_seconds, memory)  # fmt: skip
         if old is not None and old is not fresh and old.state is VersionState.READY:
