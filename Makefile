@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,postgres,test,dev
+EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,postgres,jobs,ray,test,dev
 ARGS ?=
 
-.PHONY: install system-deps perf-analyzer grpc-stubs serve test check format bench clean
+.PHONY: install system-deps perf-analyzer grpc-stubs serve test check format bench fuzz clean
 
 install: $(STAMP)
 
@@ -59,6 +59,11 @@ format: install
 
 bench: install perf-analyzer
 	$(PY) bench/serving.py $(ARGS)
+
+# A longer run of the HTTP fuzz test (tests/security/test_fuzz_http.py); FUZZ_EXAMPLES cases.
+FUZZ_EXAMPLES ?= 50000
+fuzz: install
+	INFERD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/security/test_fuzz_http.py -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -185,10 +185,7 @@ async def measure_all(
         raise RuntimeError(f"models failed to load: {problems}")
     plane = app.dataplane
     try:
-        rows = [
-            {"model": m, **await first_requests(plane, m)}
-            for m in MODELS
-        ]
+        rows = [{"model": m, **await first_requests(plane, m)} for m in MODELS]
         rng = np.random.default_rng(2)
         for row in rows:
             model = row["model"]

@@ -19,7 +19,12 @@ never imports grpc). Transports map errors in exactly one place each.
     ├── PromotionRefused       409 / FAILED_PRECONDITION
     ├── ArtifactError          400 / FAILED_PRECONDITION
     ├── RegistryUnavailable    503 / UNAVAILABLE, with Retry-After
-    └── InsufficientMemory     503 / RESOURCE_EXHAUSTED
+    ├── InsufficientMemory     503 / RESOURCE_EXHAUSTED
+    ├── Unauthenticated        401 / UNAUTHENTICATED (missing, unknown or revoked API key)
+    ├── PermissionDenied       403 / PERMISSION_DENIED (role or model scope)
+    ├── KeyNotFound            404 / NOT_FOUND (an API key id)
+    ├── RateLimited            429 / RESOURCE_EXHAUSTED, with Retry-After
+    └── RequestTooLarge        413 / RESOURCE_EXHAUSTED (tensor, row or string limits)
 """
 
 from __future__ import annotations
@@ -254,3 +259,63 @@ class InsufficientMemory(InferdError):
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": "5"}
+
+
+class Unauthenticated(InferdError):
+    """The request carries no API key, or one the server does not know (or revoked)."""
+
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"authentication: {reason}; send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+            "(gRPC metadata 'authorization' or 'x-api-key')"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": 'Bearer realm="inferd"'}
+
+
+class PermissionDenied(InferdError):
+    """The API key is valid but its role or model scope does not allow the call."""
+
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class RateLimited(InferdError):
+    """A rate or concurrency limit refused the request; retry after ``retry_after_s``."""
+
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, what: str, retry_after_s: int) -> None:
+        super().__init__(f"{what}; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_s)}
+
+
+class RequestTooLarge(InferdError):
+    """A request exceeds a tensor, row or string limit of the server."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, field: str, limit: int, got: int, setting: str) -> None:
+        super().__init__(
+            f"{field}: expected at most {limit}, got {got}; send less per request or raise "
+            f"{setting}"
+        )
+
+
+class KeyNotFound(InferdError):
+    """No API key has this id."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key '{key_id}' not found; list keys with `inferd keys list`")

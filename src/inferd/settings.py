@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     memory_budget_bytes: int | None = Field(
         None, gt=0, description="Memory all loaded versions may hold; LRU eviction above it."
     )
+    device_memory_budget_bytes: int | None = Field(
+        None, gt=0, description="Memory the versions on one GPU may hold there; LRU above it."
+    )
     host: str = Field("0.0.0.0", description="Address to listen on.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
@@ -63,6 +66,49 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     access_log: bool = Field(False, description="Log every HTTP request (costs throughput).")
+    # Security (inferd.security, docs/security.md).
+    auth: str = Field(
+        "auto",
+        pattern=r"^(on|off|auto)$",
+        description="API key authentication: on, off, or auto (off on a loopback host with "
+        "no keys configured, on otherwise).",
+    )
+    admin_key: str | None = Field(
+        None, repr=False, min_length=16, description="A bootstrap admin API key (not stored)."
+    )
+    admin_key_file: Path | None = Field(
+        None, description="A file holding the bootstrap admin API key."
+    )
+    metrics_auth: bool = Field(
+        True, description="With auth on, /metrics needs an operator or admin key."
+    )
+    key_rate_limit: float = Field(
+        0.0, ge=0, description="Requests per second per API key (token bucket); 0: no limit."
+    )
+    key_rate_burst: int = Field(100, ge=1, description="Bucket size of the per-key rate limit.")
+    client_rate_limit: float = Field(
+        0.0, ge=0, description="Requests per second per client address; 0: no limit."
+    )
+    client_rate_burst: int = Field(
+        200, ge=1, description="Bucket size of the per-client-address rate limit."
+    )
+    max_concurrent_per_key: int = Field(
+        256, ge=1, description="Requests one API key may have in flight at once (429 above)."
+    )
+    max_tensor_elements: int = Field(
+        1 << 26, ge=1, description="Largest element count of one input tensor (413 above)."
+    )
+    max_batch_rows: int = Field(
+        1 << 16, ge=1, description="Largest first dimension (rows) of an input (413 above)."
+    )
+    max_string_bytes: int = Field(
+        1 << 20, ge=1, description="Longest BYTES element of an input (413 above)."
+    )
+    tls_certfile: Path | None = Field(None, description="PEM certificate: HTTPS and gRPC TLS.")
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: require client certificates signed by it (mTLS)."
+    )
 
     @property
     def resolved_registry_url(self) -> str:

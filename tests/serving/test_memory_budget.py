@@ -116,3 +116,53 @@ async def test_concurrent_requests_wait_for_one_on_demand_load(
     assert answers == [factor] * 30
     assert missing in loaded(app)
     assert len(loaded(app)) == 2
+
+
+GPU_MODEL_PY = '''
+from collections.abc import Mapping
+
+import numpy as np
+
+from inferd.runtimes import Runtime
+from inferd.runtimes.base import MemoryUsage
+
+
+class OnGpu(Runtime):
+    """Reports 30 MB on cuda:0 (the budget arithmetic needs no real GPU)."""
+
+    def load(self) -> None:
+        self.device = "cuda:0"
+
+    def signature(self):
+        from inferd.types import Signature, TensorSpec
+        return Signature((TensorSpec("x", "FP32", (-1,)),), (TensorSpec("y", "FP32", (-1,)),))
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"]}
+
+    def memory_usage(self) -> MemoryUsage:
+        return MemoryUsage(host_bytes=1_000_000, device_bytes=30_000_000)
+'''
+
+
+async def test_device_budget_evicts_on_the_same_device(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for name in ("g1", "g2", "g3"):
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "model.yaml").write_text(CONFIG)
+        (root / name / "1" / "model.py").write_text(GPU_MODEL_PY)
+    settings = Settings(home=tmp_path, model_repository=root, device_memory_budget_bytes=70 * MB)
+    app = build_app(settings)
+    await app.dataplane.start()
+    try:
+        manager = app.dataplane.manager
+        assert len(loaded(app)) == 2
+        assert manager.device_bytes("cuda:0") <= 70 * MB
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            for name in ("g1", "g2", "g3"):
+                assert await ask(c, name) == 1.0
+                assert name in loaded(app)
+                assert manager.device_bytes("cuda:0") <= 70 * MB
+    finally:
+        await app.dataplane.stop()

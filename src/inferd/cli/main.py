@@ -13,9 +13,10 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from inferd import __version__
-from inferd.cli import models
+from inferd.cli import jobs, keys, models
 from inferd.errors import InferdError
 from inferd.settings import Settings, load_settings
 
@@ -35,8 +36,17 @@ _SERVE_FLAGS = {
     "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
     "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
+    "device_memory_budget_bytes": "memory the versions on one GPU may hold there",
+    "auth": "API key authentication: on, off or auto (default: on once keys exist)",
+    "admin_key_file": "file holding a bootstrap admin API key (or INFERD_ADMIN_KEY)",
+    "tls_certfile": "PEM certificate: serve HTTPS and gRPC over TLS",
+    "tls_keyfile": "PEM private key of --tls-certfile",
+    "tls_ca_file": "PEM CA bundle: require client certificates signed by it (mTLS)",
 }
-_INT_FLAGS = {"http_port", "grpc_port", "workers", "max_body_bytes", "memory_budget_bytes"}
+_INT_FLAGS = {
+    "http_port", "grpc_port", "workers", "max_body_bytes", "memory_budget_bytes",
+    "device_memory_budget_bytes",
+}  # fmt: skip
 _FLOAT_FLAGS = {"graceful_timeout_s", "poll_interval_s"}
 
 
@@ -50,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
     serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
     models.add_parser(commands)
+    jobs.add_parser(commands)
+    keys.add_parser(commands)
     return parser
 
 
@@ -71,6 +83,20 @@ def _prepare_metrics_dir(settings: Settings) -> None:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
+def _tls(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments: HTTPS with --tls-certfile, client certificates with a CA."""
+    if settings.tls_certfile is None:
+        return {}
+    import ssl
+
+    tls: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile),
+    }  # fmt: skip
+    if settings.tls_ca_file is not None:
+        tls |= {"ssl_ca_certs": str(settings.tls_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return tls
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -85,7 +111,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"model_repository": repo})
     _export(settings)
     _prepare_metrics_dir(settings)
-    logger.info("serving %s on http://%s:%d", repo, settings.host, settings.http_port)
+    scheme = "https" if settings.tls_certfile is not None else "http"
+    logger.info("serving %s on %s://%s:%d", repo, scheme, settings.host, settings.http_port)
     uvicorn.run(
         "inferd.server.app:create_app",
         factory=True,
@@ -102,6 +129,7 @@ def serve(args: argparse.Namespace) -> int:
         backlog=4096,
         # No proxy header rewriting: it costs ~1% of CPU per request and nothing reads it yet.
         proxy_headers=False,
+        **_tls(settings),
     )
     return 0
 
@@ -117,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "models":
             return models.run(args)
+        if args.command == "jobs":
+            return jobs.run(args)
+        if args.command == "keys":
+            return keys.run(args)
     except InferdError as err:
         print(f"inferd: {err.message}", file=sys.stderr)
         return 2

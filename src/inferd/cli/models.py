@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -43,6 +44,9 @@ def add_parser(commands: Any) -> None:
     models.add_argument("--registry-url", help="write the registry directly instead")
     models.add_argument("--artifact-root", help="where --upload copies artifacts")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--api-key", default=api_key_default(), help="API key (default $INFERD_API_KEY)"
+    )
     sub = models.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="list models")
     listing.add_argument("--tag")
@@ -68,6 +72,11 @@ def add_parser(commands: Any) -> None:
     delete = sub.add_parser("delete", help="delete a model, or one version")
     delete.add_argument("name")
     delete.add_argument("version", type=int, nargs="?")
+
+
+def api_key_default() -> str | None:
+    """The API key the CLI sends unless ``--api-key`` says otherwise."""
+    return os.environ.get("INFERD_API_KEY") or None
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, Any]:
@@ -101,7 +110,9 @@ def parse_metadata(pairs: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Execute one ``models`` subcommand; prints the result."""
     backend: _Backend = (
-        _Direct(args.registry_url, args.artifact_root) if args.registry_url else _Http(args.url)
+        _Direct(args.registry_url, args.artifact_root)
+        if args.registry_url
+        else HttpBackend(args.url, args.api_key)
     )
     result = _dispatch(backend, args)
     if args.json:
@@ -163,18 +174,22 @@ class _Backend:
         return self.call("POST", f"/v1/models/{args.name}/versions", _register_body(args, uri))
 
 
-class _Http(_Backend):
-    def __init__(self, url: str) -> None:
+class HttpBackend(_Backend):
+    """The management API of a running server (with an API key when auth is on)."""
+
+    def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.api_key = api_key
 
     def call(self, method: str, path: str, body: Any = None, query: Any = None) -> Any:
         if query:
             path += "?" + "&".join(f"{k}={v}" for k, v in query.items() if v is not None)
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method,
-            headers={"content-type": "application/json", "x-inferd-actor": getpass.getuser()},
-        )  # fmt: skip
+        headers = {"content-type": "application/json", "x-inferd-actor": getpass.getuser()}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=headers)  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=300) as response:
                 return json.loads(response.read() or b"null")

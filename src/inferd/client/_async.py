@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ class AsyncClient:
         retry: the retry policy for 503 / UNAVAILABLE.
         binary: HTTP only: binary tensor extension (default) or JSON.
         max_message_bytes: gRPC only: largest message sent or received.
+        api_key: API key sent with every call (``Authorization: Bearer``, gRPC metadata
+            ``authorization``); default ``$INFERD_API_KEY``.
 
     Example:
         >>> async with AsyncClient("http://localhost:8000") as client:
@@ -47,8 +50,12 @@ class AsyncClient:
         retry: Retry | None = None,
         binary: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
+        api_key: str | None = None,
     ) -> None:
         scheme, base = parse_url(url)
+        api_key = api_key or os.environ.get("INFERD_API_KEY") or None
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._metadata = tuple(auth.items()) or None
         self.timeout = timeout
         self.retry = retry or Retry()
         self._http: httpx.AsyncClient | None = None
@@ -62,7 +69,7 @@ class AsyncClient:
             self._channel = grpc.aio.insecure_channel(base, options=options)
             self._protocol = GrpcProtocol()
         else:
-            self._http = httpx.AsyncClient(base_url=base, timeout=timeout)
+            self._http = httpx.AsyncClient(base_url=base, timeout=timeout, headers=auth)
             self._protocol = HttpProtocol(binary)
 
     async def __aenter__(self) -> AsyncClient:
@@ -156,7 +163,8 @@ class AsyncClient:
                 response_deserializer=call.response_type.FromString,
             )
             try:
-                return call.parse(await stub(call.request, timeout=seconds))
+                answer = await stub(call.request, timeout=seconds, metadata=self._metadata)
+                return call.parse(answer)
             except grpc.RpcError as err:
                 raise error_from_grpc(err) from None
         if isinstance(call, HttpCall) and self._http is not None:

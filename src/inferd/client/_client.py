@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -78,6 +79,8 @@ class Client:
         retry: the retry policy (``Retry(attempts=1)`` turns retries off).
         binary: HTTP only: binary tensor extension (default) or JSON.
         max_message_bytes: gRPC only: largest message sent or received.
+        api_key: API key sent with every call (``Authorization: Bearer``, gRPC metadata
+            ``authorization``); default ``$INFERD_API_KEY``.
 
     Example:
         >>> with Client("grpc://localhost:8001") as client:
@@ -93,8 +96,12 @@ class Client:
         retry: Retry | None = None,
         binary: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
+        api_key: str | None = None,
     ) -> None:
         scheme, base = parse_url(url)
+        api_key = api_key or os.environ.get("INFERD_API_KEY") or None
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._metadata = tuple(auth.items()) or None
         self.timeout = timeout
         self.retry = retry or Retry()
         self._http: httpx.Client | None = None
@@ -108,7 +115,7 @@ class Client:
             self._channel = grpc.insecure_channel(base, options=options)
             self._protocol = GrpcProtocol()
         else:
-            self._http = httpx.Client(base_url=base, timeout=timeout)
+            self._http = httpx.Client(base_url=base, timeout=timeout, headers=auth)
             self._protocol = HttpProtocol(binary)
 
     def __enter__(self) -> Client:
@@ -231,7 +238,7 @@ class Client:
                 response_deserializer=call.response_type.FromString,
             )
             try:
-                return call.parse(stub(call.request, timeout=timeout))
+                return call.parse(stub(call.request, timeout=timeout, metadata=self._metadata))
             except grpc.RpcError as err:
                 raise error_from_grpc(err) from None
         if isinstance(call, HttpCall) and self._http is not None:

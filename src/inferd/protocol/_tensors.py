@@ -75,7 +75,28 @@ def json_shape(field: str, raw: object) -> list[int]:
         raise InvalidInput(field, "a list of integers", describe(raw))
     if any(d < 0 for d in raw):
         raise InvalidInput(field, "dimensions >= 0", str(raw))
+    check_shape_bounds(field, raw)
     return raw
+
+
+# numpy refuses more dimensions than 64 and arrays past 2**63 bytes even when empty; refuse
+# such shapes as bad input (400) before any array is made from them.
+MAX_RANK = 32
+_MAX_SPAN = 1 << 48
+
+
+def check_shape_bounds(field: str, shape: list[int]) -> None:
+    """Raise InvalidInput for a rank above MAX_RANK or dimensions whose product (zeros left
+    out) could not be an array at all, e.g. ``[0, 2**62]``."""
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(field, f"at most {MAX_RANK} dimensions", str(len(shape)))
+    span = 1
+    for d in shape:
+        span *= d or 1
+        if span > _MAX_SPAN:
+            raise InvalidInput(
+                field, f"dimensions whose product is at most {_MAX_SPAN}", str(shape)[:80]
+            )
 
 
 def array_from_json(
@@ -202,12 +223,14 @@ def _bytes_from_json(field: str, data: list[Any]) -> np.ndarray:
     return array
 
 
-def _encode_strings(field: str, data: list[Any], out: list[bytes]) -> None:
+def _encode_strings(field: str, data: list[Any], out: list[bytes], depth: int = 1) -> None:
+    if depth > MAX_RANK:  # deeper than any valid shape; and Python's recursion has limits
+        raise InvalidInput(field, f"lists nested at most {MAX_RANK} deep", "deeper nesting")
     for item in data:
         if isinstance(item, str):
             out.append(item.encode("utf-8"))
         elif isinstance(item, list):
-            _encode_strings(field, item, out)
+            _encode_strings(field, item, out, depth + 1)
         else:
             raise InvalidInput(field, "strings (BYTES)", f"{type(item).__name__} {item!r:.40}")
 

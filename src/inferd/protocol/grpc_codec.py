@@ -20,7 +20,7 @@ import numpy as np
 
 from inferd.errors import InferenceFailed, InvalidInput
 from inferd.protocol._gen import grpc_service_pb2 as pb
-from inferd.protocol._tensors import array_from_bytes, array_to_bytes
+from inferd.protocol._tensors import array_from_bytes, array_to_bytes, check_shape_bounds
 from inferd.protocol.v2 import apply_parameters
 from inferd.types import (
     DATATYPE_TO_DTYPE,
@@ -145,6 +145,7 @@ def _decode_input(
     shape = list(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"{where}.shape", "dimensions >= 0", str(shape))
+    check_shape_bounds(f"{where}.shape", shape)
     if "shared_memory_region" in tensor.parameters:
         raise InvalidInput(f"{where}.parameters.shared_memory_region", _NO_SHM, "a region")
     filled = [f for f in _ALL_FIELDS if len(getattr(tensor.contents, f))]

@@ -46,10 +46,15 @@ def _jobs(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_state ON jobs (state)"))
 
 
+def _api_keys(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.api_keys])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
     (3, "batch inference jobs and their chunks", _jobs),
+    (10, "API keys (hashes, roles, model scopes)", _api_keys),
 ]
 
 
@@ -85,7 +90,7 @@ def migrate(engine: Engine) -> int:
                     version=number, description=description, applied_at=datetime.now(UTC)
                 )
             )
-    return MIGRATIONS[-1][0]
+    return max(number for number, _, _ in MIGRATIONS)
 
 
 def current_version(engine: Engine) -> int:

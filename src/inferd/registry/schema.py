@@ -4,6 +4,7 @@ models ─┬─< model_versions
         └─< audit_log (by name, so the log outlives deleted models)
 registry_state: one row whose ``revision`` grows with every change; replicas poll it.
 jobs ─< job_chunks: batch inference jobs and their planned chunks (inferd.jobs).
+api_keys: API keys (inferd.security); only a SHA-256 of each key is stored.
 """
 
 from __future__ import annotations
@@ -142,4 +143,19 @@ job_chunks = Table(
     Column("rows_out", BigInteger, nullable=False, default=0),
     Column("rows_failed", BigInteger, nullable=False, default=0),
     Column("part", Text, nullable=False, default=""),
+)
+
+# API keys (inferd.security.keys). ``id`` is the public prefix printed in listings and logs;
+# ``key_hash`` is the SHA-256 of the whole key, which is never stored.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("models", JSON, nullable=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
 )

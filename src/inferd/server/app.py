@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
 from pathlib import Path
 
-from inferd.errors import RegistryUnavailable
+from inferd.errors import InferdError, RegistryUnavailable
+from inferd.jobs import JobService
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.registry import FsspecArtifactStore, Registry
+from inferd.server.auth import Security, grpc_credentials
 from inferd.server.grpc import GrpcServer
 from inferd.server.http import HttpApp
+from inferd.server.jobs_http import JobRoutes
+from inferd.server.keys_http import KeyRoutes
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
@@ -38,6 +43,15 @@ def repository_root(settings: Settings) -> Path | None:
     return ensure_examples(settings.home / "examples")
 
 
+def answered_requests(manager: ModelManager) -> int:
+    """Requests this process has answered; batch jobs slow down while it grows."""
+    try:
+        return sum(v.stats.success.count + v.stats.fail.count
+                   for name in manager.names() for v in manager.versions(name))  # fmt: skip
+    except (RuntimeError, InferdError):  # a version came or went meanwhile: call it activity
+        return -1
+
+
 def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     """Build the HTTP app for one process; models load in the background after start-up.
 
@@ -48,18 +62,29 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     metrics = metrics or Metrics()
     registry = Registry(settings.resolved_registry_url, migrate_schema=False)
     artifacts = FsspecArtifactStore(settings.resolved_artifact_root, settings.home / "cache")
-    manager = ModelManager(metrics, memory_budget=settings.memory_budget_bytes)
+    manager = ModelManager(
+        metrics,
+        memory_budget=settings.memory_budget_bytes,
+        device_budget=settings.device_memory_budget_bytes,
+    )
     root = repository_root(settings)
     importer = RepositoryImporter(root, registry) if root is not None else None
     control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
     dataplane = DataPlane(manager, metrics, control)
     management = ManagementPlane(registry, artifacts, control)
+    # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
+    jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
+                      poll_s=settings.poll_interval_s,
+                      online_activity=partial(answered_requests, manager))  # fmt: skip
+    security = Security.from_settings(settings, registry)  # auth mode, keys, limits
     tasks: set[asyncio.Task[None]] = set()
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
     # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).
     grpc_server = GrpcServer(
         dataplane, settings.host, settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
+        interceptors=security.interceptors(), credentials=grpc_credentials(settings),
+        limits=security.limits,
     )  # fmt: skip
 
     async def load() -> None:
@@ -76,27 +101,37 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await control.run()
 
     async def startup() -> None:
+        if security.guard is not None:
+            await security.start(settings.poll_interval_s, tasks)
         await grpc_server.start()
         # Load in the background so liveness answers at once and readiness flips when done.
         task = asyncio.create_task(load())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        jobs.start()
 
     async def shutdown() -> None:
         for task in list(tasks):
             task.cancel()
+        await asyncio.to_thread(jobs.stop)
         await grpc_server.stop(settings.graceful_timeout_s)
         await dataplane.stop()
         registry.close()
         mark_worker_dead(os.getpid())
 
-    return HttpApp(
+    app = HttpApp(
         dataplane,
         management,
         max_body_bytes=settings.max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,
+        guard=security.guard,
+        limits=security.limits,
     )
+    if app.management is not None:
+        app.management.jobs = JobRoutes(jobs)
+        app.management.keys = KeyRoutes(security.store, security.refresh)
+    return app
 
 
 def create_app() -> HttpApp:

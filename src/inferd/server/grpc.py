@@ -25,6 +25,7 @@ from inferd.protocol import grpc_messages as messages
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol._gen import model_config_pb2
 from inferd.protocol.grpc_codec import SERVICE, decode_infer_request, encode_infer_response
+from inferd.security.limits import RequestLimits
 from inferd.serving.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,12 @@ class InferenceService:
 
     Args:
         dataplane: the data plane shared with the HTTP app.
+        limits: size limits on decoded inference requests; None for none.
     """
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, limits: RequestLimits | None = None) -> None:
         self.dataplane = dataplane
+        self.limits = limits
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Method name -> handler; methods not listed (shared memory...) are UNIMPLEMENTED."""
@@ -156,6 +159,8 @@ class InferenceService:
     async def model_infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
         try:
             request = decode_infer_request(msg, context.time_remaining())
+            if self.limits is not None:
+                self.limits.check(request)
         except InferdError as err:
             self.dataplane.record_rejected(msg.model_name, "grpc", err.http_status)
             raise
@@ -240,6 +245,9 @@ class GrpcServer:
             RESOURCE_EXHAUSTED.
         reuse_port: let several processes listen on the port (``--workers N``). Off for one
             process, so that a port already in use fails the start instead of being shared.
+        interceptors: server interceptors (authentication); none by default.
+        credentials: TLS credentials; None listens in plain text.
+        limits: size limits on decoded inference requests.
     """
 
     def __init__(
@@ -250,6 +258,9 @@ class GrpcServer:
         *,
         max_message_bytes: int = 64 * 1024 * 1024,
         reuse_port: bool = False,
+        interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.host = host
@@ -259,6 +270,9 @@ class GrpcServer:
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
+        self._interceptors = interceptors or None  # auth (inferd.server.auth), when on
+        self._credentials = credentials  # TLS, when configured
+        self._limits = limits
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._watch: asyncio.Task[None] | None = None
@@ -269,15 +283,19 @@ class GrpcServer:
         Raises:
             ConfigError: the port cannot be bound.
         """
-        server = grpc.aio.server(options=self._options)
+        server = grpc.aio.server(options=self._options, interceptors=self._interceptors)
         # Registered methods skip the per-call lookup that generic handlers pay.
-        server.add_registered_method_handlers(SERVICE, InferenceService(self.dataplane).handlers())
+        service = InferenceService(self.dataplane, self._limits)
+        server.add_registered_method_handlers(SERVICE, service.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server, pool=_reflection_pool())
         address = f"{_bracket(self.host)}:{self.port}"
         try:
-            port = server.add_insecure_port(address)
+            if self._credentials is not None:
+                port = server.add_secure_port(address, self._credentials)
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as err:
             problem = f"cannot listen on {address} ({err}); pass a free port with --grpc-port"
             raise ConfigError("settings", "grpc_port", problem) from err

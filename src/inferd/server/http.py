@@ -19,6 +19,10 @@ from inferd.errors import InferdError, InvalidInput, PayloadTooLarge
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.protocol.predict import decode_predict_request, encode_predict_response
 from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_response
+from inferd.security.guard import Guard
+from inferd.security.limits import RequestLimits
+from inferd.security.policy import classify_http
+from inferd.server.auth import http_token
 from inferd.server.management_http import ManagementRoutes
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
@@ -59,6 +63,8 @@ class HttpApp:
         max_body_bytes: larger request bodies are refused with 413.
         on_startup: awaited on ASGI lifespan startup.
         on_shutdown: awaited on ASGI lifespan shutdown (after in-flight requests finished).
+        guard: API key checks and rate limits (inferd.server.auth); None with auth off.
+        limits: size limits on decoded inference requests; None for none.
     """
 
     def __init__(
@@ -69,8 +75,12 @@ class HttpApp:
         max_body_bytes: int = 64 * 1024 * 1024,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        guard: Guard | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.guard = guard
+        self.limits = limits
         self.management = ManagementRoutes(management) if management is not None else None
         self.max_body_bytes = max_body_bytes
         self._on_startup = on_startup
@@ -99,7 +109,10 @@ class HttpApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = None
         try:
+            if self.guard is not None:  # auth on: 401/403/429 before routing or reading
+                caller = self._admit(scope)
             status, body, headers = await self._route(scope, receive)
         except _Disconnected:
             return
@@ -111,11 +124,23 @@ class HttpApp:
         except Exception:
             logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
             status, body, headers = 500, encode_error("internal server error"), _NO_HEADERS
+        finally:
+            if caller is not None and self.guard is not None:
+                self.guard.release(caller)
         out = [] if any(k == b"content-type" for k, _ in headers) else [(b"content-type", JSON)]
         out.extend(headers)
         out.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+    def _admit(self, scope: Scope) -> Any:
+        assert self.guard is not None  # only called with a guard
+        group, model = classify_http(scope["path"])
+        client = scope.get("client")
+        host = client[0] if client else None
+        caller = self.guard.admit(http_token(scope["headers"]), group, model, host)
+        scope["inferd.caller"] = caller
+        return caller
 
     async def _route(self, scope: Scope, receive: Receive) -> Result:
         parts = scope["path"].strip("/").split("/")
@@ -129,6 +154,9 @@ class HttpApp:
         if head == "v1" and self.management is not None:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             actor = (_header(scope, b"x-inferd-actor") or b"anonymous").decode("latin-1")
+            caller = scope.get("inferd.caller")
+            if caller is not None:  # auth on: the key, not a header, says who acts
+                actor = f"{actor} (key {caller.id})"
             body = await self._body(scope, receive)
             status, payload = await self.management.handle(method, parts[1:], query, body, actor)
             return _json(status, payload)
@@ -190,6 +218,8 @@ class HttpApp:
             header = _header(scope, b"inference-header-content-length")
             header_length = _int_header(header) if header is not None else None
             request, fmt = decode_infer_request(body, header_length, name, version)
+            if self.limits is not None:
+                self.limits.check(request)
         except InferdError as err:
             self.dataplane.record_rejected(name, "http", err.http_status)
             raise
@@ -202,6 +232,11 @@ class HttpApp:
     async def _predict(self, scope: Scope, receive: Receive) -> Result:
         try:
             request = decode_predict_request(await self._body(scope, receive))
+            if self.limits is not None:
+                self.limits.check(request)
+            caller = scope.get("inferd.caller")
+            if caller is not None and self.guard is not None:  # the model is in the body
+                self.guard.check_model(caller, request.model_name)
         except InferdError as err:
             self.dataplane.record_rejected("", "predict", err.http_status)
             raise

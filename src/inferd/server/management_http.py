@@ -15,6 +15,8 @@ POST   /v1/models/{m}/versions/{v}/archive
 POST   /v1/models/{m}/default                          {"version": N}, same as promote
 POST   /v1/models/{m}/rollback
 GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
+/v1/jobs...                                            batch jobs (inferd.server.jobs_http)
+/v1/keys...                                            API keys (inferd.server.keys_http)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import orjson
 
 from inferd.errors import InvalidInput, ModelNotFound
+from inferd.server.jobs_http import JobRoutes
+from inferd.server.keys_http import KeyRoutes
 from inferd.serving.management import ManagementPlane
 
 Reply = tuple[int, Any]
@@ -68,12 +72,18 @@ class ManagementRoutes:
 
     def __init__(self, management: ManagementPlane) -> None:
         self.management = management
+        self.jobs: JobRoutes | None = None  # batch jobs, set by the app when it runs them
+        self.keys: KeyRoutes | None = None  # API keys, set by the app
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str
     ) -> Reply:
         """Answer one request; ``parts`` is the path after ``/v1``."""
         mp = self.management
+        if parts and parts[0] == "jobs" and self.jobs is not None:
+            return await self.jobs.handle(method, parts[1:], query, body, actor)
+        if parts and parts[0] == "keys" and self.keys is not None:
+            return await self.keys.handle(method, parts[1:], query, body, actor)
         if parts == ["audit"] and method == "GET":
             entries = await mp.audit(None, int(query.get("limit", "100")))
             return 200, [e.to_dict() for e in entries]

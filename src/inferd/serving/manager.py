@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -36,6 +37,7 @@ from inferd.errors import (
 )
 from inferd.monitoring import Metrics
 from inferd.runtimes import Runtime, runtime_class
+from inferd.runtimes.base import MemoryUsage
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
 
@@ -65,7 +67,8 @@ class ModelVersion:
     runtime: Runtime | None = None
     batcher: Batcher | None = None
     signature: Signature | None = None
-    memory_bytes: int = 0
+    memory_bytes: int = 0  # host and device together
+    device_bytes: int = 0
     load_seconds: float = 0.0
     pinned: bool = False
     on_demand: bool = False
@@ -88,11 +91,16 @@ class ModelManager:
     Args:
         metrics: where load state, memory and batch metrics go.
         memory_budget: bytes all loaded versions may hold together; None for no limit.
+        device_budget: bytes the versions on one GPU may hold there; None for no limit.
     """
 
-    def __init__(self, metrics: Metrics, *, memory_budget: int | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, *, memory_budget: int | None = None,
+        device_budget: int | None = None,
+    ) -> None:  # fmt: skip
         self._metrics = metrics
         self.memory_budget = memory_budget
+        self.device_budget = device_budget
         self._models: dict[str, dict[int, ModelVersion]] = {}
         self._default: dict[str, ModelVersion] = {}
         self._production: dict[str, int] = {}
@@ -233,7 +241,8 @@ class ModelManager:
             runtime, signature, memory = await asyncio.to_thread(_build_runtime, config, artifact)
         except Exception as err:
             return self._failed(fresh, old, err)
-        fresh.runtime, fresh.signature, fresh.memory_bytes = runtime, signature, memory
+        fresh.runtime, fresh.signature = runtime, signature
+        fresh.memory_bytes, fresh.device_bytes = memory.total, memory.device_bytes
         fresh.load_seconds = time.perf_counter() - started
         try:
             # The estimate before loading can be low: make room for what was measured.
@@ -259,10 +268,10 @@ class ModelManager:
         self.evicted.discard((name, number))
         versions[number] = fresh  # the atomic switch: new requests see the new version
         self._refresh_default(name)
-        self._metrics.set_loaded(name, fresh.label, True, memory)
+        self._metrics.set_loaded(name, fresh.label, True, memory.total)
         self._metrics.prepare(name, fresh.label, ("http", "grpc", "predict"))
         logger.info("model %s version %d ready on %s in %.2f s (%d bytes)", name, number,
-                    fresh.device, fresh.load_seconds, memory)  # fmt: skip
+                    fresh.device, fresh.load_seconds, memory.total)  # fmt: skip
         if old is not None and old is not fresh and old.state is VersionState.READY:
             await self._retire(old)
         return fresh
@@ -288,33 +297,65 @@ class ModelManager:
         self, needed: int, keep: ModelVersion | None, name: str, number: int,
         loading: ModelVersion | None = None,
     ) -> None:  # fmt: skip
-        """Evict least recently used unpinned versions until ``needed`` more bytes fit.
+        """Evict least recently used unpinned versions until the new one fits the host budget
+        and, once it is loaded on a GPU, that device's budget.
 
         ``loading`` is a version loaded but not yet switched in: its memory counts too.
         """
-        budget = self.memory_budget
-        if budget is None:
+        if self.memory_budget is not None:
+            total = needed + (loading.memory_bytes if loading is not None else 0)
+            budget = self.memory_budget
+
+            def host_used() -> int:
+                return self.loaded_bytes(exclude=loading)
+
+            await self._evict_until(lambda: host_used() + total <= budget, keep, None)
+            if host_used() + total > budget:
+                raise InsufficientMemory(
+                    name, number, "the memory budget", total, budget - host_used()
+                )
+        device = loading.device if loading is not None else "cpu"
+        if loading is None or self.device_budget is None or not device.startswith("cuda"):
             return
-        if loading is not None:
-            needed += loading.memory_bytes
-        if self.loaded_bytes(exclude=loading) + needed <= budget:
+        device_budget, wanted = self.device_budget, loading.device_bytes
+
+        def device_used() -> int:
+            return self.device_bytes(device, exclude=loading)
+
+        await self._evict_until(lambda: device_used() + wanted <= device_budget, keep, device)
+        if device_used() + wanted > device_budget:
+            raise InsufficientMemory(name, number, device, wanted, device_budget - device_used())
+
+    async def _evict_until(
+        self, fits: Callable[[], bool], keep: ModelVersion | None, device: str | None
+    ) -> None:
+        """Unload least recently used unpinned ready versions (on ``device`` if given)."""
+        if fits():
             return
         candidates = sorted(
             (v for vs in self._models.values() for v in vs.values()
-             if v.state is VersionState.READY and not v.pinned and v is not keep),
+             if v.state is VersionState.READY and not v.pinned and v is not keep
+             and (device is None or v.device == device)),
             key=lambda v: v.last_used,
         )  # fmt: skip
         for victim in candidates:
-            if self.loaded_bytes(exclude=loading) + needed <= budget:
+            if fits():
                 break
             logger.info("evicting model %s version %d (least recently used) to free %d bytes",
                         victim.name, victim.version, victim.memory_bytes)  # fmt: skip
             await self._unload(victim)
             self._drop(victim.name, victim.version)
             self.evicted.add((victim.name, victim.version))
-        used = self.loaded_bytes(exclude=loading)
-        if used + needed > budget:
-            raise InsufficientMemory(name, number, "the memory budget", needed, budget - used)
+
+    def device_bytes(self, device: str, exclude: ModelVersion | None = None) -> int:
+        """Device memory held by the ready or loading versions on ``device``."""
+        return sum(
+            v.device_bytes
+            for versions in self._models.values()
+            for v in versions.values()
+            if v.device == device and v is not exclude
+            and v.state in (VersionState.READY, VersionState.LOADING)
+        )  # fmt: skip
 
     async def _unload(self, version: ModelVersion) -> None:
         versions = self._models.get(version.name, {})
@@ -359,7 +400,7 @@ class ModelManager:
         self._metrics.observe_batch(version.name, version.label, rows, compute_s, queued)
 
 
-def _build_runtime(config: ModelConfig, artifact: Path) -> tuple[Runtime, Signature, int]:
+def _build_runtime(config: ModelConfig, artifact: Path) -> tuple[Runtime, Signature, MemoryUsage]:
     """Load and warm a runtime; runs in a worker thread because frameworks block."""
     runtime = runtime_class(config.platform)(config, artifact, config.device)
     runtime.load()
@@ -370,7 +411,7 @@ def _build_runtime(config: ModelConfig, artifact: Path) -> tuple[Runtime, Signat
     except Exception:
         runtime.unload()
         raise
-    return runtime, signature, runtime.memory_bytes()
+    return runtime, signature, runtime.memory_usage()
 
 
 def _warmup_sizes(config: ModelConfig) -> list[int]:

@@ -1,0 +1,116 @@
+"""Which role each endpoint group needs, and which group (and model) a request belongs to.
+
+=========== ================================================== ==============
+group       endpoints                                          least role
+=========== ================================================== ==============
+open        /v2/health/*, gRPC ServerLive/ServerReady, health  none
+read        /v2, model metadata, ready, config, stats          predict
+infer       .../infer, /predict, gRPC ModelInfer[Stream]       predict
+metrics     /metrics (open when metrics_auth is off)           operator
+repository  /v2/repository/*, gRPC Repository*                 operator
+manage      /v1/models..., /v1/jobs..., /v1/audit              operator
+admin       /v1/keys...                                        admin
+=========== ================================================== ==============
+
+A request's model is the model its path (or message) names, ``*`` for endpoints that span
+every model (refused to keys scoped to some models), or None for endpoints about no model.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from inferd.security.keys import Role
+
+
+class Group(Enum):
+    """Endpoint groups; :data:`REQUIRED_ROLE` says who may call each."""
+
+    OPEN = "open"
+    READ = "read"
+    INFER = "infer"
+    METRICS = "metrics"
+    REPOSITORY = "repository"
+    MANAGE = "manage"
+    ADMIN = "admin"
+
+
+REQUIRED_ROLE: dict[Group, Role | None] = {
+    Group.OPEN: None,
+    Group.READ: Role.PREDICT,
+    Group.INFER: Role.PREDICT,
+    Group.METRICS: Role.OPERATOR,
+    Group.REPOSITORY: Role.OPERATOR,
+    Group.MANAGE: Role.OPERATOR,
+    Group.ADMIN: Role.ADMIN,
+}
+ALL_MODELS = "*"
+Target = tuple[Group, str | None]
+
+
+def classify_http(path: str) -> Target:
+    """The group and model of an HTTP path (``/predict`` names its model in the body)."""
+    parts = path.strip("/").split("/")
+    head, n = parts[0], len(parts)
+    if head == "v2":
+        if n == 3 and parts[1] == "health":
+            return Group.OPEN, None
+        if n >= 3 and parts[1] == "models":
+            name = parts[2]
+            if name == "stats" and n == 3:
+                return Group.READ, ALL_MODELS
+            return (Group.INFER if parts[-1] == "infer" else Group.READ), name
+        if n >= 2 and parts[1] == "repository":
+            if n == 5 and parts[2] == "models":
+                return Group.REPOSITORY, parts[3]
+            return Group.REPOSITORY, ALL_MODELS
+        return Group.READ, None
+    if head == "predict":
+        return Group.INFER, None
+    if head == "metrics":
+        return Group.METRICS, None
+    if head == "v1":
+        if n >= 2 and parts[1] == "keys":
+            return Group.ADMIN, None
+        if n >= 3 and parts[1] == "models":
+            return Group.MANAGE, parts[2]
+        return Group.MANAGE, ALL_MODELS
+    return Group.READ, None
+
+
+_GRPC_GROUPS: dict[str, Group] = {
+    "ServerLive": Group.OPEN,
+    "ServerReady": Group.OPEN,
+    "ServerMetadata": Group.READ,
+    "ModelReady": Group.READ,
+    "ModelMetadata": Group.READ,
+    "ModelConfig": Group.READ,
+    "ModelStatistics": Group.READ,
+    "ModelInfer": Group.INFER,
+    "ModelStreamInfer": Group.INFER,
+    "RepositoryIndex": Group.REPOSITORY,
+    "RepositoryModelLoad": Group.REPOSITORY,
+    "RepositoryModelUnload": Group.REPOSITORY,
+}
+INFERENCE_SERVICE = "inference.GRPCInferenceService"
+
+
+def classify_grpc(method: str) -> Group:
+    """The group of a gRPC method path; health checking and reflection are open."""
+    service, _, name = method.lstrip("/").partition("/")
+    if service != INFERENCE_SERVICE:
+        return Group.OPEN
+    # Methods inferd does not implement answer UNIMPLEMENTED; still only to a valid key.
+    return _GRPC_GROUPS.get(name, Group.READ)
+
+
+def grpc_model(group: Group, method: str, request: object) -> str | None:
+    """The model a gRPC request message names (``*`` for every model)."""
+    name = getattr(request, "model_name", None)
+    if name is None:
+        name = getattr(request, "name", None)
+    if method.endswith("/ServerMetadata"):
+        return None
+    if name is None or name == "":
+        return ALL_MODELS if group is not Group.INFER else ""
+    return str(name)

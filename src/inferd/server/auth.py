@@ -1,0 +1,270 @@
+"""Security wiring for the transports: the auth mode, the guard, HTTP key extraction, the
+gRPC interceptor and TLS credentials.
+
+With auth off there is no guard at all: the HTTP app and the gRPC server run exactly the
+code they run without this module. With auth on, HTTP calls :meth:`Guard.admit` once per
+request and gRPC goes through :class:`AuthInterceptor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import grpc
+
+from inferd.errors import ConfigError, InferdError, RegistryUnavailable
+from inferd.registry import Registry
+from inferd.security.guard import Guard, bootstrap_keys
+from inferd.security.keys import ApiKey, KeyStore
+from inferd.security.limits import RequestLimits
+from inferd.security.policy import Group, classify_grpc, grpc_model
+from inferd.server.grpc import _status
+from inferd.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_BEARER = b"bearer "
+
+
+def http_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The API key of an ASGI request: ``Authorization: Bearer K`` or ``X-API-Key: K``."""
+    for name, value in headers:
+        if name == b"authorization":
+            if value[:7].lower() == _BEARER:
+                return value[7:].strip()
+        elif name == b"x-api-key":
+            return value.strip()
+    return None
+
+
+def _grpc_token(metadata: Any) -> str | None:
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if key == "authorization":
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+        elif key == "x-api-key":
+            return (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_keys(settings: Settings) -> list[str]:
+    """The bootstrap admin keys from ``INFERD_ADMIN_KEY`` and ``INFERD_ADMIN_KEY_FILE``.
+
+    Raises:
+        ConfigError: the file cannot be read or holds a key shorter than 16 characters.
+    """
+    keys = [settings.admin_key] if settings.admin_key else []
+    if settings.admin_key_file is not None:
+        try:
+            text = settings.admin_key_file.expanduser().read_text().strip()
+        except OSError as err:
+            raise ConfigError("settings", "admin_key_file", f"cannot read: {err}") from err
+        if len(text) < 16:
+            problem = "the key in the file must have at least 16 characters"
+            raise ConfigError("settings", "admin_key_file", problem)
+        keys.append(text)
+    return keys
+
+
+@dataclass
+class Security:
+    """What the server needs for auth and limits; ``guard`` is None with auth off."""
+
+    guard: Guard | None
+    limits: RequestLimits
+    mode: str
+    store: KeyStore
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: Registry) -> Security:
+        """Resolve ``--auth`` (auto: off on a loopback host with no keys, else on) and log it."""
+        limits = RequestLimits(
+            settings.max_tensor_elements, settings.max_batch_rows, settings.max_string_bytes
+        )
+        store = KeyStore(registry)
+        admins = admin_keys(settings)
+        mode, why = settings.auth, "--auth " + settings.auth
+        loopback = _is_loopback(settings.host)
+        if mode == "auto":
+            # Keys decide, not the address: a non-loopback server without keys stays open
+            # (with a warning) so that `inferd serve` and the V2 clients work out of the box.
+            configured = bool(admins) or _has_keys(store)
+            mode = "on" if configured else "off"
+            why = "auto: " + ("API keys configured" if configured else "no API keys configured")
+        if mode == "off":
+            if loopback:
+                logger.info("authentication off (%s) on loopback host %s", why, settings.host)
+            else:
+                logger.warning(
+                    "authentication off (%s) on %s: anyone who reaches the port may do "
+                    "everything; create a key (inferd keys create) or set INFERD_ADMIN_KEY",
+                    why, settings.host,
+                )  # fmt: skip
+            return cls(None, limits, mode, store)
+        logger.info("authentication on (%s)", why)
+        guard = Guard(
+            store, bootstrap_keys(admins), metrics_auth=settings.metrics_auth,
+            key_rate=settings.key_rate_limit, key_burst=settings.key_rate_burst,
+            client_rate=settings.client_rate_limit, client_burst=settings.client_rate_burst,
+            max_concurrent=settings.max_concurrent_per_key,
+        )  # fmt: skip
+        return cls(guard, limits, mode, store)
+
+    async def start(self, poll_s: float, tasks: set[asyncio.Task[None]]) -> None:
+        """Load the keys before the first request, then keep them fresh in a task."""
+        if self.guard is None:
+            return
+        try:
+            await asyncio.to_thread(self.store.registry.migrate)
+            await asyncio.to_thread(self.guard.refresh)
+        except RegistryUnavailable as err:
+            logger.error("API keys not loaded (%s); only the admin key works", err.message)
+        task = asyncio.create_task(self.guard.run(poll_s))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def refresh(self) -> None:
+        """Reload the keys now (blocking), after a change made through this process."""
+        if self.guard is not None:
+            self.guard.refresh()
+
+    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return [] if self.guard is None else [AuthInterceptor(self.guard)]
+
+
+def _has_keys(store: KeyStore) -> bool:
+    try:
+        return bool(store.active())
+    except RegistryUnavailable:
+        return True  # cannot tell: fail closed
+
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the API key in the call metadata, then the model each request message names.
+
+    Args:
+        guard: the process's guard.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(details)
+        method: str = details.method
+        group = classify_grpc(method)
+        if handler is None or group is Group.OPEN:
+            return handler
+        token = _grpc_token(details.invocation_metadata)
+        if handler.unary_unary is not None:
+            return self._unary(handler, method, group, token)
+        if handler.stream_stream is not None:
+            return self._stream(handler, method, group, token)
+        return handler
+
+    def _admit(self, method: str, group: Group, token: str | None, request: Any,
+               context: Context) -> ApiKey | None:  # fmt: skip
+        model = grpc_model(group, method, request)
+        return self.guard.admit(token, group, model, _peer_host(context.peer()))
+
+    def _unary(self, handler: Handler, method: str, group: Group, token: str | None) -> Handler:
+        inner: Any = handler.unary_unary  # an async function on a grpc.aio server
+
+        async def guarded(request: Any, context: Context) -> Any:
+            try:
+                key = self._admit(method, group, token, request, context)
+            except InferdError as err:
+                code, details, trailers = _status(err)
+                await context.abort(code, details, trailers)
+            try:
+                return await inner(request, context)
+            finally:
+                if key is not None:
+                    self.guard.release(key)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, handler.request_deserializer, handler.response_serializer
+        )
+
+    def _stream(self, handler: Handler, method: str, group: Group, token: str | None) -> Handler:
+        inner: Any = handler.stream_stream
+        guard = self.guard
+
+        async def guarded(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            try:
+                key = guard.admit(token, group, None, _peer_host(context.peer()))
+            except InferdError as err:
+                code, details, trailers = _status(err)
+                await context.abort(code, details, trailers)
+            assert key is not None
+
+            async def checked() -> AsyncIterator[Any]:
+                async for request in requests:
+                    guard.check_model(key, request.model_name)  # ends the stream if refused
+                    yield request
+
+            try:
+                async for response in inner(checked(), context):
+                    yield response
+            except InferdError as err:
+                code, details, trailers = _status(err)
+                await context.abort(code, details, trailers)
+            finally:
+                guard.release(key)
+
+        return grpc.stream_stream_rpc_method_handler(
+            guarded, handler.request_deserializer, handler.response_serializer
+        )
+
+
+def _peer_host(peer: str | None) -> str | None:
+    """``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5`` -> the address without the port."""
+    if not peer:
+        return None
+    _, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0] if rest else peer
+
+
+def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials for the gRPC port, or None without ``tls_certfile``.
+
+    Raises:
+        ConfigError: a file cannot be read.
+    """
+    if settings.tls_certfile is None:
+        return None
+    if settings.tls_keyfile is None:
+        raise ConfigError("settings", "tls_keyfile", "needed with tls_certfile")
+    try:
+        cert = settings.tls_certfile.read_bytes()
+        key = settings.tls_keyfile.read_bytes()
+        ca = settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None
+    except OSError as err:
+        raise ConfigError("settings", "tls_certfile", f"cannot read: {err}") from err
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
