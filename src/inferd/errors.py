@@ -319,3 +319,26 @@ class KeyNotFound(InferdError):
 
     def __init__(self, key_id: str) -> None:
         super().__init__(f"API key '{key_id}' not found; list keys with `inferd keys list`")
+
+
+class MethodNotAllowed(InferdError):
+    """The path exists but not for this HTTP method (405, with the allowed ones)."""
+
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+    def __init__(self, method: str, allowed: str) -> None:
+        super().__init__(f"method: expected {allowed}, got {method}")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allowed}
+
+
+def require_method(method: str, expected: str, listed: str | None = None) -> None:
+    """Raise MethodNotAllowed unless ``method`` is ``expected``.
+
+    ``listed`` is what the ``Allow`` header names when the path takes several methods.
+    """
+    if method != expected:
+        raise MethodNotAllowed(method, listed or expected)

@@ -153,6 +153,14 @@ def test_two_workers_share_the_grpc_port(repo: Path, tmp_path: Path) -> None:
         while _listeners(srv.grpc_port) < 2:  # each worker binds with SO_REUSEPORT
             assert time.monotonic() < deadline, srv.output()
             time.sleep(0.1)
+        ready = 0
+        while ready < 10:  # both workers load in the background: wait until all answer ready
+            assert time.monotonic() < deadline, srv.output()
+            client = grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}")
+            try:
+                ready = ready + 1 if client.is_server_ready() else 0
+            finally:
+                client.close()
         x = grpcclient.InferInput("x", [1], "FP32")
         x.set_data_from_numpy(np.array([1], dtype=np.float32))
         for _ in range(20):  # new connections spread over both workers

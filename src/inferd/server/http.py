@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from inferd.errors import InferdError, InvalidInput, PayloadTooLarge
+from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.protocol.predict import decode_predict_request, encode_predict_response
 from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_response
@@ -149,7 +149,7 @@ class HttpApp:
         if head == "v2":
             return await self._v2(method, parts[1:], scope, receive)
         if head == "predict" and len(parts) == 1:
-            self._allow(method, "POST")
+            require_method(method, "POST")
             return await self._predict(scope, receive)
         if head == "v1" and self.management is not None:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
@@ -161,7 +161,7 @@ class HttpApp:
             status, payload = await self.management.handle(method, parts[1:], query, body, actor)
             return _json(status, payload)
         if head == "metrics" and len(parts) == 1:
-            self._allow(method, "GET")
+            require_method(method, "GET")
             content_type = METRICS_CONTENT_TYPE.encode()
             return 200, self.dataplane.metrics.render(), [(b"content-type", content_type)]
         return _not_found(scope["path"])
@@ -170,10 +170,10 @@ class HttpApp:
         dp = self.dataplane
         n = len(parts)
         if n == 0 or parts == [""]:
-            self._allow(method, "GET")
+            require_method(method, "GET")
             return _json(200, dp.server_metadata())
         if parts[0] == "health" and n == 2 and parts[1] in ("live", "ready"):
-            self._allow(method, "GET")
+            require_method(method, "GET")
             ok = dp.live() if parts[1] == "live" else dp.ready()
             return _json(200 if ok else 503, {parts[1]: ok})
         if parts[0] == "models" and n >= 2:
@@ -186,7 +186,7 @@ class HttpApp:
         dp = self.dataplane
         name = parts[0]
         if name == "stats" and len(parts) == 1:
-            self._allow(method, "GET")
+            require_method(method, "GET")
             return _json(200, dp.statistics(None, None))
         version: str | None = None
         rest = parts[1:]
@@ -196,9 +196,9 @@ class HttpApp:
         if len(rest) > 1:
             return _not_found("/v2/models/" + "/".join(parts))
         if action == "infer":
-            self._allow(method, "POST")
+            require_method(method, "POST")
             return await self._infer(name, version, scope, receive)
-        self._allow(method, "GET")
+        require_method(method, "GET")
         if action == "":
             return _json(200, dp.model_metadata(name, version))
         if action == "ready":
@@ -245,7 +245,7 @@ class HttpApp:
         return 200, encode_predict_response(response), headers
 
     async def _repository(self, method: str, parts: list[str]) -> Result:
-        self._allow(method, "POST")
+        require_method(method, "POST")
         dp = self.dataplane
         if parts == ["index"]:
             return _json(200, dp.repository_index())
@@ -282,23 +282,6 @@ class HttpApp:
                 raise PayloadTooLarge(size, limit)
             chunks.append(chunk)
         return b"".join(chunks)
-
-    @staticmethod
-    def _allow(method: str, allowed: str) -> None:
-        if method != allowed:
-            raise _MethodNotAllowed(method, allowed)
-
-
-class _MethodNotAllowed(InferdError):
-    http_status = 405
-    grpc_code = "UNIMPLEMENTED"
-
-    def __init__(self, method: str, allowed: str) -> None:
-        super().__init__(f"method: expected {allowed}, got {method}")
-        self.allowed = allowed
-
-    def headers(self) -> dict[str, str]:
-        return {"allow": self.allowed}
 
 
 def _not_found(path: str) -> Result:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from inferd.errors import InvalidInput, ModelNotFound
+from inferd.errors import InvalidInput, ModelNotFound, require_method
 from inferd.jobs import JobService
 
 Reply = tuple[int, Any]
@@ -36,17 +36,17 @@ class JobRoutes:
                 limit = _limit(query.get("limit", "100"))
                 jobs = await asyncio.to_thread(service.list_jobs, query.get("state"), limit)
                 return 200, [job.to_dict() for job in jobs]
-            _allow(method, "GET, POST", "POST")
+            require_method(method, "POST", listed="GET, POST")
             return 201, (await asyncio.to_thread(service.submit, _body(body), actor)).to_dict()
         job_id, action = parts[0], parts[1:]
         if not action:
-            _allow(method, "GET", "GET")
+            require_method(method, "GET", listed="GET")
             return 200, (await asyncio.to_thread(service.get, job_id)).to_dict()
         if action == ["cancel"]:
-            _allow(method, "POST", "POST")
+            require_method(method, "POST", listed="POST")
             return 200, (await asyncio.to_thread(service.cancel, job_id)).to_dict()
         if action == ["resume"]:
-            _allow(method, "POST", "POST")
+            require_method(method, "POST", listed="POST")
             return 200, (await asyncio.to_thread(service.resume, job_id)).to_dict()
         raise ModelNotFound("/v1/jobs/" + "/".join(parts))
 
@@ -62,22 +62,3 @@ def _limit(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise InvalidInput("limit", "a positive integer", repr(text))
     return int(text)
-
-
-def _allow(method: str, allowed: str, expected: str) -> None:
-    if method != expected:
-        raise MethodNotAllowed(method, allowed)
-
-
-class MethodNotAllowed(InvalidInput):
-    """405 with the allowed methods."""
-
-    http_status = 405
-    grpc_code = "UNIMPLEMENTED"
-
-    def __init__(self, method: str, allowed: str) -> None:
-        super().__init__("method", allowed, method)
-        self.allowed = allowed
-
-    def headers(self) -> dict[str, str]:
-        return {"allow": self.allowed}

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from inferd.errors import InvalidInput, ModelNotFound
+from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
 from inferd.server.jobs_http import JobRoutes
 from inferd.server.keys_http import KeyRoutes
 from inferd.serving.management import ManagementPlane
@@ -90,7 +90,7 @@ class ManagementRoutes:
         if not parts or parts[0] != "models":
             raise ModelNotFound("/v1/" + "/".join(parts))
         if len(parts) == 1:
-            _allow(method, "GET")
+            require_method(method, "GET")
             filters = {k: query.get(k) for k in ("tag", "stage")} | {"query": query.get("q")}
             return 200, [m.to_dict() for m in await mp.list_models(**filters)]
         name, rest = parts[1], parts[2:]
@@ -99,14 +99,14 @@ class ManagementRoutes:
         if rest[0] == "versions":
             return await self._versions(method, name, rest[1:], query, body, actor)
         if rest == ["rollback"]:
-            _allow(method, "POST")
+            require_method(method, "POST")
             return 200, (await mp.rollback(name, actor)).to_dict()
         if rest == ["default"]:
-            _allow(method, "POST")
+            require_method(method, "POST")
             version = _field(_body(body), "version", int, required=True)
             return 200, (await mp.promote(name, version, actor)).to_dict()
         if rest == ["audit"]:
-            _allow(method, "GET")
+            require_method(method, "GET")
             entries = await mp.audit(name, int(query.get("limit", "100")))
             return 200, [e.to_dict() for e in entries]
         raise ModelNotFound("/v1/" + "/".join(parts))
@@ -125,7 +125,7 @@ class ManagementRoutes:
         if method == "DELETE":
             await mp.delete_model(name, actor)
             return 200, {"deleted": name}
-        raise _MethodNotAllowed(method, "GET, PATCH, DELETE")
+        raise MethodNotAllowed(method, "GET, PATCH, DELETE")
 
     async def _versions(
         self, method: str, name: str, rest: list[str], query: dict[str, str], body: bytes,
@@ -138,7 +138,7 @@ class ManagementRoutes:
                     name, stage=query.get("stage"), metric=query.get("metric")
                 )
                 return 200, [r.to_dict() for r in records]
-            _allow(method, "POST")
+            require_method(method, "POST")
             data = _body(body)
             record = await mp.register_version(
                 name,
@@ -163,8 +163,8 @@ class ManagementRoutes:
             if method == "DELETE":
                 await mp.delete_version(name, version, actor)
                 return 200, {"deleted": f"{name}/{version}"}
-            raise _MethodNotAllowed(method, "GET, PATCH, DELETE")
-        _allow(method, "POST")
+            raise MethodNotAllowed(method, "GET, PATCH, DELETE")
+        require_method(method, "POST")
         if action == "promote":
             return 200, (await mp.promote(name, version, actor)).to_dict()
         if action == "archive":
@@ -173,20 +173,3 @@ class ManagementRoutes:
             stage = _field(_body(body), "stage", str, required=True)
             return 200, (await mp.set_stage(name, version, stage, actor)).to_dict()
         raise ModelNotFound(name, f"{version}/{action}")
-
-
-def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise _MethodNotAllowed(method, allowed)
-
-
-class _MethodNotAllowed(InvalidInput):
-    http_status = 405
-    grpc_code = "UNIMPLEMENTED"
-
-    def __init__(self, method: str, allowed: str) -> None:
-        super().__init__("method", allowed, method)
-        self.allowed = allowed
-
-    def headers(self) -> dict[str, str]:
-        return {"allow": self.allowed}
