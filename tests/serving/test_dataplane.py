@@ -124,3 +124,14 @@ async def test_reload_swaps_without_failing_requests(plane: DataPlane) -> None:
     await asyncio.sleep(0.01)
     await plane.load_model("linear")  # reload version 1 and 2 while requests flow
     assert sum(await asyncio.gather(*clients)) == 1600
+
+
+async def test_model_yaml_naming_another_model_fails_that_model_only(repo: Path) -> None:
+    config = repo / "mlp" / "model.yaml"
+    config.write_text("name: other\n" + config.read_text())
+    dp = make_plane(repo, repo.parent)
+    problems = await dp.start()
+    assert "must match the folder name 'mlp'" in problems["mlp"]
+    response = await dp.infer(linear([0]), "test")
+    np.testing.assert_array_equal(response.outputs["y"], [1])
+    await dp.stop()

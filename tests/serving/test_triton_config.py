@@ -106,10 +106,10 @@ def test_what_cannot_be_honoured_is_an_error_naming_the_field(
 def test_repository_reads_config_pbtxt_folders(tmp_path: Path) -> None:
     write_identity_model(tmp_path)
     assert repository.model_names(tmp_path) == ["identity"]
-    model = repository.read_model(tmp_path, "identity")
-    assert model.config.instances == 2
-    assert model.config.batching.preferred_batch_sizes == [4, 8]
-    assert [v.version for v in model.versions] == [1]
+    config = repository.read_config(tmp_path, "identity")
+    assert config.instances == 2
+    assert config.batching.preferred_batch_sizes == [4, 8]
+    assert list(repository.version_artifacts(tmp_path / "identity", config.platform)) == [1]
 
 
 async def test_triton_style_repository_is_served(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from inferd.config import ARTIFACT_NAMES
 from inferd.errors import Conflict, InferdError, ModelNotFound
 from inferd.registry import Registry, digest_path
 from inferd.serving import repository
@@ -56,16 +55,13 @@ class RepositoryImporter:
             ModelNotFound: no such folder. ConfigError: its model.yaml is invalid.
         """
         folder = self.root / name
-        config_path = repository.config_file(folder)  # model.yaml or Triton's config.pbtxt
-        if config_path is None:
-            raise ModelNotFound(name, known=self.model_names())
-        config = repository.load_config(config_path, name)
+        config = repository.read_config(self.root, name)  # model.yaml or config.pbtxt
         data = config.model_dump(mode="json")
         before = self.registry.get_model(name).config if self._has_model(name) else None
         self.registry.ensure_model(name, data, actor=ACTOR)
         changed = before != data
         registered = {v.version: v for v in self.registry.list_versions(name)}
-        for number, artifact in self._artifacts(folder, config.platform).items():
+        for number, artifact in repository.version_artifacts(folder, config.platform).items():
             if number in registered:
                 self._warn_if_changed(name, number, artifact, registered[number].digest)
                 continue
@@ -105,21 +101,6 @@ class RepositoryImporter:
         except ModelNotFound:
             return False
         return True
-
-    def _artifacts(self, folder: Path, platform: str) -> dict[int, Path]:
-        found: dict[int, Path] = {}
-        for child in folder.iterdir():
-            if not (child.is_dir() and child.name.isdigit()):
-                continue
-            artifact = next(
-                (child / n for n in ARTIFACT_NAMES[platform] if (child / n).exists()), None
-            )
-            if artifact is None:
-                expected = " or ".join(ARTIFACT_NAMES[platform])
-                logger.error("model repository: %s has no artifact (expected %s)", child, expected)
-                continue
-            found[int(child.name)] = artifact
-        return found
 
     def _warn_if_changed(self, name: str, number: int, artifact: Path, digest: str) -> None:
         if (name, number) in self._warned:

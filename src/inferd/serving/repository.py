@@ -1,46 +1,23 @@
-"""The model repository folder: ``<root>/<model>/model.yaml`` and ``<root>/<model>/<version>/``.
+"""The model repository folder: ``<root>/<model>/model.yaml`` (or Triton's ``config.pbtxt``)
+and ``<root>/<model>/<version>/<artifact>``.
 
-Reading a repository never loads anything; it says which versions exist, which the version
-policy selects, and where each artifact is.
+Reading a repository never loads anything: it finds the models, their configs and the
+artifact of each version folder. The importer turns that into registry entries.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from inferd.config import ARTIFACT_NAMES, ModelConfig, load_model_config
-from inferd.errors import ConfigError, InferdError, ModelNotFound
+from inferd.errors import ConfigError, ModelNotFound
 from inferd.serving.triton_config import CONFIG_FILE as TRITON_CONFIG_FILE
 from inferd.serving.triton_config import load_triton_config
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "model.yaml"
-
-
-@dataclass(frozen=True, slots=True)
-class VersionArtifact:
-    """One version folder and the artifact inside it (None when none was found)."""
-
-    version: int
-    folder: Path
-    artifact: Path | None
-
-    def problem(self, platform: str) -> str:
-        expected = " or ".join(ARTIFACT_NAMES[platform])
-        return f"{self.folder}: no artifact found, expected {expected}"
-
-
-@dataclass(frozen=True, slots=True)
-class RepositoryModel:
-    """A model folder: its config and the versions its version policy selects."""
-
-    name: str
-    folder: Path
-    config: ModelConfig
-    versions: tuple[VersionArtifact, ...]
 
 
 def model_names(root: Path) -> list[str]:
@@ -65,59 +42,42 @@ def load_config(path: Path, name: str) -> ModelConfig:
     return load_model_config(path, default_name=name)
 
 
-def read_model(root: Path, name: str) -> RepositoryModel:
-    """Read one model folder.
+def read_config(root: Path, name: str) -> ModelConfig:
+    """The config of model folder ``name``.
 
     Raises:
-        ModelNotFound: there is no ``<root>/<name>/model.yaml``.
-        ConfigError: the model.yaml is invalid or no version folder exists.
+        ModelNotFound: the folder has no model.yaml or config.pbtxt.
+        ConfigError: the config is invalid or names another model.
     """
-    folder = root / name
-    config_path = config_file(folder)
-    if config_path is None:
+    path = config_file(root / name)
+    if path is None:
         raise ModelNotFound(name, known=model_names(root))
-    config = load_config(config_path, name)
+    config = load_config(path, name)
     if config.name != name:
         raise ConfigError(
-            str(config_path), "name", f"must match the folder name '{name}', got '{config.name}'"
+            str(path), "name", f"must match the folder name '{name}', got '{config.name}'"
         )
-    found = _versions(folder, config.platform)
-    if not found:
-        raise ConfigError(
-            str(folder), "(versions)", "no version folder; add e.g. 1/ holding the artifact"
-        )
-    selected = set(config.version_policy.select(list(found)))
-    if not selected:
-        raise ConfigError(
-            str(config_path),
-            "version_policy",
-            f"selects none of the versions found {sorted(found)}",
-        )
-    versions = tuple(found[v] for v in sorted(selected))
-    return RepositoryModel(name=name, folder=folder, config=config, versions=versions)
+    return config
 
 
-def scan(root: Path) -> tuple[list[RepositoryModel], dict[str, InferdError]]:
-    """Read every model folder; a broken one is reported, not fatal for the others."""
-    models: list[RepositoryModel] = []
-    failures: dict[str, InferdError] = {}
-    for name in model_names(root):
-        try:
-            models.append(read_model(root, name))
-        except InferdError as err:
-            logger.error("model repository: %s", err)
-            failures[name] = err
-    return models, failures
+def version_artifacts(folder: Path, platform: str) -> dict[int, Path]:
+    """Version number -> artifact path of each version folder of a model folder.
 
-
-def _versions(folder: Path, platform: str) -> dict[int, VersionArtifact]:
-    found: dict[int, VersionArtifact] = {}
+    Folders that are not integers, or hold no artifact for the platform, are logged and
+    left out.
+    """
+    found: dict[int, Path] = {}
     for child in folder.iterdir():
         if not child.is_dir():
             continue
         if not child.name.isdigit():
             logger.warning("model repository: ignoring %s (version folders are integers)", child)
             continue
-        artifact = next((child / n for n in ARTIFACT_NAMES[platform] if (child / n).exists()), None)
-        found[int(child.name)] = VersionArtifact(int(child.name), child, artifact)
+        names = ARTIFACT_NAMES[platform]
+        artifact = next((child / n for n in names if (child / n).exists()), None)
+        if artifact is None:
+            logger.error("model repository: %s has no artifact (expected %s)", child,
+                         " or ".join(names))  # fmt: skip
+            continue
+        found[int(child.name)] = artifact
     return found
