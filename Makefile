@@ -63,7 +63,7 @@ bench: install perf-analyzer
 # A longer run of the HTTP fuzz test (tests/security/test_fuzz_http.py); FUZZ_EXAMPLES cases.
 FUZZ_EXAMPLES ?= 50000
 fuzz: install
-	INFERD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/security/test_fuzz_http.py -q $(ARGS)
+	INFERD_FUZZ_RANDOM=1 INFERD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/security/test_fuzz_http.py -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
