@@ -119,3 +119,12 @@ def test_through_a_real_server(
     assert job["state"] == "succeeded", job["error"] + server.output()
     assert_predictions(read_output(tmp_path / "out"), x, np.arange(2000))
     assert [j["id"] for j in cli_json(capsys, "list", *url)] == [job["id"]]
+
+
+def test_jobs_cli_takes_an_api_key_and_says_how_to_work_without_a_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["jobs", "list", "--url", "http://127.0.0.1:9", "--api-key", "k"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the server" in err
+    assert "--model-repository to work without a server" in err

@@ -21,10 +21,9 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 
+from inferd.cli.models import DEFAULT_URL, HttpBackend, api_key_default
 from inferd.errors import InferdError
 from inferd.jobs import JobRecord, JobService, JobState, parse_columns
 from inferd.jobs.progress import Progress, job_details, job_line
@@ -32,7 +31,6 @@ from inferd.jobs.spec import parse_list
 from inferd.registry import Registry
 from inferd.settings import load_settings
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 _SPEC_FLAGS = ("version", "batch_size", "chunk_rows", "engine", "parallelism", "ray_address",
                "max_error_rate", "input_format", "nice", "busy_share")  # fmt: skip
 
@@ -41,6 +39,9 @@ def add_parser(commands: Any) -> None:
     """Add the ``jobs`` command and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
+    common.add_argument(
+        "--api-key", default=api_key_default(), help="API key (default $INFERD_API_KEY)"
+    )
     common.add_argument("--registry-url", help="use this registry directly, no server")
     common.add_argument("--model-repository", help="import this model repository first")
     common.add_argument("--json", action="store_true", help="machine-readable output")
@@ -190,32 +191,18 @@ def _start_background(job_id: str, registry_url: str) -> None:
 
 def _remote(args: argparse.Namespace) -> Any:
     if args.action == "submit":
-        return _http(args.url, "POST", "/v1/jobs", spec_from_args(args))
+        return _http(args, "POST", "/v1/jobs", spec_from_args(args))
     if args.action == "list":
         query = f"?limit={args.limit}" + (f"&state={args.state}" if args.state else "")
-        return _http(args.url, "GET", "/v1/jobs" + query)
+        return _http(args, "GET", "/v1/jobs" + query)
     if args.action == "show":
-        return _http(args.url, "GET", f"/v1/jobs/{args.job}")
-    return _http(args.url, "POST", f"/v1/jobs/{args.job}/{args.action}")
+        return _http(args, "GET", f"/v1/jobs/{args.job}")
+    return _http(args, "POST", f"/v1/jobs/{args.job}/{args.action}")
 
 
-def _http(url: str, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url.rstrip("/") + path, data=data, method=method,
-        headers={"content-type": "application/json", "x-inferd-actor": getpass.getuser()},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        message = json.loads(err.read() or b"{}").get("error", err.reason)
-        raise InferdError(f"{method} {path}: {err.code}: {message}") from None
-    except urllib.error.URLError as err:
-        raise InferdError(
-            f"cannot reach the server at {url} ({err.reason}); start it with `inferd serve`, "
-            "or pass --registry-url / --model-repository to work without a server"
-        ) from None
+def _http(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    hint = "--url, or --registry-url / --model-repository to work without a server"
+    return HttpBackend(args.url, args.api_key, hint).call(method, path, body)
 
 
 def _foreground(args: argparse.Namespace, service: JobService, job: JobRecord) -> int:

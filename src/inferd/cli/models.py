@@ -177,9 +177,12 @@ class _Backend:
 class HttpBackend(_Backend):
     """The management API of a running server (with an API key when auth is on)."""
 
-    def __init__(self, url: str, api_key: str | None = None) -> None:
+    def __init__(
+        self, url: str, api_key: str | None = None, hint: str = "--url / --registry-url"
+    ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
+        self.hint = hint  # what else the command accepts when no server answers
 
     def call(self, method: str, path: str, body: Any = None, query: Any = None) -> Any:
         if query:
@@ -199,7 +202,7 @@ class HttpBackend(_Backend):
         except urllib.error.URLError as err:
             raise InferdError(
                 f"cannot reach the server at {self.url} ({err.reason}); start it with "
-                "`inferd serve` or pass --url / --registry-url"
+                f"`inferd serve` or pass {self.hint}"
             ) from None
 
 
