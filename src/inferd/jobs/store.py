@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from inferd.errors import Conflict, InferdError, RegistryUnavailable
+from inferd.errors import Conflict, InferdError
 from inferd.jobs.records import Chunk, ChunkResult, JobRecord, JobState
 from inferd.registry import schema
+from inferd.registry.store import database_errors
 
 J, C = schema.jobs, schema.job_chunks
 
@@ -334,24 +334,13 @@ class JobStore:
         return row
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (OperationalError, InterfaceError) as err:
-            raise RegistryUnavailable(str(err.orig).strip().splitlines()[0][:200]) from err
-        except DBAPIError as err:
-            if err.connection_invalidated:
-                raise RegistryUnavailable(str(err.orig)[:200]) from err
-            raise
-
-    @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._guard(), self.engine.connect() as conn:
+        with database_errors(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._guard(), self.engine.begin() as conn:
+        with database_errors(), self.engine.begin() as conn:
             yield conn
 
 

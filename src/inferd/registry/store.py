@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -363,16 +363,16 @@ class Registry:
         if failures:
             raise PromotionRefused(name, row.version, "; ".join(failures))
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (OperationalError, InterfaceError) as err:
-            raise RegistryUnavailable(_first_line(err)) from err
-        except DBAPIError as err:
-            if err.connection_invalidated:
-                raise RegistryUnavailable(_first_line(err)) from err
-            raise
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A read connection for stores that share the registry database (e.g. API keys)."""
+        return self._read()
+
+    def transaction(self, bump: bool = True) -> AbstractContextManager[Connection]:
+        """A write transaction; ``bump`` moves the revision so replicas notice the change."""
+        return self._write(bump)
+
+    def _guard(self) -> AbstractContextManager[None]:
+        return database_errors()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -424,6 +424,20 @@ class Registry:
             created_at=row.created_at, updated_at=row.updated_at,
             production_version=production, latest_version=latest,
         )  # fmt: skip
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn "cannot reach the database" errors into RegistryUnavailable (503); any store on
+    the registry database (models, jobs, keys) wraps its calls in this."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as err:
+        raise RegistryUnavailable(_first_line(err)) from err
+    except DBAPIError as err:
+        if err.connection_invalidated:
+            raise RegistryUnavailable(_first_line(err)) from err
+        raise
 
 
 def _first_line(err: DBAPIError) -> str:

@@ -121,7 +121,7 @@ class KeyStore:
         """Create a key; returns the key (shown once) and its record."""
         key, key_id = new_key()
         record = ApiKey(key_id, role, models, name, actor or "anonymous", datetime.now(UTC))
-        with self.registry._write() as conn:
+        with self.registry.transaction() as conn:
             conn.execute(
                 api_keys.insert().values(
                     id=key_id, key_hash=hash_key(key), role=role.label,
@@ -136,7 +136,7 @@ class KeyStore:
     def revoke(self, key_id: str, actor: str = "") -> ApiKey:
         """Revoke a key at once. Raises KeyNotFound (404) for an unknown id."""
         now = datetime.now(UTC)
-        with self.registry._write() as conn:
+        with self.registry.transaction() as conn:
             done = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
@@ -152,7 +152,7 @@ class KeyStore:
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         """Keys, oldest first."""
-        with self.registry._read() as conn:
+        with self.registry.connection() as conn:
             stmt = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
             if not include_revoked:
                 stmt = stmt.where(api_keys.c.revoked_at.is_(None))
@@ -160,7 +160,7 @@ class KeyStore:
 
     def active(self) -> dict[str, ApiKey]:
         """Hash -> key for every key not revoked; empty while the table does not exist."""
-        with self.registry._read() as conn:
+        with self.registry.connection() as conn:
             if not inspect(conn).has_table(api_keys.name):
                 return {}  # not migrated yet: no keys
             rows = conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
