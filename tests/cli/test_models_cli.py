@@ -72,12 +72,8 @@ def test_human_output_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.fixture
 def server(repo: Path, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(repo, tmp_path)
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.slow

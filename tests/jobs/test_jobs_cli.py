@@ -95,12 +95,8 @@ def test_errors_and_progress_line(home: Path, capsys: pytest.CaptureFixture[str]
 
 @pytest.fixture
 def server(tabular_repo: Path, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tabular_repo, tmp_path)
-    try:
-        srv.wait_ready()
+    with Server(tabular_repo, tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.slow

@@ -28,13 +28,8 @@ def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     repo = home / "repo"
     shutil.copytree(examples_dir, repo)
     write_identity_model(repo)
-    srv = Server(repo, home)
-    try:
-        srv.wait_ready()
+    with Server(repo, home) as srv:
         yield srv
-    finally:
-        srv.stop()
-        assert "Traceback" not in srv.output()
 
 
 @pytest.fixture

@@ -27,13 +27,8 @@ LIBRARIES = PERF_DIR / "nvidia" / "cuda_runtime" / "lib"
 @pytest.fixture(scope="module")
 def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("perf-server")
-    srv = Server(examples_dir, home)
-    try:
-        srv.wait_ready()
+    with Server(examples_dir, home) as srv:
         yield srv
-    finally:
-        srv.stop()
-        assert "Traceback" not in srv.output()
 
 
 def perf_analyzer(args: list[str], out: Path) -> list[dict[str, str]]:

@@ -19,12 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server(repo: Path, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(repo, tmp_path)
-    try:
-        srv.wait_ready()
+    with Server(repo, tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_tritonclient_http_with_default_settings(server: Server) -> None:
