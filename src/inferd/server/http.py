@@ -163,7 +163,9 @@ class HttpApp:
         if head == "metrics" and len(parts) == 1:
             require_method(method, "GET")
             content_type = METRICS_CONTENT_TYPE.encode()
-            return 200, self.dataplane.metrics.render(), [(b"content-type", content_type)]
+            # With several workers rendering reads every worker's value files: not on the loop.
+            body = await asyncio.to_thread(self.dataplane.metrics.render)
+            return 200, body, [(b"content-type", content_type)]
         return _not_found(scope["path"])
 
     async def _v2(self, method: str, parts: list[str], scope: Scope, receive: Receive) -> Result:
