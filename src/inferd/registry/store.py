@@ -126,14 +126,6 @@ class Registry:
             records = [r for r in records if not failed_gates([metric], r.metrics)]
         return records
 
-    def all_versions(self) -> list[VersionRecord]:
-        """Every version of every model (the desired state replicas reconcile to)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(M.c.name, V).join(V, V.c.model_id == M.c.id).order_by(M.c.name, V.c.version)
-            )
-            return [_version_record(r.name, r) for r in rows]
-
     def audit(self, name: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries first, for one model or all."""
         with self._read() as conn:
