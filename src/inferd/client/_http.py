@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from inferd.client._types import InferResult
-from inferd.protocol._tensors import array_from_bytes, array_to_bytes, array_to_json_data
+from inferd.protocol._tensors import array_from_bytes, wire_tensor
 from inferd.types import DATATYPE_TO_DTYPE, datatype_of
 
 T = TypeVar("T")
@@ -130,16 +130,7 @@ class HttpProtocol:
         return HttpCall("POST", path, decode_infer_response, b"".join([header, *chunks]), headers)
 
     def _input(self, name: str, array: np.ndarray, chunks: list[bytes]) -> dict[str, Any]:
-        tensor: dict[str, Any] = {
-            "name": name, "shape": list(array.shape), "datatype": datatype_of(array),
-        }  # fmt: skip
-        if self.binary:
-            raw = array_to_bytes(array)
-            chunks.append(raw)
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-        else:
-            tensor["data"] = array_to_json_data(array)
-        return tensor
+        return wire_tensor(name, datatype_of(array), array, self.binary, chunks)
 
 
 def decode_infer_response(status: int, body: bytes, headers: Mapping[str, str]) -> InferResult:

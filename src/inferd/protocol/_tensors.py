@@ -346,6 +346,21 @@ def array_to_json_data(arr: np.ndarray, *, nested: bool = False) -> object:
     return arr.item() if arr.ndim == 0 else np.ascontiguousarray(arr)
 
 
+def wire_tensor(
+    name: str, datatype: str, array: np.ndarray, binary: bool, chunks: list[bytes]
+) -> dict[str, Any]:
+    """The V2 JSON entry of a tensor; with ``binary`` its bytes go to ``chunks`` instead of
+    ``data`` (the binary extension). Requests and responses are written alike."""
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    if binary:
+        raw = array_to_bytes(array)
+        chunks.append(raw)
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+    else:
+        tensor["data"] = array_to_json_data(array)
+    return tensor
+
+
 def _to_str(item: object) -> str:
     if isinstance(item, bytes):
         return item.decode("utf-8", errors="replace")
@@ -362,4 +377,5 @@ __all__ = [
     "json_object",
     "json_shape",
     "load_json_object",
+    "wire_tensor",
 ]

@@ -21,13 +21,12 @@ from inferd.errors import InferenceFailed, InvalidInput
 from inferd.protocol._tensors import (
     array_from_bytes,
     array_from_json,
-    array_to_bytes,
-    array_to_json_data,
     describe,
     json_name,
     json_object,
     json_shape,
     load_json_object,
+    wire_tensor,
 )
 from inferd.types import DATATYPES, InferenceRequest, InferenceResponse, datatype_of
 
@@ -285,14 +284,7 @@ def _encode_output(
     except ValueError as err:
         reason = f"output '{name}': {err}"
         raise InferenceFailed(response.model_name, response.model_version, reason) from None
-    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-    if fmt.is_binary(name):
-        raw = array_to_bytes(array)
-        chunks.append(raw)
-        tensor["parameters"] = {"binary_data_size": len(raw)}
-    else:
-        tensor["data"] = array_to_json_data(array)
-    return tensor
+    return wire_tensor(name, datatype, array, fmt.is_binary(name), chunks)
 
 
 def encode_error(message: str) -> bytes:
