@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     device_memory_budget_bytes: int | None = Field(
         None, gt=0, description="Memory the versions on one GPU may hold there; LRU above it."
     )
-    host: str = Field("0.0.0.0", description="Address to listen on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on (0.0.0.0: every interface; auth turns on by default).",
+    )
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
     grpc_max_message_bytes: int = Field(
@@ -71,13 +74,32 @@ class Settings(BaseSettings):
         "auto",
         pattern=r"^(on|off|auto)$",
         description="API key authentication: on, off, or auto (off on a loopback host with "
-        "no keys configured, on otherwise).",
+        "no keys or JWT configured, on otherwise).",
     )
     admin_key: str | None = Field(
         None, repr=False, min_length=16, description="A bootstrap admin API key (not stored)."
     )
     admin_key_file: Path | None = Field(
         None, description="A file holding the bootstrap admin API key."
+    )
+    jwt_key_file: Path | None = Field(
+        None,
+        description="Accept JWT bearer tokens signed by this PEM public key or HMAC "
+        "secret file (docs/security.md).",
+    )
+    jwt_jwks_file: Path | None = Field(
+        None, description="Accept JWT bearer tokens signed by a key of this JWKS file."
+    )
+    jwt_algorithms: str | None = Field(
+        None,
+        description="Comma-separated JWT algorithms accepted (default: every one the "
+        "key's kind allows).",
+    )
+    jwt_audience: str | None = Field(None, description="The JWT 'aud' required.")
+    jwt_issuer: str | None = Field(None, description="The JWT 'iss' required.")
+    jwt_role_claim: str = Field("role", min_length=1, description="JWT claim with the role.")
+    jwt_models_claim: str = Field(
+        "models", min_length=1, description="JWT claim with the model names (absent: all)."
     )
     metrics_auth: bool = Field(
         True, description="With auth on, /metrics needs an operator or admin key."

@@ -124,3 +124,28 @@ async def test_stream_refuses_models_out_of_scope(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await read_all(stream)
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_grpc_accepts_jwt_bearer_tokens(
+    served: tuple[GrpcServer, KeyStore, Guard], tmp_path: Path
+) -> None:
+    import time
+
+    import jwt
+
+    from inferd.security.jwt import JwtSettings, JwtVerifier
+
+    server, _, guard = served
+    secret = b"x" * 48
+    (tmp_path / "hs").write_bytes(secret)
+    guard.jwt = JwtVerifier(JwtSettings(key_file=tmp_path / "hs"))
+    claims = {"sub": "svc", "role": "predict", "models": ["linear"], "exp": time.time() + 60}
+    text = jwt.encode(claims, secret, algorithm="HS256")
+    reply = await call(server.port, "ModelInfer", infer_request("linear"),
+                       [("authorization", f"Bearer {text}")])  # fmt: skip
+    assert reply.model_name == "linear"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(server.port, "ModelInfer", infer_request("mlp"),
+                   [("authorization", f"Bearer {text}")])  # fmt: skip
+    assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "jwt:svc" in str(info.value.details())

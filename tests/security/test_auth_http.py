@@ -188,3 +188,10 @@ async def test_auto_mode_is_off_without_keys_and_on_with_them(repo: Path, tmp_pa
     assert build_app(settings.model_copy(update={"auth": "off"})).guard is None
     fresh = Settings(home=tmp_path / "other", model_repository=repo, auth="on")
     assert build_app(fresh).guard is not None
+
+
+async def test_auto_mode_is_on_for_a_non_loopback_host(repo: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, model_repository=repo, host="0.0.0.0")
+    assert build_app(settings).guard is not None
+    assert Settings(home=tmp_path).host == "127.0.0.1"  # the quick start stays open
+    assert build_app(settings.model_copy(update={"auth": "off"})).guard is None

@@ -1,4 +1,4 @@
-"""The guard: authenticates API keys, checks roles and model scopes, applies rate and
+"""The guard: authenticates API keys (and JWTs), checks roles and model scopes, applies rate and
 concurrency limits. Transports call it; it never touches the database on a request.
 
 Keys live in a dict from key hash to :class:`ApiKey`, refreshed from the registry when its
@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 
 from inferd.errors import PermissionDenied, RegistryUnavailable, Unauthenticated
+from inferd.security.jwt import JwtVerifier, looks_like_jwt
 from inferd.security.keys import ApiKey, KeyStore, Role, hash_key
 from inferd.security.limits import Clock, Concurrency, RateLimiter
 from inferd.security.policy import ALL_MODELS, REQUIRED_ROLE, Group
@@ -34,6 +35,7 @@ class Guard:
         client_rate: requests per second per client address (0: no limit), ``client_burst``.
         max_concurrent: requests one key may have in flight.
         clock: monotonic seconds for the rate limiters.
+        jwt: verifies bearer JWTs; None: only API keys are accepted.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class Guard:
         client_burst: int = 200,
         max_concurrent: int = 256,
         clock: Clock = time.monotonic,
+        jwt: JwtVerifier | None = None,
     ) -> None:
         self.store = store
+        self.jwt = jwt
         self.bootstrap = dict(bootstrap or {})
         self.metrics_auth = metrics_auth
         self.keys: dict[str, ApiKey] = dict(self.bootstrap)
@@ -93,9 +97,13 @@ class Guard:
         if not token:
             raise Unauthenticated("no API key")
         key = self.keys.get(hash_key(token))
-        if key is None:
-            raise Unauthenticated("unknown or revoked API key")
-        return key
+        if key is not None:
+            return key
+        if self.jwt is not None:
+            text = token.decode("latin-1") if isinstance(token, bytes) else token
+            if looks_like_jwt(text):
+                return self.jwt.verify(text)
+        raise Unauthenticated("unknown or revoked API key")
 
     def authorize(self, key: ApiKey, group: Group, model: str | None) -> None:
         """Raises PermissionDenied (403) when the key's role or scope does not allow it.

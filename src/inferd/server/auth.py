@@ -20,6 +20,7 @@ import grpc
 from inferd.errors import ConfigError, InferdError, RegistryUnavailable
 from inferd.registry import Registry
 from inferd.security.guard import Guard, bootstrap_keys
+from inferd.security.jwt import JwtSettings, JwtVerifier
 from inferd.security.keys import ApiKey, KeyStore
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import Group, classify_grpc, grpc_model
@@ -63,6 +64,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    """The JWT verifier the settings ask for; None when no JWT key is configured.
+
+    Raises:
+        ConfigError: an unreadable key file, or algorithms that do not fit the key.
+    """
+    if settings.jwt_key_file is None and settings.jwt_jwks_file is None:
+        return None
+    algorithms = None
+    if settings.jwt_algorithms:
+        algorithms = tuple(a.strip() for a in settings.jwt_algorithms.split(",") if a.strip())
+    return JwtVerifier(JwtSettings(
+        key_file=settings.jwt_key_file.expanduser() if settings.jwt_key_file else None,
+        jwks_file=settings.jwt_jwks_file.expanduser() if settings.jwt_jwks_file else None,
+        algorithms=algorithms, audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+        role_claim=settings.jwt_role_claim, models_claim=settings.jwt_models_claim,
+    ))  # fmt: skip
+
+
 def admin_keys(settings: Settings) -> list[str]:
     """The bootstrap admin keys from ``INFERD_ADMIN_KEY`` and ``INFERD_ADMIN_KEY_FILE``.
 
@@ -93,20 +113,27 @@ class Security:
 
     @classmethod
     def from_settings(cls, settings: Settings, registry: Registry) -> Security:
-        """Resolve ``--auth`` (auto: off on a loopback host with no keys, else on) and log it."""
+        """Resolve ``--auth`` and log it.
+
+        ``auto`` is off only on a loopback host with no key configured (the quick start), and
+        on for any other address or once a key (bootstrap, registry or JWT) exists.
+        """
         limits = RequestLimits(
             settings.max_tensor_elements, settings.max_batch_rows, settings.max_string_bytes
         )
         store = KeyStore(registry)
         admins = admin_keys(settings)
+        verifier = jwt_verifier(settings)
         mode, why = settings.auth, "--auth " + settings.auth
         loopback = _is_loopback(settings.host)
+        configured = bool(admins) or verifier is not None or _has_keys(store)
         if mode == "auto":
-            # Keys decide, not the address: a non-loopback server without keys stays open
-            # (with a warning) so that `inferd serve` and the V2 clients work out of the box.
-            configured = bool(admins) or _has_keys(store)
-            mode = "on" if configured else "off"
-            why = "auto: " + ("API keys configured" if configured else "no API keys configured")
+            if not loopback:
+                mode, why = "on", f"auto: host {settings.host} is not loopback"
+            else:
+                mode = "on" if configured else "off"
+                why = "auto: " + ("credentials configured" if configured else
+                                  "loopback host, no API keys or JWT configured")  # fmt: skip
         if mode == "off":
             if loopback:
                 logger.info("authentication off (%s) on loopback host %s", why, settings.host)
@@ -118,11 +145,17 @@ class Security:
                 )  # fmt: skip
             return cls(None, limits, mode, store)
         logger.info("authentication on (%s)", why)
+        if not configured:
+            logger.warning(
+                "authentication on and no key exists: every call but health is refused; set "
+                "INFERD_ADMIN_KEY, or run `inferd keys create --role admin --registry-url "
+                "%s`, or pass --auth off on a trusted network", settings.resolved_registry_url,
+            )  # fmt: skip
         guard = Guard(
             store, bootstrap_keys(admins), metrics_auth=settings.metrics_auth,
             key_rate=settings.key_rate_limit, key_burst=settings.key_rate_burst,
             client_rate=settings.client_rate_limit, client_burst=settings.client_rate_burst,
-            max_concurrent=settings.max_concurrent_per_key,
+            max_concurrent=settings.max_concurrent_per_key, jwt=verifier,
         )  # fmt: skip
         return cls(guard, limits, mode, store)
 
