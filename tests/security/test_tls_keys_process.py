@@ -164,3 +164,56 @@ async def test_grpc_mutual_tls(repo: Path, tmp_path: Path, ca: trustme.CA) -> No
     with pytest.raises(grpc.aio.AioRpcError):
         await live(grpc.ssl_channel_credentials(ca.cert_pem.bytes()))
     await server.stop(0)
+
+
+@pytest.mark.slow
+def test_https_and_grpcs_mutual_tls_with_the_sdk(
+    repo: Path, tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A real server with --tls-ca-file: clients without a certificate from the CA are
+    refused during the handshake, over HTTP and gRPC; the SDK's Tls presents one."""
+    from inferd.client import ClientError, Retry, Tls
+
+    cert, key, ca_file = write_pem(ca, tmp_path)
+    client_cert = ca.issue_cert("client@example")
+    client_pem, client_key = tmp_path / "client.pem", tmp_path / "client-key.pem"
+    client_cert.cert_chain_pems[0].write_to_path(str(client_pem))
+    client_cert.private_key_pem.write_to_path(str(client_key))
+    tls = Tls(ca_file, client_pem, client_key)
+    extra = ["--tls-certfile", str(cert), "--tls-keyfile", str(key), "--tls-ca-file", str(ca_file)]
+    proc = Server(repo, tmp_path, extra=extra)
+    try:
+        url = proc.url.replace("http://", "https://")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", verify=tls.ssl_context()).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, proc.output()
+            assert proc.proc.poll() is None, proc.output()
+            time.sleep(0.1)
+        x = {"x": np.array([1.0, 2.0], dtype=np.float32)}
+        with Client(url, tls=tls) as client:
+            assert client.infer("linear", x)["y"].tolist() == [4.0, 7.0]  # v2: 3x + 1
+        grpc_url = f"grpcs://localhost:{proc.grpc_port}"
+        with Client(grpc_url, tls=tls) as client:
+            assert client.infer("linear", x)["y"].tolist() == [4.0, 7.0]  # v2: 3x + 1
+        # No client certificate: the TLS handshake fails, over both transports.
+        no_cert = Tls(ca_file)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/v2/models/linear", verify=no_cert.ssl_context(), timeout=10)
+        with (
+            Client(url, tls=no_cert, retry=Retry(attempts=1)) as client,
+            pytest.raises(ClientError),
+        ):
+            client.live()
+        with Client(grpc_url, tls=no_cert, retry=Retry(attempts=1), timeout=10) as client:
+            with pytest.raises(ClientError) as info:
+                client.live()
+            assert info.value.code == "UNAVAILABLE"
+        with pytest.raises(ValueError, match="cert_file and key_file together"):
+            Tls(ca_file, client_pem)
+    finally:
+        proc.stop()

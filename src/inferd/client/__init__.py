@@ -11,6 +11,7 @@ Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as 
 
 from inferd.client._async import AsyncClient
 from inferd.client._client import Client
+from inferd.client._tls import Tls
 from inferd.client._types import ClientError, InferResult, Retry
 
-__all__ = ["AsyncClient", "Client", "ClientError", "InferResult", "Retry"]
+__all__ = ["AsyncClient", "Client", "ClientError", "InferResult", "Retry", "Tls"]

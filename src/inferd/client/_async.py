@@ -20,6 +20,7 @@ from inferd.client._client import (
 )
 from inferd.client._grpc import GrpcCall, GrpcProtocol
 from inferd.client._http import HttpCall, HttpProtocol
+from inferd.client._tls import Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry
 
 T = TypeVar("T")
@@ -29,13 +30,16 @@ class AsyncClient:
     """An asyncio client over HTTP or gRPC; the same calls as :class:`Client`, awaitable.
 
     Args:
-        url: ``http://host:8000`` or ``grpc://host:8001``.
+        url: ``http://host:8000`` or ``grpc://host:8001`` (``https://`` and ``grpcs://`` for
+            TLS).
         timeout: seconds per call unless a call says otherwise.
         retry: the retry policy for 503 / UNAVAILABLE.
         binary: HTTP only: binary tensor extension (default) or JSON.
         max_message_bytes: gRPC only: largest message sent or received.
         api_key: API key sent with every call (``Authorization: Bearer``, gRPC metadata
-            ``authorization``); default ``$INFERD_API_KEY``.
+            ``authorization``); default ``$INFERD_API_KEY``. A JWT works the same way.
+        tls: the CA to trust and the client certificate (mTLS) for ``https://`` and
+            ``grpcs://``; None: the system trust store and no client certificate.
 
     Example:
         >>> async with AsyncClient("http://localhost:8000") as client:
@@ -51,6 +55,7 @@ class AsyncClient:
         binary: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
         api_key: str | None = None,
+        tls: Tls | None = None,
     ) -> None:
         scheme, base = parse_url(url)
         api_key = api_key or os.environ.get("INFERD_API_KEY") or None
@@ -61,15 +66,17 @@ class AsyncClient:
         self._http: httpx.AsyncClient | None = None
         self._channel: grpc.aio.Channel | None = None
         self._protocol: HttpProtocol | GrpcProtocol
-        if scheme == "grpc":
+        if scheme in ("grpc", "grpcs"):
             options = [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
             ]
-            self._channel = grpc.aio.insecure_channel(base, options=options)
+            self._channel = grpc_channel(scheme, base, options, tls, aio=True)
             self._protocol = GrpcProtocol()
         else:
-            self._http = httpx.AsyncClient(base_url=base, timeout=timeout, headers=auth)
+            self._http = httpx.AsyncClient(
+                base_url=base, timeout=timeout, headers=auth, verify=http_verify(tls)
+            )
             self._protocol = HttpProtocol(binary)
 
     async def __aenter__(self) -> AsyncClient:

@@ -14,6 +14,7 @@ import numpy as np
 
 from inferd.client._grpc import GrpcCall, GrpcProtocol
 from inferd.client._http import HttpCall, HttpProtocol
+from inferd.client._tls import Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
 
 T = TypeVar("T")
@@ -21,18 +22,19 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 def parse_url(url: str) -> tuple[str, str]:
-    """``http://h:p``, ``https://h:p`` or ``grpc://h:p`` -> (scheme, base).
+    """``http://h:p``, ``https://h:p``, ``grpc://h:p`` or ``grpcs://h:p`` -> (scheme, base).
 
     Raises:
         ValueError: another scheme, or no host.
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "grpc") or not parts.netloc:
+    if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.netloc:
         raise ValueError(
-            f"url: expected http://host:port, https://host:port or grpc://host:port, got {url!r}"
+            "url: expected http://host:port, https://host:port, grpc://host:port or "
+            f"grpcs://host:port, got {url!r}"
         )
-    if parts.scheme == "grpc":
-        return "grpc", parts.netloc
+    if parts.scheme in ("grpc", "grpcs"):
+        return parts.scheme, parts.netloc
     return parts.scheme, f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -74,13 +76,16 @@ class Client:
     with exponential backoff per ``retry``; other errors raise :class:`ClientError` at once.
 
     Args:
-        url: ``http://host:8000`` or ``grpc://host:8001``.
+        url: ``http://host:8000`` or ``grpc://host:8001`` (``https://`` and ``grpcs://`` for
+            TLS).
         timeout: seconds per call unless a call says otherwise.
         retry: the retry policy (``Retry(attempts=1)`` turns retries off).
         binary: HTTP only: binary tensor extension (default) or JSON.
         max_message_bytes: gRPC only: largest message sent or received.
         api_key: API key sent with every call (``Authorization: Bearer``, gRPC metadata
-            ``authorization``); default ``$INFERD_API_KEY``.
+            ``authorization``); default ``$INFERD_API_KEY``. A JWT works the same way.
+        tls: the CA to trust and the client certificate (mTLS) for ``https://`` and
+            ``grpcs://``; None: the system trust store and no client certificate.
 
     Example:
         >>> with Client("grpc://localhost:8001") as client:
@@ -97,6 +102,7 @@ class Client:
         binary: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
         api_key: str | None = None,
+        tls: Tls | None = None,
     ) -> None:
         scheme, base = parse_url(url)
         api_key = api_key or os.environ.get("INFERD_API_KEY") or None
@@ -107,15 +113,17 @@ class Client:
         self._http: httpx.Client | None = None
         self._channel: grpc.Channel | None = None
         self._protocol: HttpProtocol | GrpcProtocol
-        if scheme == "grpc":
+        if scheme in ("grpc", "grpcs"):
             options = [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
             ]
-            self._channel = grpc.insecure_channel(base, options=options)
+            self._channel = grpc_channel(scheme, base, options, tls, aio=False)
             self._protocol = GrpcProtocol()
         else:
-            self._http = httpx.Client(base_url=base, timeout=timeout, headers=auth)
+            self._http = httpx.Client(
+                base_url=base, timeout=timeout, headers=auth, verify=http_verify(tls)
+            )
             self._protocol = HttpProtocol(binary)
 
     def __enter__(self) -> Client:
