@@ -60,10 +60,14 @@ format: install
 bench: install perf-analyzer
 	$(PY) bench/serving.py $(ARGS)
 
-# A longer run of the HTTP fuzz test (tests/security/test_fuzz_http.py); FUZZ_EXAMPLES cases.
+# Longer runs of the fuzz tests: the hypothesis HTTP fuzzer (FUZZ_EXAMPLES cases) and
+# schemathesis over /openapi.json (FUZZ_PER_OPERATION cases for each operation).
 FUZZ_EXAMPLES ?= 50000
+FUZZ_PER_OPERATION ?= 1000
 fuzz: install
-	INFERD_FUZZ_RANDOM=1 INFERD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/security/test_fuzz_http.py -q $(ARGS)
+	INFERD_FUZZ_RANDOM=1 INFERD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	INFERD_FUZZ_EXAMPLES_PER_OPERATION=$(FUZZ_PER_OPERATION) \
+	$(PY) -m pytest tests/security/test_fuzz_http.py tests/security/test_fuzz_openapi.py -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

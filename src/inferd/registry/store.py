@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, create_engine, event, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from inferd.config import parse_model_config
 from inferd.errors import (
     Conflict,
     InvalidInput,
@@ -32,6 +33,17 @@ logger = logging.getLogger(__name__)
 
 M, V, A = schema.models, schema.model_versions, schema.audit_log
 _METADATA_FIELDS = ("metrics", "tags", "description", "training", "signature", "pinned")
+# Field -> (accepted Python types, what an error says was expected); lists hold strings.
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "metrics": ((dict,), "a mapping of name to number"),
+    "tags": ((list,), "a list of strings"),
+    "gates": ((list,), "a list of rules like 'accuracy >= 0.85'"),
+    "description": ((str,), "a string"),
+    "training": ((dict,), "a mapping"),
+    "signature": ((dict, type(None)), "a mapping or null"),
+    "pinned": ((bool,), "true or false"),
+    "config": ((dict,), "a model config mapping (model.yaml as JSON)"),
+}
 
 
 def engine_for(url: str) -> Engine:
@@ -167,8 +179,11 @@ class Registry:
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidInput("model fields", f"some of {sorted(allowed)}", str(sorted(unknown)))
+        _check_fields("model", changes)
         for rule in changes.get("gates") or []:
             parse_gate(rule)
+        if "config" in changes:  # refuse a config that could not be loaded, now, not later
+            parse_model_config(changes["config"], f"model '{name}' config", name)
         with self._write() as conn:
             row = self._model_row(conn, name)
             conn.execute(M.update().where(M.c.id == row.id).values(**changes, updated_at=_now()))
@@ -444,10 +459,26 @@ def _stage(value: str) -> Stage:
         raise InvalidInput("stage", f"one of {[s.value for s in Stage]}", repr(value)) from None
 
 
+def _check_fields(prefix: str, fields: Mapping[str, Any]) -> None:
+    """Each present field has its column's type (None only where the column takes it).
+
+    Raises:
+        InvalidInput: naming the field, the type expected and the type that came.
+    """
+    for name, value in fields.items():
+        kinds, expected = _FIELD_TYPES[name]
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and isinstance(value, list):
+            ok = all(isinstance(item, str) for item in value)
+        if not ok:
+            raise InvalidInput(f"{prefix}.{name}", expected, type(value).__name__)
+
+
 def _metadata_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(metadata) - set(_METADATA_FIELDS)
     if unknown:
         raise InvalidInput("metadata", f"keys among {list(_METADATA_FIELDS)}", str(sorted(unknown)))
+    _check_fields("metadata", metadata)
     fields = dict(metadata)
     metrics = fields.get("metrics")
     if metrics is not None:

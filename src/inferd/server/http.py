@@ -85,6 +85,7 @@ class HttpApp:
         self.max_body_bytes = max_body_bytes
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self._openapi: bytes | None = None  # built on first GET /openapi.json
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -152,7 +153,9 @@ class HttpApp:
             require_method(method, "POST")
             return await self._predict(scope, receive)
         if head == "v1" and self.management is not None:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            raw_query = scope.get("query_string", b"").decode("latin-1")
+            # Blank values are kept: "?stage=" is a wrong stage (400), not no filter.
+            query = dict(parse_qsl(raw_query, keep_blank_values=True))
             actor = (_header(scope, b"x-inferd-actor") or b"anonymous").decode("latin-1")
             caller = scope.get("inferd.caller")
             if caller is not None:  # auth on: the key, not a header, says who acts
@@ -160,6 +163,13 @@ class HttpApp:
             body = await self._body(scope, receive)
             status, payload = await self.management.handle(method, parts[1:], query, body, actor)
             return _json(status, payload)
+        if head == "openapi.json" and len(parts) == 1:
+            require_method(method, "GET")
+            if self._openapi is None:
+                from inferd.server.openapi import openapi_document
+
+                self._openapi = orjson.dumps(openapi_document())
+            return 200, self._openapi, _NO_HEADERS
         if head == "metrics" and len(parts) == 1:
             require_method(method, "GET")
             content_type = METRICS_CONTENT_TYPE.encode()

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
-from inferd.errors import InvalidInput, ModelNotFound, require_method
+from inferd.errors import ModelNotFound, require_method
 from inferd.jobs import JobService
+from inferd.server._request import json_object, query_limit
 
 Reply = tuple[int, Any]
 
@@ -33,11 +32,13 @@ class JobRoutes:
         service = self.service
         if not parts:
             if method == "GET":
-                limit = _limit(query.get("limit", "100"))
+                limit = query_limit(query)
                 jobs = await asyncio.to_thread(service.list_jobs, query.get("state"), limit)
                 return 200, [job.to_dict() for job in jobs]
             require_method(method, "POST", listed="GET, POST")
-            return 201, (await asyncio.to_thread(service.submit, _body(body), actor)).to_dict()
+            return 201, (
+                await asyncio.to_thread(service.submit, json_object(body, required=True), actor)
+            ).to_dict()
         job_id, action = parts[0], parts[1:]
         if not action:
             require_method(method, "GET", listed="GET")
@@ -49,16 +50,3 @@ class JobRoutes:
             require_method(method, "POST", listed="POST")
             return 200, (await asyncio.to_thread(service.resume, job_id)).to_dict()
         raise ModelNotFound("/v1/jobs/" + "/".join(parts))
-
-
-def _body(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput("body", "a JSON object", f"invalid JSON ({err})") from None
-
-
-def _limit(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput("limit", "a positive integer", repr(text))
-    return int(text)

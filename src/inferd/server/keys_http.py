@@ -11,10 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from inferd.errors import InvalidInput, KeyNotFound
+from inferd.errors import InvalidInput, KeyNotFound, require_method
 from inferd.security.keys import KeyStore, Role, parse_models
+from inferd.server._request import json_object, query_flag
 
 Reply = tuple[int, Any]
 
@@ -37,37 +36,35 @@ class KeyRoutes:
         """Answer one request; ``parts`` is the path after ``/v1/keys``."""
         if not parts:
             if method == "GET":
-                revoked = query.get("revoked", "").lower() in ("1", "true", "yes")
+                revoked = query_flag(query, "revoked")
                 keys = await asyncio.to_thread(self.store.list, revoked)
                 return 200, [k.to_dict() for k in keys]
-            if method == "POST":
-                return 201, await self._create(body, actor)
-            raise InvalidInput("method", "GET or POST", method)
-        revoke = (len(parts) == 1 and method == "DELETE") or (
-            parts[1:] == ["revoke"] and method == "POST"
-        )
-        if revoke:
+            require_method(method, "POST", listed="GET, POST")
+            return 201, await self._create(body, actor)
+        if len(parts) == 1:
+            require_method(method, "DELETE")
+        elif parts[1:] == ["revoke"]:
+            require_method(method, "POST")
+        if len(parts) == 1 or parts[1:] == ["revoke"]:
             record = await asyncio.to_thread(self.store.revoke, parts[0], actor)
             await self._changed()
             return 200, record.to_dict()
         raise KeyNotFound("/".join(parts))
 
     async def _create(self, body: bytes, actor: str) -> dict[str, Any]:
-        try:
-            data = orjson.loads(body or b"{}")
-        except orjson.JSONDecodeError as err:
-            raise InvalidInput("body", "a JSON object", f"invalid JSON ({err})") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("body", "a JSON object", type(data).__name__)
+        data = json_object(body, required=True)
         role = data.get("role")
         if not isinstance(role, str):
             raise InvalidInput("body.role", "predict, operator or admin", repr(role)[:40])
         models = data.get("models")
         if models is not None and not isinstance(models, list | str):
             raise InvalidInput("body.models", "a list of model names", repr(models)[:80])
-        name = data.get("name") or ""
+        name = data.get("name")
+        if name is None:
+            name = ""
         if not isinstance(name, str) or len(name) > 200:
-            raise InvalidInput("body.name", "a string of at most 200 characters", "other")
+            got = type(name).__name__ if not isinstance(name, str) else f"{len(name)} characters"
+            raise InvalidInput("body.name", "a string of at most 200 characters", got)
         key, record = await asyncio.to_thread(
             self.store.create, Role.parse(role), parse_models(models), name, actor
         )

@@ -23,26 +23,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
+from inferd.registry.records import Stage
+from inferd.server._request import json_object, query_choice, query_limit
 from inferd.server.jobs_http import JobRoutes
 from inferd.server.keys_http import KeyRoutes
 from inferd.serving.management import ManagementPlane
 
 Reply = tuple[int, Any]
-
-
-def _body(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise InvalidInput("body", "a JSON object", f"invalid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("body", "a JSON object", type(data).__name__)
-    return data
+STAGES = [s.value for s in Stage]
+_CHANGES = "a JSON object with description, tags, gates or config"
 
 
 def _field(
@@ -84,14 +74,16 @@ class ManagementRoutes:
             return await self.jobs.handle(method, parts[1:], query, body, actor)
         if parts and parts[0] == "keys" and self.keys is not None:
             return await self.keys.handle(method, parts[1:], query, body, actor)
-        if parts == ["audit"] and method == "GET":
-            entries = await mp.audit(None, int(query.get("limit", "100")))
+        if parts == ["audit"]:
+            require_method(method, "GET")
+            entries = await mp.audit(None, query_limit(query))
             return 200, [e.to_dict() for e in entries]
         if not parts or parts[0] != "models":
             raise ModelNotFound("/v1/" + "/".join(parts))
         if len(parts) == 1:
             require_method(method, "GET")
-            filters = {k: query.get(k) for k in ("tag", "stage")} | {"query": query.get("q")}
+            stage = query_choice(query, "stage", STAGES)
+            filters = {"tag": query.get("tag"), "stage": stage, "query": query.get("q")}
             return 200, [m.to_dict() for m in await mp.list_models(**filters)]
         name, rest = parts[1], parts[2:]
         if not rest:
@@ -103,11 +95,11 @@ class ManagementRoutes:
             return 200, (await mp.rollback(name, actor)).to_dict()
         if rest == ["default"]:
             require_method(method, "POST")
-            version = _field(_body(body), "version", int, required=True)
+            version = _field(json_object(body), "version", int, required=True)
             return 200, (await mp.promote(name, version, actor)).to_dict()
         if rest == ["audit"]:
             require_method(method, "GET")
-            entries = await mp.audit(name, int(query.get("limit", "100")))
+            entries = await mp.audit(name, query_limit(query))
             return 200, [e.to_dict() for e in entries]
         raise ModelNotFound("/v1/" + "/".join(parts))
 
@@ -116,11 +108,13 @@ class ManagementRoutes:
         if method == "GET":
             return 200, await mp.show_model(name)
         if method == "PATCH":
-            data = _body(body)
+            data = json_object(body, required=True, expected=_CHANGES)
             changes = {k: data[k] for k in ("description", "tags", "gates", "config") if k in data}
             unknown = set(data) - set(changes)
+            if not data:
+                raise InvalidInput("body", _CHANGES, "an empty object: nothing to change")
             if unknown:
-                raise InvalidInput("body", "description, tags, gates or config", str(unknown))
+                raise InvalidInput("body", _CHANGES, f"unknown fields {sorted(unknown)}")
             return 200, (await mp.update_model(name, actor, **changes)).to_dict()
         if method == "DELETE":
             await mp.delete_model(name, actor)
@@ -135,11 +129,11 @@ class ManagementRoutes:
         if not rest:
             if method == "GET":
                 records = await mp.list_versions(
-                    name, stage=query.get("stage"), metric=query.get("metric")
+                    name, stage=query_choice(query, "stage", STAGES), metric=query.get("metric")
                 )
                 return 200, [r.to_dict() for r in records]
-            require_method(method, "POST")
-            data = _body(body)
+            require_method(method, "POST", listed="GET, POST")
+            data = json_object(body)
             record = await mp.register_version(
                 name,
                 _field(data, "artifact_uri", str, required=True),
@@ -158,7 +152,8 @@ class ManagementRoutes:
             if method == "GET":
                 return 200, (await mp.get_version(name, version)).to_dict()
             if method == "PATCH":
-                record = await mp.update_version(name, version, actor, **_body(body))
+                changes = json_object(body, required=True)
+                record = await mp.update_version(name, version, actor, **changes)
                 return 200, record.to_dict()
             if method == "DELETE":
                 await mp.delete_version(name, version, actor)
@@ -170,6 +165,6 @@ class ManagementRoutes:
         if action == "archive":
             return 200, (await mp.set_stage(name, version, "archived", actor)).to_dict()
         if action == "stage":
-            stage = _field(_body(body), "stage", str, required=True)
+            stage = _field(json_object(body), "stage", str, required=True)
             return 200, (await mp.set_stage(name, version, stage, actor)).to_dict()
         raise ModelNotFound(name, f"{version}/{action}")
