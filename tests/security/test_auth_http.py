@@ -159,9 +159,16 @@ async def test_management_actor_is_the_key(client: httpx.AsyncClient) -> None:
 
 
 async def test_bad_key_requests_get_400(client: httpx.AsyncClient) -> None:
-    for body in ({"role": "root"}, {"role": 3}, {"role": "predict", "models": 7}, [1]):
+    bodies = ({"role": "root"}, {"role": 3}, {"role": "predict", "models": 7}, [1],
+              {"role": "predict", "name": {}})  # fmt: skip
+    for body in bodies:
         r = await client.post("/v1/keys", json=body, headers=bearer(ADMIN))
         assert r.status_code == 400, r.text
+    r = await client.get("/v1/keys?revoked=null", headers=bearer(ADMIN))
+    assert r.status_code == 400
+    assert "revoked" in r.json()["error"]
+    r = await client.request("TRACE", "/v1/keys", headers=bearer(ADMIN))
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, POST")
 
 
 async def test_metrics_open_when_metrics_auth_is_off(repo: Path, tmp_path: Path) -> None:

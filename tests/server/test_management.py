@@ -171,3 +171,31 @@ async def test_repository_watch_registers_new_versions(app: HttpApp, repo: Path)
         assert 7 in names
     finally:
         runner.cancel()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("PATCH", "/v1/models/linear", {"config": None}, 400, "model.config"),
+        ("PATCH", "/v1/models/linear", {"config": {"platform": "nope"}}, 400, "platform"),
+        ("PATCH", "/v1/models/linear", {"tags": "a,b"}, 400, "model.tags"),
+        ("PATCH", "/v1/models/linear", {}, 400, "nothing to change"),
+        ("PATCH", "/v1/models/linear/versions/1", {"pinned": "yes"}, 400, "metadata.pinned"),
+        ("PATCH", "/v1/models/linear/versions/1", {"tags": [1]}, 400, "metadata.tags"),
+        ("GET", "/v1/models?stage=", None, 400, "stage"),
+        ("GET", "/v1/audit?limit=10001", None, 400, "limit"),
+        ("GET", "/v1/models/linear/audit?limit=0", None, 400, "limit"),
+        ("TRACE", "/v1/audit", None, 405, "GET"),
+        ("PUT", "/v1/models/linear/versions", None, 405, "PUT"),
+    ],
+)
+async def test_bad_management_requests_name_the_field(
+    client: httpx.AsyncClient, method: str, path: str, body: object, status: int, needle: str
+) -> None:
+    r = await client.request(method, path, json=body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]
+    if status == 405:
+        assert r.headers["allow"] in ("GET", "GET, POST")
+    shown = (await client.get("/v1/models/linear")).json()
+    assert shown["config"]["platform"] == "onnx"  # nothing changed
