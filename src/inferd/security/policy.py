@@ -19,6 +19,7 @@ every model (refused to keys scoped to some models), or None for endpoints about
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 from inferd.security.keys import Role
 
@@ -48,6 +49,7 @@ ALL_MODELS = "*"
 Target = tuple[Group, str | None]
 
 
+@lru_cache(maxsize=4096)  # clients repeat few paths; a dict hit beats the split per request
 def classify_http(path: str) -> Target:
     """The group and model of an HTTP path (``/predict`` names its model in the body)."""
     parts = path.strip("/").split("/")
