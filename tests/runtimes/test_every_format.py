@@ -105,8 +105,8 @@ async def test_metadata_shows_device_and_memory(
     served: tuple[httpx.AsyncClient, dict[str, str]],
 ) -> None:
     client, _ = served
-    for platform in [*LINEAR_PLATFORMS, "lightgbm"]:
-        name = f"linear_{platform}" if platform != "lightgbm" else "classifier_lightgbm"
+    for platform in LINEAR_PLATFORMS:
+        name = f"linear_{platform}"
         meta = (await client.get(f"/v2/models/{name}")).json()
         assert meta["platform"] == platform
         assert meta["parameters"]["device"] == "cpu"
