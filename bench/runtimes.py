@@ -13,7 +13,8 @@ program and as a TensorFlow SavedModel, and a 100-tree XGBoost classifier, in on
    with 64 concurrent asyncio callers sending 8-row requests, so the batcher merges them
    into batches of up to 64 rows; samples/s, mean rows per batch;
 3. warm-up: right after the version is ready, the latency of the first request against the
-   median of the next 200 (cold start hidden behind readiness: PASS when within 2x).
+   median of the next 200 (cold start hidden behind readiness: PASS when within 2x), and
+   against requests sent after 1 s of idleness (the frameworks' thread pools asleep).
 
 The ratio ``served / direct@64`` is the serving overhead at equal batch size (1.0 is free);
 ``served / direct@8`` is what a client sending 8-row requests gains from batching. Results
@@ -145,15 +146,25 @@ def _request(model: str) -> InferenceRequest:
 
 
 async def first_requests(plane: Any, model: str) -> dict[str, float]:
-    """Latency of the first request after ready, and the median of the next 200."""
+    """Latency of the first request after ready, the median of the next 200 (back to
+    back), and the median of 3 requests each sent after 1 s of idleness."""
     latencies = []
     for _ in range(201):
         start = time.perf_counter()
         await plane.infer(_request(model), "bench")
         latencies.append(time.perf_counter() - start)
+    # A request after a pause wakes the frameworks' sleeping thread pools: what the first
+    # request pays beyond this is cold start; what it pays up to this, any quiet moment does.
+    idle = []
+    for _ in range(3):
+        await asyncio.sleep(1.0)
+        start = time.perf_counter()
+        await plane.infer(_request(model), "bench")
+        idle.append(time.perf_counter() - start)
     return {
         "first_ms": latencies[0] * 1000,
         "median_ms": statistics.median(latencies[1:]) * 1000,
+        "after_idle_ms": statistics.median(idle) * 1000,
     }
 
 
@@ -209,7 +220,8 @@ async def measure_all(
 def report(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'model':<18}{'direct@64':>11}{'direct@8':>10}{'served':>10}{'rows/batch':>11}"
-        f"{'srv/d64':>9}{'srv/d8':>8}{'first ms':>10}{'median ms':>11}{'warm-up':>9}"
+        f"{'srv/d64':>9}{'srv/d8':>8}{'first ms':>10}{'median ms':>11}{'idle ms':>9}"
+        f"{'warm-up':>9}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -219,9 +231,12 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{r['served_samples_per_s']:>10,.0f}{r['mean_batch_rows']:>11.1f}"
             f"{r['served_samples_per_s'] / r['direct_64']:>9.2f}"
             f"{r['served_samples_per_s'] / r['direct_8']:>8.2f}{r['first_ms']:>10.2f}"
-            f"{r['median_ms']:>11.2f}{'PASS' if ratio <= 2 else 'FAIL':>9}"
+            f"{r['median_ms']:>11.2f}{r['after_idle_ms']:>9.2f}"
+            f"{'PASS' if ratio <= 2 else 'FAIL':>9}"
         )
     lines.append("samples/s; srv/d64 = served / direct at 64 rows; warm-up: first <= 2x median")
+    lines.append("idle ms: median request after 1 s idle (thread pools asleep); a first request")
+    lines.append("at or below it pays no cold start beyond what any request after a pause pays")
     return "\n".join(lines)
 
 
