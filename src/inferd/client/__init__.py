@@ -6,12 +6,18 @@
 
 Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as unavailable
 (503 / UNAVAILABLE) are retried with backoff (:class:`Retry`); every other refusal raises
-:class:`ClientError` with the server's message.
+:class:`ClientError` with the server's message. Over ``http(s)://`` the clients also
+manage the registry (``list_models``, ``register_version``, ``promote``, ``rollback``,
+``audit``), batch jobs (``submit_job``, ``wait_for_job``) and API keys (``create_key``).
 """
 
 from inferd.client._async import AsyncClient
 from inferd.client._client import Client
+from inferd.client._manage import AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
 from inferd.client._tls import Tls
 from inferd.client._types import ClientError, InferResult, Retry
 
-__all__ = ["AsyncClient", "Client", "ClientError", "InferResult", "Retry", "Tls"]
+__all__ = [
+    "AsyncClient", "AuditInfo", "Client", "ClientError", "InferResult", "JobInfo", "KeyInfo",
+    "ModelInfo", "Retry", "Tls", "VersionInfo",
+]  # fmt: skip

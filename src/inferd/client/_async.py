@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from inferd.client._client import (
     DEFAULT_TIMEOUT_S,
+    MANAGE,
     error_from_grpc,
     error_from_transport,
     parse_url,
@@ -20,6 +22,7 @@ from inferd.client._client import (
 )
 from inferd.client._grpc import GrpcCall, GrpcProtocol
 from inferd.client._http import HttpCall, HttpProtocol
+from inferd.client._manage import JOB_DONE, AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
 from inferd.client._tls import Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry
 
@@ -143,12 +146,141 @@ class AsyncClient:
     async def management(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> Any:
-        """Call the management API (``/v1/...``); HTTP only."""
-        if not isinstance(self._protocol, HttpProtocol):
-            raise ClientError(
-                "management calls need an http:// URL", status=None, code="UNIMPLEMENTED"
-            )
-        return await self._run(self._protocol.management(method, path, body))
+        """Call any management endpoint: ``path`` is relative to ``/v1``.
+
+        Example: ``client.management("GET", "models")``. The typed methods below cover the
+        registry, jobs and keys; this reaches anything else.
+        """
+        return await self._manage(MANAGE.call(method, path, body, frozenset({200, 201, 204})))
+
+    async def list_models(
+        self, *, tag: str | None = None, stage: str | None = None, query: str | None = None
+    ) -> list[ModelInfo]:
+        """Registered models; filter by tag, by a stage one of their versions is in, or by a
+        substring of name or description."""
+        return await self._manage(MANAGE.list_models(tag, stage, query))
+
+    async def get_model(self, name: str) -> ModelInfo:
+        """A model with its versions and this replica's state of each (``served``)."""
+        return await self._manage(MANAGE.get_model(name))
+
+    async def update_model(
+        self, name: str, *, description: str | None = None, tags: Sequence[str] | None = None,
+        gates: Sequence[str] | None = None, config: Mapping[str, Any] | None = None,
+    ) -> ModelInfo:  # fmt: skip
+        """Change a model's description, tags, promotion gates (``"accuracy >= 0.9"``) or
+        config (model.yaml as a mapping); only the arguments given change."""
+        changes = {"description": description, "tags": tags, "gates": gates, "config": config}
+        given = {k: (list(v) if k in ("tags", "gates") else v) for k, v in changes.items()
+                 if v is not None}  # fmt: skip
+        return await self._manage(MANAGE.update_model(name, given))
+
+    async def delete_model(self, name: str) -> None:
+        """Delete a model and its versions (refused while a version is in production)."""
+        await self._manage(MANAGE.delete_model(name))
+
+    async def list_versions(self, name: str, *, stage: str | None = None) -> list[VersionInfo]:
+        """A model's versions, oldest first; only those in ``stage`` when given."""
+        return await self._manage(MANAGE.list_versions(name, stage))
+
+    async def get_version(self, name: str, version: int) -> VersionInfo:
+        """One version's record: artifact, digest, stage, status, metrics."""
+        return await self._manage(MANAGE.get_version(name, version))
+
+    async def register_version(
+        self, name: str, artifact_uri: str, *, version: int | None = None,
+        metadata: Mapping[str, Any] | None = None, stage: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> VersionInfo:  # fmt: skip
+        """Register an artifact (a path or fsspec URI) as a new version; ``config`` creates
+        the model when it does not exist yet."""
+        body = {"artifact_uri": artifact_uri, "version": version, "metadata": metadata,
+                "stage": stage, "config": config}  # fmt: skip
+        return await self._manage(MANAGE.register_version(name, {k: v for k, v in body.items()
+                                                            if v is not None}))  # fmt: skip
+
+    async def update_version(self, name: str, version: int, **metadata: Any) -> VersionInfo:
+        """Change a version's metrics, tags, description, training info, signature or pin."""
+        return await self._manage(MANAGE.update_version(name, version, metadata))
+
+    async def delete_version(self, name: str, version: int) -> None:
+        """Delete a version (refused while it is in production)."""
+        await self._manage(MANAGE.delete_version(name, version))
+
+    async def promote(self, name: str, version: int) -> VersionInfo:
+        """Make ``version`` production: gates checked, loaded and warmed, then swapped in with
+        no failed request; the old version drains."""
+        return await self._manage(MANAGE.promote(name, version))
+
+    async def set_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+        """Move a version to ``registered``, ``staging``, ``production`` or ``archived``."""
+        return await self._manage(MANAGE.set_stage(name, version, stage))
+
+    async def rollback(self, name: str) -> VersionInfo:
+        """Return production to the previous production version (the same hot swap)."""
+        return await self._manage(MANAGE.rollback(name))
+
+    async def audit(self, name: str | None = None, *, limit: int = 100) -> list[AuditInfo]:
+        """The audit log, newest first: every model's, or one model's."""
+        return await self._manage(MANAGE.audit(name, limit))
+
+    async def submit_job(self, spec: Mapping[str, Any]) -> JobInfo:
+        """Queue a batch inference job (docs/jobs.md: model, inputs, output, ...)."""
+        return await self._manage(MANAGE.submit_job(spec))
+
+    async def get_job(self, job_id: str) -> JobInfo:
+        """A job with its progress, throughput and ETA."""
+        return await self._manage(MANAGE.get_job(job_id))
+
+    async def list_jobs(self, *, state: str | None = None, limit: int = 100) -> list[JobInfo]:
+        """Jobs, newest first; only those in ``state`` when given."""
+        return await self._manage(MANAGE.list_jobs(state, limit))
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        """Cancel a queued job, or stop a running one after its current chunk."""
+        return await self._manage(MANAGE.cancel_job(job_id))
+
+    async def resume_job(self, job_id: str) -> JobInfo:
+        """Queue a failed or cancelled job again; it skips the chunks already done."""
+        return await self._manage(MANAGE.resume_job(job_id))
+
+    async def create_key(
+        self, role: str, *, models: Sequence[str] | None = None, name: str = ""
+    ) -> KeyInfo:
+        """Create an API key (admin); the answer's ``key`` is the secret, shown only now."""
+        return await self._manage(MANAGE.create_key(role, models, name))
+
+    async def list_keys(self, *, revoked: bool = False) -> list[KeyInfo]:
+        """API keys (admin), never their secrets; revoked ones too when asked."""
+        return await self._manage(MANAGE.list_keys(revoked))
+
+    async def revoke_key(self, key_id: str) -> KeyInfo:
+        """Revoke a key at once (admin)."""
+        return await self._manage(MANAGE.revoke_key(key_id))
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 3600.0,  # noqa: ASYNC109 - the same keyword as Client.wait_for_job
+        poll: float = 1.0,
+    ) -> JobInfo:
+        """Poll until the job ended; see :meth:`Client.wait_for_job`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.get_job(job_id)
+            if job.get("state") in JOB_DONE:
+                return job
+            if time.monotonic() >= deadline:
+                raise ClientError(f"job {job_id} still {job.get('state')} after {timeout} s",
+                                  status=None, code="DEADLINE_EXCEEDED")  # fmt: skip
+            await asyncio.sleep(poll)
+
+    async def _manage(self, call: HttpCall[T]) -> T:
+        if self._http is None:
+            raise ClientError("management calls need an http:// or https:// URL",
+                              status=None, code="UNIMPLEMENTED")  # fmt: skip
+        return await self._run(call)
 
     async def _run(self, call: HttpCall[T] | GrpcCall[T], limit_s: float | None = None) -> T:
         seconds = self.timeout if limit_s is None else limit_s

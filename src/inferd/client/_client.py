@@ -14,11 +14,21 @@ import numpy as np
 
 from inferd.client._grpc import GrpcCall, GrpcProtocol
 from inferd.client._http import HttpCall, HttpProtocol
+from inferd.client._manage import (
+    JOB_DONE,
+    AuditInfo,
+    JobInfo,
+    KeyInfo,
+    ManagementCalls,
+    ModelInfo,
+    VersionInfo,
+)
 from inferd.client._tls import Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 60.0
+MANAGE = ManagementCalls()
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -199,7 +209,7 @@ class Client:
         call = self._protocol.infer(model, inputs, version, outputs, request_id, parameters)
         return self._run(call, timeout)
 
-    # -- repository and management --------------------------------------------------------------
+    # -- repository --------------------------------------------------------------
 
     def repository_index(self) -> list[dict[str, Any]]:
         """Every model and version with its state (and failure reason)."""
@@ -214,15 +224,139 @@ class Client:
         self._run(self._protocol.unload_model(model))
 
     def management(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        """Call the management API (``/v1/...``: models, versions, stages; HTTP only).
+        """Call any management endpoint: ``path`` is relative to ``/v1``.
 
-        Example: ``client.management("GET", "models")``.
+        Example: ``client.management("GET", "models")``. The typed methods below cover the
+        registry, jobs and keys; this reaches anything else.
         """
-        if not isinstance(self._protocol, HttpProtocol):
-            raise ClientError(
-                "management calls need an http:// URL", status=None, code="UNIMPLEMENTED"
-            )
-        return self._run(self._protocol.management(method, path, body))
+        return self._manage(MANAGE.call(method, path, body, frozenset({200, 201, 204})))
+
+    def list_models(
+        self, *, tag: str | None = None, stage: str | None = None, query: str | None = None
+    ) -> list[ModelInfo]:
+        """Registered models; filter by tag, by a stage one of their versions is in, or by a
+        substring of name or description."""
+        return self._manage(MANAGE.list_models(tag, stage, query))
+
+    def get_model(self, name: str) -> ModelInfo:
+        """A model with its versions and this replica's state of each (``served``)."""
+        return self._manage(MANAGE.get_model(name))
+
+    def update_model(
+        self, name: str, *, description: str | None = None, tags: Sequence[str] | None = None,
+        gates: Sequence[str] | None = None, config: Mapping[str, Any] | None = None,
+    ) -> ModelInfo:  # fmt: skip
+        """Change a model's description, tags, promotion gates (``"accuracy >= 0.9"``) or
+        config (model.yaml as a mapping); only the arguments given change."""
+        changes = {"description": description, "tags": tags, "gates": gates, "config": config}
+        given = {k: (list(v) if k in ("tags", "gates") else v) for k, v in changes.items()
+                 if v is not None}  # fmt: skip
+        return self._manage(MANAGE.update_model(name, given))
+
+    def delete_model(self, name: str) -> None:
+        """Delete a model and its versions (refused while a version is in production)."""
+        self._manage(MANAGE.delete_model(name))
+
+    def list_versions(self, name: str, *, stage: str | None = None) -> list[VersionInfo]:
+        """A model's versions, oldest first; only those in ``stage`` when given."""
+        return self._manage(MANAGE.list_versions(name, stage))
+
+    def get_version(self, name: str, version: int) -> VersionInfo:
+        """One version's record: artifact, digest, stage, status, metrics."""
+        return self._manage(MANAGE.get_version(name, version))
+
+    def register_version(
+        self, name: str, artifact_uri: str, *, version: int | None = None,
+        metadata: Mapping[str, Any] | None = None, stage: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> VersionInfo:  # fmt: skip
+        """Register an artifact (a path or fsspec URI) as a new version; ``config`` creates
+        the model when it does not exist yet."""
+        body = {"artifact_uri": artifact_uri, "version": version, "metadata": metadata,
+                "stage": stage, "config": config}  # fmt: skip
+        return self._manage(MANAGE.register_version(name, {k: v for k, v in body.items()
+                                                            if v is not None}))  # fmt: skip
+
+    def update_version(self, name: str, version: int, **metadata: Any) -> VersionInfo:
+        """Change a version's metrics, tags, description, training info, signature or pin."""
+        return self._manage(MANAGE.update_version(name, version, metadata))
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete a version (refused while it is in production)."""
+        self._manage(MANAGE.delete_version(name, version))
+
+    def promote(self, name: str, version: int) -> VersionInfo:
+        """Make ``version`` production: gates checked, loaded and warmed, then swapped in with
+        no failed request; the old version drains."""
+        return self._manage(MANAGE.promote(name, version))
+
+    def set_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+        """Move a version to ``registered``, ``staging``, ``production`` or ``archived``."""
+        return self._manage(MANAGE.set_stage(name, version, stage))
+
+    def rollback(self, name: str) -> VersionInfo:
+        """Return production to the previous production version (the same hot swap)."""
+        return self._manage(MANAGE.rollback(name))
+
+    def audit(self, name: str | None = None, *, limit: int = 100) -> list[AuditInfo]:
+        """The audit log, newest first: every model's, or one model's."""
+        return self._manage(MANAGE.audit(name, limit))
+
+    def submit_job(self, spec: Mapping[str, Any]) -> JobInfo:
+        """Queue a batch inference job (docs/jobs.md: model, inputs, output, ...)."""
+        return self._manage(MANAGE.submit_job(spec))
+
+    def get_job(self, job_id: str) -> JobInfo:
+        """A job with its progress, throughput and ETA."""
+        return self._manage(MANAGE.get_job(job_id))
+
+    def list_jobs(self, *, state: str | None = None, limit: int = 100) -> list[JobInfo]:
+        """Jobs, newest first; only those in ``state`` when given."""
+        return self._manage(MANAGE.list_jobs(state, limit))
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        """Cancel a queued job, or stop a running one after its current chunk."""
+        return self._manage(MANAGE.cancel_job(job_id))
+
+    def resume_job(self, job_id: str) -> JobInfo:
+        """Queue a failed or cancelled job again; it skips the chunks already done."""
+        return self._manage(MANAGE.resume_job(job_id))
+
+    def create_key(
+        self, role: str, *, models: Sequence[str] | None = None, name: str = ""
+    ) -> KeyInfo:
+        """Create an API key (admin); the answer's ``key`` is the secret, shown only now."""
+        return self._manage(MANAGE.create_key(role, models, name))
+
+    def list_keys(self, *, revoked: bool = False) -> list[KeyInfo]:
+        """API keys (admin), never their secrets; revoked ones too when asked."""
+        return self._manage(MANAGE.list_keys(revoked))
+
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        """Revoke a key at once (admin)."""
+        return self._manage(MANAGE.revoke_key(key_id))
+
+    def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, poll: float = 1.0) -> JobInfo:
+        """Poll until the job succeeded, failed or was cancelled; return its last record.
+
+        Raises:
+            ClientError: DEADLINE_EXCEEDED when ``timeout`` seconds pass first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job.get("state") in JOB_DONE:
+                return job
+            if time.monotonic() >= deadline:
+                raise ClientError(f"job {job_id} still {job.get('state')} after {timeout} s",
+                                  status=None, code="DEADLINE_EXCEEDED")  # fmt: skip
+            time.sleep(poll)
+
+    def _manage(self, call: HttpCall[T]) -> T:
+        if self._http is None:
+            raise ClientError("management calls need an http:// or https:// URL",
+                              status=None, code="UNIMPLEMENTED")  # fmt: skip
+        return self._run(call)
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -1,0 +1,218 @@
+"""The ``/v1`` management calls of the SDK, without I/O, and the shapes they return.
+
+Models and versions (registry, stages, hot swaps, rollback, audit), batch jobs and API keys.
+Each method of :class:`ManagementCalls` returns an :class:`HttpCall` that :class:`Client`
+and :class:`AsyncClient` send; the answers are the server's JSON, typed as the
+``TypedDict`` shapes below (fields may be added by later servers, never removed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, cast
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from inferd.client._http import HttpCall
+
+_OK = frozenset({200})
+_CREATED = frozenset({201})
+
+
+class VersionInfo(TypedDict, total=False):
+    """A registered version (``GET /v1/models/{m}/versions/{v}``)."""
+
+    model: str
+    version: int
+    platform: str
+    artifact_uri: str
+    digest: str
+    size_bytes: int
+    stage: str  # registered | staging | production | archived
+    status: str  # registered | ready | failed
+    status_reason: str
+    signature: dict[str, Any] | None
+    metrics: dict[str, float]
+    tags: list[str]
+    description: str
+    training: dict[str, Any]
+    pinned: bool
+    registered_by: str
+    created_at: str | None
+    updated_at: str | None
+    promoted_at: str | None
+    served: str  # only in get_model: this replica's state of the version
+
+
+class ModelInfo(TypedDict, total=False):
+    """A registered model (``GET /v1/models``); ``get_model`` adds ``versions``."""
+
+    name: str
+    description: str
+    tags: list[str]
+    config: dict[str, Any] | None
+    gates: list[str]
+    created_by: str
+    created_at: str | None
+    updated_at: str | None
+    production_version: int | None
+    latest_version: int | None
+    versions: list[VersionInfo]
+
+
+class AuditInfo(TypedDict, total=False):
+    """One audit log entry: who changed what, from what to what."""
+
+    at: str
+    actor: str
+    action: str
+    model: str
+    version: int | None
+    from_value: str | None
+    to_value: str | None
+    detail: dict[str, Any]
+
+
+class JobInfo(TypedDict, total=False):
+    """A batch inference job and its progress (``GET /v1/jobs/{id}``)."""
+
+    id: str
+    model: str
+    version: int
+    state: str  # queued | running | succeeded | failed | cancelled
+    spec: dict[str, Any]
+    error: str
+    rows_total: int | None
+    rows_done: int
+    rows_failed: int
+    chunks_total: int | None
+    chunks_done: int
+    attempts: int
+    output_uri: str
+    rows_per_s: float | None
+    eta_s: float | None
+    created_by: str
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class KeyInfo(TypedDict, total=False):
+    """An API key as listed (never its secret); ``create_key`` adds ``key``, once."""
+
+    id: str
+    role: str
+    models: list[str] | None
+    name: str
+    created_by: str
+    created_at: str | None
+    revoked_at: str | None
+    key: str
+
+
+def _q(part: str | int) -> str:
+    return quote(str(part), safe="")
+
+
+def _query(**values: Any) -> str:
+    given = {k: v for k, v in values.items() if v is not None}
+    return f"?{urlencode(given)}" if given else ""
+
+
+class ManagementCalls:
+    """Builds the ``/v1`` calls; see :class:`inferd.client.Client` for their documentation."""
+
+    @staticmethod
+    def call(
+        method: str, path: str, body: Mapping[str, Any] | None = None,
+        accept: frozenset[int] = _OK,
+    ) -> HttpCall[Any]:  # fmt: skip
+        """Any ``/v1`` call: ``path`` is relative to ``/v1``."""
+        data = None if body is None else orjson.dumps(body)
+        headers = {"content-type": "application/json"} if data is not None else None
+
+        def parse(status: int, raw: bytes, _: Mapping[str, str]) -> Any:
+            return orjson.loads(raw) if raw else None
+
+        return HttpCall(method, "/v1/" + path.lstrip("/"), parse, data, headers, accept)
+
+    # -- models and versions ----------------------------------------------------------------
+
+    def list_models(
+        self, tag: str | None, stage: str | None, query: str | None
+    ) -> HttpCall[list[ModelInfo]]:
+        return self.call("GET", "models" + _query(tag=tag, stage=stage, q=query))
+
+    def get_model(self, name: str) -> HttpCall[ModelInfo]:
+        return self.call("GET", f"models/{_q(name)}")
+
+    def update_model(self, name: str, changes: Mapping[str, Any]) -> HttpCall[ModelInfo]:
+        return self.call("PATCH", f"models/{_q(name)}", changes)
+
+    def delete_model(self, name: str) -> HttpCall[None]:
+        return cast(HttpCall[None], self.call("DELETE", f"models/{_q(name)}"))
+
+    def list_versions(self, name: str, stage: str | None) -> HttpCall[list[VersionInfo]]:
+        return self.call("GET", f"models/{_q(name)}/versions" + _query(stage=stage))
+
+    def get_version(self, name: str, version: int) -> HttpCall[VersionInfo]:
+        return self.call("GET", f"models/{_q(name)}/versions/{_q(version)}")
+
+    def register_version(self, name: str, body: Mapping[str, Any]) -> HttpCall[VersionInfo]:
+        return self.call("POST", f"models/{_q(name)}/versions", body, _CREATED)
+
+    def update_version(
+        self, name: str, version: int, changes: Mapping[str, Any]
+    ) -> HttpCall[VersionInfo]:
+        return self.call("PATCH", f"models/{_q(name)}/versions/{_q(version)}", changes)
+
+    def delete_version(self, name: str, version: int) -> HttpCall[None]:
+        path = f"models/{_q(name)}/versions/{_q(version)}"
+        return cast(HttpCall[None], self.call("DELETE", path))
+
+    def promote(self, name: str, version: int) -> HttpCall[VersionInfo]:
+        return self.call("POST", f"models/{_q(name)}/versions/{_q(version)}/promote")
+
+    def set_stage(self, name: str, version: int, stage: str) -> HttpCall[VersionInfo]:
+        path = f"models/{_q(name)}/versions/{_q(version)}/stage"
+        return self.call("POST", path, {"stage": stage})
+
+    def rollback(self, name: str) -> HttpCall[VersionInfo]:
+        return self.call("POST", f"models/{_q(name)}/rollback")
+
+    def audit(self, name: str | None, limit: int) -> HttpCall[list[AuditInfo]]:
+        path = "audit" if name is None else f"models/{_q(name)}/audit"
+        return self.call("GET", path + _query(limit=limit))
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit_job(self, spec: Mapping[str, Any]) -> HttpCall[JobInfo]:
+        return self.call("POST", "jobs", spec, _CREATED)
+
+    def get_job(self, job_id: str) -> HttpCall[JobInfo]:
+        return self.call("GET", f"jobs/{_q(job_id)}")
+
+    def list_jobs(self, state: str | None, limit: int) -> HttpCall[list[JobInfo]]:
+        return self.call("GET", "jobs" + _query(state=state, limit=limit))
+
+    def cancel_job(self, job_id: str) -> HttpCall[JobInfo]:
+        return self.call("POST", f"jobs/{_q(job_id)}/cancel")
+
+    def resume_job(self, job_id: str) -> HttpCall[JobInfo]:
+        return self.call("POST", f"jobs/{_q(job_id)}/resume")
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def create_key(self, role: str, models: Sequence[str] | None, name: str) -> HttpCall[KeyInfo]:
+        body = {"role": role, "models": list(models) if models is not None else None, "name": name}
+        return self.call("POST", "keys", body, _CREATED)
+
+    def list_keys(self, revoked: bool) -> HttpCall[list[KeyInfo]]:
+        return self.call("GET", "keys" + _query(revoked="true" if revoked else None))
+
+    def revoke_key(self, key_id: str) -> HttpCall[KeyInfo]:
+        return self.call("DELETE", f"keys/{_q(key_id)}")
+
+
+JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})
