@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
+    request_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send one whole request, headers and "
+        "body (408 and close after): slow clients cannot hold connections.",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="Connections and requests one process handles at once; "
+        "above it new ones get 503 at once.",
+    )
     graceful_timeout_s: float = Field(
         30.0, gt=0, description="On SIGTERM, how long in-flight and queued requests may finish."
     )
