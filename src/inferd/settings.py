@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     max_string_bytes: int = Field(
         1 << 20, ge=1, description="Longest BYTES element of an input (413 above)."
     )
+    code_roots: str | None = Field(
+        None,
+        description="Folders (separated by ':') that python models and trusted pickles may "
+        "load from; default the model repository and the artifact root.",
+    )
     tls_certfile: Path | None = Field(None, description="PEM certificate: HTTPS and gRPC TLS.")
     tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
     tls_ca_file: Path | None = Field(

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from inferd.config import parse_model_config
 from inferd.errors import (
     ConfigError,
     Conflict,
@@ -30,6 +32,8 @@ from inferd.jobs.spec import JobSpec, parse_spec
 from inferd.jobs.store import JobStore, owner_id
 from inferd.jobs.throttle import ActivityProbe
 from inferd.registry import Registry, Stage, Status, VersionRecord
+from inferd.registry.artifacts import local_path
+from inferd.security.code import check_code_root
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class JobService:
             default the local or Ray engine the spec names.
         online_activity: a counter of answered online requests (a server passes one), so
             job workers slow down while it moves (``JobSpec.busy_share``).
+        code_roots: folders artifacts that run code may come from (a server passes its
+            own); None for no check (``inferd jobs`` on the registry directly: an admin).
     """
 
     def __init__(
@@ -64,8 +70,10 @@ class JobService:
         lease_s: float = 30.0,
         engine_factory: EngineFactory | None = None,
         online_activity: Callable[[], int] | None = None,
+        code_roots: Sequence[Path] | None = None,
     ) -> None:
         self.registry = registry
+        self.code_roots = code_roots
         self.store = JobStore(registry.engine)
         self.owner = owner_id()
         self.poll_s = poll_s
@@ -99,6 +107,8 @@ class JobService:
         model = self.registry.get_model(spec.model)
         if model.config is None:
             raise ConfigError(f"registry model '{spec.model}'", "config", "no model config")
+        config = parse_model_config(model.config, f"registry model '{spec.model}'", spec.model)
+        check_code_root(config, local_path(record.artifact_uri), self.code_roots)
         pinned = {
             "version": record.version,
             "digest": record.digest,

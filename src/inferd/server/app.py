@@ -16,6 +16,8 @@ from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.registry import FsspecArtifactStore, Registry
+from inferd.registry.artifacts import local_path
+from inferd.security.code import parse_roots
 from inferd.server.auth import Security, grpc_credentials
 from inferd.server.grpc import GrpcServer
 from inferd.server.http import HttpApp
@@ -43,6 +45,18 @@ def repository_root(settings: Settings) -> Path | None:
     return ensure_examples(settings.home / "examples")
 
 
+def code_roots(settings: Settings, repository: Path | None) -> list[Path]:
+    """Where artifacts that run code may load from: ``INFERD_CODE_ROOTS``, else the served
+    repository and the (local) artifact root, the folders an admin controls."""
+    if settings.code_roots is not None:
+        return parse_roots(settings.code_roots)
+    roots = [repository.expanduser().resolve()] if repository is not None else []
+    artifact_root = local_path(settings.resolved_artifact_root)
+    if artifact_root is not None:
+        roots.append(artifact_root.expanduser().resolve())
+    return roots
+
+
 def answered_requests(manager: ModelManager) -> int:
     """Requests this process has answered; batch jobs slow down while it grows."""
     try:
@@ -62,20 +76,23 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     metrics = metrics or Metrics()
     registry = Registry(settings.resolved_registry_url, migrate_schema=False)
     artifacts = FsspecArtifactStore(settings.resolved_artifact_root, settings.home / "cache")
+    root = repository_root(settings)
+    roots = code_roots(settings, root)
     manager = ModelManager(
         metrics,
         memory_budget=settings.memory_budget_bytes,
         device_budget=settings.device_memory_budget_bytes,
+        code_roots=roots,
     )
-    root = repository_root(settings)
     importer = RepositoryImporter(root, registry) if root is not None else None
     control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
     dataplane = DataPlane(manager, metrics, control)
-    management = ManagementPlane(registry, artifacts, control)
+    management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
     jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
                       poll_s=settings.poll_interval_s,
-                      online_activity=partial(answered_requests, manager))  # fmt: skip
+                      online_activity=partial(answered_requests, manager),
+                      code_roots=roots)  # fmt: skip
     security = Security.from_settings(settings, registry)  # auth mode, keys, limits
     tasks: set[asyncio.Task[None]] = set()
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;

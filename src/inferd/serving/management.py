@@ -9,11 +9,15 @@ becomes production and the current one keeps serving.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from inferd.config import parse_model_config
 from inferd.errors import ConfigError, Conflict, ModelLoadError, ModelNotFound, PromotionRefused
 from inferd.registry import ArtifactStore, AuditEntry, ModelRecord, Registry, Stage, VersionRecord
+from inferd.registry.artifacts import local_path
+from inferd.security.code import check_code_root
 from inferd.serving.control import ModelControl
 
 
@@ -25,14 +29,17 @@ class ManagementPlane:
         artifacts: describes (digest, size) and uploads artifacts.
         control: this process's model control, reconciled after each change; None when
             writing the registry directly (the CLI), where servers follow at their next poll.
+        code_roots: folders artifacts that run code may come from; None for no check.
     """
 
     def __init__(
-        self, registry: Registry, artifacts: ArtifactStore, control: ModelControl | None
-    ) -> None:
+        self, registry: Registry, artifacts: ArtifactStore, control: ModelControl | None,
+        code_roots: Sequence[Path] | None = None,
+    ) -> None:  # fmt: skip
         self.registry = registry
         self.artifacts = artifacts
         self.control = control
+        self.code_roots = code_roots
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -92,6 +99,9 @@ class ManagementPlane:
         await self._ensure_model(name, config, actor)
         model: ModelRecord = await self._call(self.registry.get_model, name)
         platform = str((model.config or {}).get("platform", ""))
+        if model.config is not None:  # refuse code from elsewhere now, not at load
+            parsed = parse_model_config(model.config, f"config of model '{name}'", name)
+            check_code_root(parsed, local_path(artifact_uri), self.code_roots)
         digest, size = await self._call(self.artifacts.describe, artifact_uri)
         record: VersionRecord = await self._call(
             self.registry.register_version, name, platform=platform, artifact_uri=artifact_uri,

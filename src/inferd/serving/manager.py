@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -38,6 +38,7 @@ from inferd.errors import (
 from inferd.monitoring import Metrics
 from inferd.runtimes import Runtime, runtime_class
 from inferd.runtimes.base import MemoryUsage
+from inferd.security.code import check_code_root
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
 
@@ -92,13 +93,17 @@ class ModelManager:
         metrics: where load state, memory and batch metrics go.
         memory_budget: bytes all loaded versions may hold together; None for no limit.
         device_budget: bytes the versions on one GPU may hold there; None for no limit.
+        code_roots: folders artifacts that run code may load from (inferd.security.code);
+            None for no such check.
     """
 
     def __init__(
         self, metrics: Metrics, *, memory_budget: int | None = None,
-        device_budget: int | None = None,
+        device_budget: int | None = None, code_roots: Sequence[Path] | None = None,
     ) -> None:  # fmt: skip
         self._metrics = metrics
+        # Artifacts that run code (python models, trusted pickles) load only from these.
+        self.code_roots = code_roots
         self.memory_budget = memory_budget
         self.device_budget = device_budget
         self._models: dict[str, dict[int, ModelVersion]] = {}
@@ -236,6 +241,7 @@ class ModelManager:
         try:
             if artifact is None:
                 raise ModelLoadError(name, number, "no artifact")
+            check_code_root(config, artifact, self.code_roots)
             await self._make_room(estimate, old, name, number)
             fresh.memory_bytes = estimate
             runtime, signature, memory = await asyncio.to_thread(_build_runtime, config, artifact)
