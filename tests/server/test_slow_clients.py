@@ -36,8 +36,8 @@ def test_silent_and_trickling_clients_are_cut_off(server: Server) -> None:
     headers = socket.create_connection(("127.0.0.1", server.port))
     headers.sendall(b"POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\n")  # never ends
     body = socket.create_connection(("127.0.0.1", server.port))
-    body.sendall(b"POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\n"
-                 b"content-type: application/json\r\ncontent-length: 500\r\n\r\n{\"inp")  # fmt: skip
+    start = b"POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n"
+    body.sendall(start + b"content-type: application/json\r\n\r\n{")  # 1 of 500 bytes
     # Meanwhile the server answers everyone else at once.
     r = httpx.post(f"{server.url}/v2/models/linear/infer", json=X, timeout=5)
     assert r.status_code == 200
