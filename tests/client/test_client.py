@@ -163,3 +163,25 @@ def test_management_calls_go_over_http(server: Server) -> None:
     with Client(url(server, "grpc")) as client, pytest.raises(ClientError) as info:
         client.management("GET", "models")
     assert info.value.code == "UNIMPLEMENTED"
+
+
+def test_infer_many_keeps_order_and_reports_failures(client: Client) -> None:
+    requests = [{"x": np.array([float(i)], dtype=np.float32)} for i in range(40)]
+    results = client.infer_many("linear", requests, version="1")
+    assert [float(r["y"][0]) for r in results] == [2.0 * i + 1 for i in range(40)]
+    bad = [*requests[:3], {"x": np.zeros(1, dtype=np.int32)}, requests[4]]
+    mixed = client.infer_many("linear", bad, version="1", return_exceptions=True)
+    assert isinstance(mixed[3], ClientError)
+    assert "datatype" in mixed[3].message
+    assert [float(r["y"][0]) for i, r in enumerate(mixed) if i != 3] == [1.0, 3.0, 5.0, 9.0]
+    with pytest.raises(ClientError, match="request #3"):
+        client.infer_many("linear", bad, version="1")
+    assert client.infer_many("linear", []) == []
+
+
+async def test_async_infer_many(server: Server) -> None:
+    for kind in ("http", "grpc"):
+        async with AsyncClient(url(server, kind)) as client:
+            requests = [{"x": np.array([float(i)], dtype=np.float32)} for i in range(100)]
+            results = await client.infer_many("linear", requests, version="1")
+            assert [float(r["y"][0]) for r in results] == [2.0 * i + 1 for i in range(100)]

@@ -15,16 +15,19 @@ import numpy as np
 from inferd.client._client import (
     DEFAULT_TIMEOUT_S,
     MANAGE,
+    complete,
     error_from_grpc,
     error_from_transport,
     parse_url,
+    raise_first,
     read_http,
 )
-from inferd.client._grpc import GrpcCall, GrpcProtocol
+from inferd.client._grpc import STREAM_METHOD, GrpcCall, GrpcProtocol, stream_result
 from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import JOB_DONE, AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
-from inferd.client._tls import Tls, grpc_channel, http_verify
+from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry
+from inferd.protocol._gen import grpc_service_pb2 as pb
 
 T = TypeVar("T")
 
@@ -78,7 +81,11 @@ class AsyncClient:
             self._protocol = GrpcProtocol()
         else:
             self._http = httpx.AsyncClient(
-                base_url=base, timeout=timeout, headers=auth, verify=http_verify(tls)
+                base_url=base,
+                timeout=timeout,
+                headers=auth,
+                verify=http_verify(tls),
+                limits=HTTP_LIMITS,
             )
             self._protocol = HttpProtocol(binary)
 
@@ -133,6 +140,58 @@ class AsyncClient:
         """Run one inference request; see :meth:`Client.infer`."""
         call = self._protocol.infer(model, inputs, version, outputs, request_id, parameters)
         return await self._run(call, timeout)
+
+    async def infer_many(
+        self,
+        model: str,
+        requests: Sequence[Mapping[str, np.ndarray]],
+        *,
+        version: str | None = None,
+        outputs: Sequence[str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        return_exceptions: bool = False,
+        concurrency: int = 8,
+        timeout: float | None = None,  # noqa: ASYNC109 - the same keyword as Client.infer_many
+    ) -> list[InferResult | ClientError]:
+        """Run many inference requests at once; see :meth:`Client.infer_many`."""
+        if isinstance(self._protocol, GrpcProtocol) and self._channel is not None:
+            protocol = self._protocol
+            messages = [protocol.infer(model, x, version, outputs, str(i), parameters).request
+                        for i, x in enumerate(requests)]  # fmt: skip
+            stream = self._channel.stream_stream(
+                STREAM_METHOD,
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelStreamInferResponse.FromString,
+            )
+            answers: list[InferResult | ClientError | None] = [None] * len(messages)
+            seconds = self.timeout if timeout is None else timeout
+            try:
+                call = stream(iter(messages), timeout=seconds, metadata=self._metadata)
+                async for msg in call:
+                    index, answer = stream_result(msg)
+                    answers[index] = answer
+            except grpc.RpcError as err:
+                raise error_from_grpc(err) from None
+            results = complete(answers)
+        else:
+            slots: list[InferResult | ClientError | None] = [None] * len(requests)
+            pending = iter(enumerate(requests))  # shared: each request is taken once
+
+            async def worker() -> None:
+                for index, inputs in pending:
+                    try:
+                        slots[index] = await self.infer(
+                            model, inputs, version=version, outputs=outputs,
+                            parameters=parameters, timeout=timeout,
+                        )  # fmt: skip
+                    except ClientError as err:
+                        slots[index] = err
+
+            # A few workers pulling from one iterator, not one task per request: thousands
+            # of tasks queued on a semaphore cost more than the calls themselves.
+            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(slots))))))
+            results = complete(slots)
+        return results if return_exceptions else raise_first(results)
 
     async def repository_index(self) -> list[dict[str, Any]]:
         return await self._run(self._protocol.repository_index())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ import grpc
 import httpx
 import numpy as np
 
-from inferd.client._grpc import GrpcCall, GrpcProtocol
+from inferd.client._grpc import STREAM_METHOD, GrpcCall, GrpcProtocol, stream_result
 from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import (
     JOB_DONE,
@@ -23,8 +24,9 @@ from inferd.client._manage import (
     ModelInfo,
     VersionInfo,
 )
-from inferd.client._tls import Tls, grpc_channel, http_verify
+from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
+from inferd.protocol._gen import grpc_service_pb2 as pb
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 60.0
@@ -132,7 +134,11 @@ class Client:
             self._protocol = GrpcProtocol()
         else:
             self._http = httpx.Client(
-                base_url=base, timeout=timeout, headers=auth, verify=http_verify(tls)
+                base_url=base,
+                timeout=timeout,
+                headers=auth,
+                verify=http_verify(tls),
+                limits=HTTP_LIMITS,
             )
             self._protocol = HttpProtocol(binary)
 
@@ -208,6 +214,67 @@ class Client:
         """
         call = self._protocol.infer(model, inputs, version, outputs, request_id, parameters)
         return self._run(call, timeout)
+
+    def infer_many(
+        self,
+        model: str,
+        requests: Sequence[Mapping[str, np.ndarray]],
+        *,
+        version: str | None = None,
+        outputs: Sequence[str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        return_exceptions: bool = False,
+        concurrency: int = 8,
+        timeout: float | None = None,
+    ) -> list[InferResult | ClientError]:
+        """Run many inference requests at once; the answers come in the order of ``requests``.
+
+        Over gRPC every request goes on one ``ModelStreamInfer`` stream: no per-call cost,
+        and the server batches them together (the fastest way to send many requests). Over
+        HTTP they are sent ``concurrency`` at a time.
+
+        Args:
+            model: the model name.
+            requests: one mapping of input name -> array per request.
+            version, outputs, parameters: as for :meth:`infer`, the same for every request.
+            return_exceptions: put each failed request's :class:`ClientError` in its place
+                instead of raising the first one.
+            concurrency: HTTP only: requests in flight at once.
+            timeout: seconds for the whole stream (gRPC) or for each call (HTTP).
+
+        Raises:
+            ClientError: a request failed (unless ``return_exceptions``), or the stream broke.
+        """
+        if isinstance(self._protocol, GrpcProtocol) and self._channel is not None:
+            protocol = self._protocol
+            messages = [protocol.infer(model, x, version, outputs, str(i), parameters).request
+                        for i, x in enumerate(requests)]  # fmt: skip
+            stream = self._channel.stream_stream(
+                STREAM_METHOD,
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelStreamInferResponse.FromString,
+            )
+            answers: list[InferResult | ClientError | None] = [None] * len(messages)
+            seconds = self.timeout if timeout is None else timeout
+            try:
+                for msg in stream(iter(messages), timeout=seconds, metadata=self._metadata):
+                    index, answer = stream_result(msg)
+                    answers[index] = answer
+            except grpc.RpcError as err:
+                raise error_from_grpc(err) from None
+            results = complete(answers)
+        else:
+
+            def one(inputs: Mapping[str, np.ndarray]) -> InferResult | ClientError:
+                try:
+                    return self.infer(model, inputs, version=version, outputs=outputs,
+                                      parameters=parameters, timeout=timeout)  # fmt: skip
+                except ClientError as err:
+                    return err
+
+            with ThreadPoolExecutor(max(1, concurrency)) as pool:
+                results = list(pool.map(one, requests))
+        return results if return_exceptions else raise_first(results)
 
     # -- repository --------------------------------------------------------------
 
@@ -393,3 +460,21 @@ class Client:
                 raise error_from_transport(err, timeout) from err
             return read_http(call, response)
         raise TypeError(f"{type(call).__name__} does not fit this client's protocol")
+
+
+def complete(answers: list[InferResult | ClientError | None]) -> list[InferResult | ClientError]:
+    """Stream answers in request order; a request the server never answered is an error."""
+    missing = [i for i, a in enumerate(answers) if a is None]
+    if missing:
+        raise ClientError(f"the stream ended without answers for {len(missing)} requests "
+                          f"(first: #{missing[0]})", status=None, code="UNKNOWN")  # fmt: skip
+    return [a for a in answers if a is not None]
+
+
+def raise_first(results: list[InferResult | ClientError]) -> list[InferResult | ClientError]:
+    """``results`` unchanged when none failed; else raise the first failure."""
+    for index, result in enumerate(results):
+        if isinstance(result, ClientError):
+            raise ClientError(f"request #{index}: {result.message}", status=result.status,
+                              code=result.code, retry_after_s=result.retry_after_s)  # fmt: skip
+    return results

@@ -14,7 +14,7 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from inferd.client._types import InferResult
+from inferd.client._types import ClientError, InferResult
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol._tensors import array_from_bytes, array_to_bytes
 from inferd.protocol.grpc_codec import (
@@ -162,3 +162,17 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
     if field.enum_type is not None:
         return field.enum_type.values_by_number[value].name
     return value
+
+
+STREAM_METHOD = f"/{SERVICE}/ModelStreamInfer"
+
+
+def stream_result(
+    msg: pb.ModelStreamInferResponse,
+) -> tuple[int, InferResult | ClientError]:
+    """The position (the request id the SDK gave it) and answer of one stream response."""
+    response = msg.infer_response
+    index = int(response.id)
+    if msg.error_message:
+        return index, ClientError(msg.error_message, status=None, code="UNKNOWN")
+    return index, decode_infer_response(response)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,11 @@ def grpc_channel(
     if aio:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.insecure_channel(target, options=options)
+
+
+# Every connection the pool opens stays open for reuse: httpx keeps only 20 by default, so
+# more concurrent calls than that (infer_many) would open and close a connection per call.
+HTTP_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=128)
 
 
 def http_verify(tls: Tls | None) -> ssl.SSLContext | bool:
