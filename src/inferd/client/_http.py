@@ -92,13 +92,6 @@ class HttpProtocol:
         path = f"/v2/repository/models/{quote(model, safe='')}/unload"
         return HttpCall("POST", path, lambda s, b, h: None)
 
-    def management(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
-    ) -> HttpCall[Any]:
-        """A call to the management API under ``/v1`` (registry, stages, rollouts...)."""
-        data = None if body is None else orjson.dumps(body)
-        return HttpCall(method, "/v1/" + path.lstrip("/"), _json, data, accept=_OK | {201, 204})
-
     def infer(
         self,
         model: str,
