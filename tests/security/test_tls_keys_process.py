@@ -57,23 +57,23 @@ def server(
 
 
 def _ready(proc: Server, ca_file: Path) -> Iterator[tuple[Server, Path]]:
+    wait_https(proc, ssl.create_default_context(cafile=ca_file))
+    yield proc, ca_file
+
+
+def wait_https(proc: Server, verify: ssl.SSLContext) -> None:
+    """Until the HTTPS server answers ready (60 s at most)."""
     url = proc.url.replace("http://", "https://")
     deadline = time.monotonic() + 60
     while True:
         try:
-            if (
-                httpx.get(
-                    f"{url}/v2/health/ready", verify=ssl.create_default_context(cafile=ca_file)
-                ).status_code
-                == 200
-            ):
-                break
+            if httpx.get(f"{url}/v2/health/ready", verify=verify).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         assert time.monotonic() < deadline, proc.output()
         assert proc.proc.poll() is None, proc.output()
         time.sleep(0.1)
-    yield proc, ca_file
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -184,16 +184,7 @@ def test_https_and_grpcs_mutual_tls_with_the_sdk(
     proc = Server(repo, tmp_path, extra=extra)
     try:
         url = proc.url.replace("http://", "https://")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", verify=tls.ssl_context()).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, proc.output()
-            assert proc.proc.poll() is None, proc.output()
-            time.sleep(0.1)
+        wait_https(proc, tls.ssl_context())
         x = {"x": np.array([1.0, 2.0], dtype=np.float32)}
         with Client(url, tls=tls) as client:
             assert client.infer("linear", x)["y"].tolist() == [4.0, 7.0]  # v2: 3x + 1

@@ -22,12 +22,18 @@ from inferd.client._client import (
     raise_first,
     read_http,
 )
-from inferd.client._grpc import STREAM_METHOD, GrpcCall, GrpcProtocol, stream_result
+from inferd.client._grpc import (
+    STREAM_CODECS,
+    STREAM_METHOD,
+    GrpcCall,
+    GrpcProtocol,
+    stream_requests,
+    stream_result,
+)
 from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import JOB_DONE, AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
 from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry
-from inferd.protocol._gen import grpc_service_pb2 as pb
 
 T = TypeVar("T")
 
@@ -155,14 +161,9 @@ class AsyncClient:
     ) -> list[InferResult | ClientError]:
         """Run many inference requests at once; see :meth:`Client.infer_many`."""
         if isinstance(self._protocol, GrpcProtocol) and self._channel is not None:
-            protocol = self._protocol
-            messages = [protocol.infer(model, x, version, outputs, str(i), parameters).request
-                        for i, x in enumerate(requests)]  # fmt: skip
-            stream = self._channel.stream_stream(
-                STREAM_METHOD,
-                request_serializer=pb.ModelInferRequest.SerializeToString,
-                response_deserializer=pb.ModelStreamInferResponse.FromString,
-            )
+            messages = stream_requests(self._protocol, model, requests, version, outputs,
+                                       parameters)  # fmt: skip
+            stream = self._channel.stream_stream(STREAM_METHOD, **STREAM_CODECS)
             answers: list[InferResult | ClientError | None] = [None] * len(messages)
             seconds = self.timeout if timeout is None else timeout
             try:

@@ -13,7 +13,14 @@ import grpc
 import httpx
 import numpy as np
 
-from inferd.client._grpc import STREAM_METHOD, GrpcCall, GrpcProtocol, stream_result
+from inferd.client._grpc import (
+    STREAM_CODECS,
+    STREAM_METHOD,
+    GrpcCall,
+    GrpcProtocol,
+    stream_requests,
+    stream_result,
+)
 from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import (
     JOB_DONE,
@@ -26,7 +33,6 @@ from inferd.client._manage import (
 )
 from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
-from inferd.protocol._gen import grpc_service_pb2 as pb
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 60.0
@@ -246,14 +252,9 @@ class Client:
             ClientError: a request failed (unless ``return_exceptions``), or the stream broke.
         """
         if isinstance(self._protocol, GrpcProtocol) and self._channel is not None:
-            protocol = self._protocol
-            messages = [protocol.infer(model, x, version, outputs, str(i), parameters).request
-                        for i, x in enumerate(requests)]  # fmt: skip
-            stream = self._channel.stream_stream(
-                STREAM_METHOD,
-                request_serializer=pb.ModelInferRequest.SerializeToString,
-                response_deserializer=pb.ModelStreamInferResponse.FromString,
-            )
+            messages = stream_requests(self._protocol, model, requests, version, outputs,
+                                       parameters)  # fmt: skip
+            stream = self._channel.stream_stream(STREAM_METHOD, **STREAM_CODECS)
             answers: list[InferResult | ClientError | None] = [None] * len(messages)
             seconds = self.timeout if timeout is None else timeout
             try:

@@ -165,6 +165,19 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
 
 
 STREAM_METHOD = f"/{SERVICE}/ModelStreamInfer"
+STREAM_CODECS: dict[str, Any] = {
+    "request_serializer": pb.ModelInferRequest.SerializeToString,
+    "response_deserializer": pb.ModelStreamInferResponse.FromString,
+}
+
+
+def stream_requests(
+    protocol: GrpcProtocol, model: str, requests: Sequence[Mapping[str, np.ndarray]],
+    version: str | None, outputs: Sequence[str] | None, parameters: Mapping[str, Any] | None,
+) -> list[Message]:  # fmt: skip
+    """One ModelInferRequest per request, its id its position (how answers are matched)."""
+    return [protocol.infer(model, inputs, version, outputs, str(i), parameters).request
+            for i, inputs in enumerate(requests)]  # fmt: skip
 
 
 def stream_result(
