@@ -17,7 +17,9 @@ import os
 from collections.abc import Callable
 from types import TracebackType
 
+from inferd.errors import ModelNotReady
 from inferd.runtimes.base import MemoryUsage, Runtime
+from inferd.types import Signature
 
 
 def rss_bytes() -> int | None:
@@ -99,9 +101,17 @@ class LoadMeter:
 
 
 class MeasuredRuntime(Runtime):
-    """A runtime whose ``load`` records a :class:`MemoryUsage` in ``self._usage``."""
+    """A runtime whose ``load`` records a :class:`MemoryUsage` in ``self._usage`` and the
+    signature it settled (artifact and model.yaml merged) in ``self._signature``."""
 
     _usage: MemoryUsage | None = None
+    _signature: Signature | None = None
+
+    def signature(self) -> Signature:
+        """The inputs and outputs ``load`` settled."""
+        if self._signature is None:
+            raise ModelNotReady(self.config.name, self.model_version, "not loaded")
+        return self._signature
 
     def memory_usage(self) -> MemoryUsage:
         """Host and device bytes; the artifact's size before load."""

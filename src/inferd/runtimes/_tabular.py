@@ -76,12 +76,6 @@ class TabularRuntime(MeasuredRuntime):
         self.model, self._signature = model, signature
         self._usage = meter.usage(fallback=self.artifact.stat().st_size)
 
-    def signature(self) -> Signature:
-        """The model's input and outputs."""
-        if self._signature is None:
-            raise ModelNotReady(self.config.name, self.model_version, "not loaded")
-        return self._signature
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Predict every output for one batch of rows."""
         signature = self._signature

@@ -89,12 +89,6 @@ class PythonRuntime(MeasuredRuntime):
         self.device = str(getattr(model, "device", "cpu"))
         self._usage = _own_usage(model) or meter.usage(fallback=self.artifact.stat().st_size)
 
-    def signature(self) -> Signature:
-        """model.yaml's signature, checked against the class's own when it has one."""
-        if self._signature is None:
-            raise ModelNotReady(self.config.name, self.model_version, "not loaded")
-        return self._signature
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call the class's ``infer`` and cast its outputs to the signature."""
         model, signature = self._model, self._signature

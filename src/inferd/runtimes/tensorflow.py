@@ -92,12 +92,6 @@ class TensorFlowRuntime(MeasuredRuntime):
         self._tf, self._loaded, self._function, self._signature = tf, loaded, function, signature
         self._usage = meter.usage(fallback=self._artifact_bytes())
 
-    def signature(self) -> Signature:
-        """The signature's inputs and outputs."""
-        if self._signature is None:
-            raise ModelNotReady(self.config.name, self.model_version, "not loaded")
-        return self._signature
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call the signature function on one batch."""
         function, tf, signature = self._function, self._tf, self._signature

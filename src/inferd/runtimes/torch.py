@@ -90,12 +90,6 @@ class _TorchRuntime(MeasuredRuntime):
         self._torch, self._module, self._signature, self.device = torch, module, signature, device
         self._usage = meter.usage(fallback=self.artifact.stat().st_size)
 
-    def signature(self) -> Signature:
-        """The model's inputs and outputs."""
-        if self._signature is None:
-            raise ModelNotReady(self.config.name, self.model_version, "not loaded")
-        return self._signature
-
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch under ``torch.inference_mode``."""
         module, torch, signature = self._module, self._torch, self._signature
