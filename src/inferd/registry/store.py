@@ -18,7 +18,6 @@ from sqlalchemy import Connection, Engine, Row, create_engine, event, func, sele
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from inferd.config import parse_model_config
 from inferd.errors import (
     Conflict,
     InvalidInput,
@@ -27,6 +26,7 @@ from inferd.errors import (
     RegistryUnavailable,
 )
 from inferd.registry import schema
+from inferd.registry.fields import metadata_fields, model_fields, parse_stage
 from inferd.registry.gates import failed_gates, parse_gate
 from inferd.registry.migrations import migrate
 from inferd.registry.records import AuditEntry, ModelRecord, Stage, Status, VersionRecord
@@ -34,18 +34,6 @@ from inferd.registry.records import AuditEntry, ModelRecord, Stage, Status, Vers
 logger = logging.getLogger(__name__)
 
 M, V, A = schema.models, schema.model_versions, schema.audit_log
-_METADATA_FIELDS = ("metrics", "tags", "description", "training", "signature", "pinned")
-# Field -> (accepted Python types, what an error says was expected); lists hold strings.
-_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "metrics": ((dict,), "a mapping of name to number"),
-    "tags": ((list,), "a list of strings"),
-    "gates": ((list,), "a list of rules like 'accuracy >= 0.85'"),
-    "description": ((str,), "a string"),
-    "training": ((dict,), "a mapping"),
-    "signature": ((dict, type(None)), "a mapping or null"),
-    "pinned": ((bool,), "true or false"),
-    "config": ((dict,), "a model config mapping (model.yaml as JSON)"),
-}
 
 
 def engine_for(url: str) -> Engine:
@@ -118,7 +106,7 @@ class Registry:
             if query:
                 stmt = stmt.where(M.c.name.contains(query))
             if stage:
-                stage_ = _stage(stage)
+                stage_ = parse_stage(stage)
                 stmt = stmt.where(M.c.id.in_(select(V.c.model_id).where(V.c.stage == stage_)))
             rows = [r for r in conn.execute(stmt) if tag is None or tag in (r.tags or [])]
             return [self._model_record(conn, r) for r in rows]
@@ -136,7 +124,7 @@ class Registry:
             model = self._model_row(conn, name)
             stmt = select(V).where(V.c.model_id == model.id).order_by(V.c.version)
             if stage:
-                stmt = stmt.where(V.c.stage == _stage(stage))
+                stmt = stmt.where(V.c.stage == parse_stage(stage))
             records = [_version_record(name, r) for r in conn.execute(stmt)]
         if metric:
             parse_gate(metric)
@@ -180,15 +168,7 @@ class Registry:
 
     def update_model(self, name: str, *, actor: str = "", **changes: Any) -> ModelRecord:
         """Change description, tags, config or gates."""
-        allowed = {"description", "tags", "config", "gates"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise InvalidInput("model fields", f"some of {sorted(allowed)}", str(sorted(unknown)))
-        _check_fields("model", changes)
-        for rule in changes.get("gates") or []:
-            parse_gate(rule)
-        if "config" in changes:  # refuse a config that could not be loaded, now, not later
-            parse_model_config(changes["config"], f"model '{name}' config", name)
+        changes = model_fields(name, changes)
         with self._write() as conn:
             row = self._model_row(conn, name)
             conn.execute(M.update().where(M.c.id == row.id).values(**changes, updated_at=_now()))
@@ -232,10 +212,10 @@ class Registry:
         metadata: Mapping[str, Any] | None = None,
     ) -> VersionRecord:  # fmt: skip
         """Add a version (the next number unless given). Raises Conflict when it exists."""
-        stage_ = _stage(stage)
+        stage_ = parse_stage(stage)
         if stage_ in (Stage.PRODUCTION, Stage.ARCHIVED):
             raise InvalidInput("stage", "'registered' or 'staging' at registration", stage)
-        fields = _metadata_fields(metadata or {})
+        fields = metadata_fields(metadata or {})
         with self._write() as conn:
             model = self._model_row(conn, name)
             if version is None:
@@ -264,7 +244,7 @@ class Registry:
         self, name: str, version: int, *, actor: str = "", **metadata: Any
     ) -> VersionRecord:
         """Change a version's metrics, tags, description, training info, signature or pin."""
-        fields = _metadata_fields(metadata)
+        fields = metadata_fields(metadata)
         with self._write() as conn:
             row = self._version_row(conn, name, version)
             conn.execute(V.update().where(V.c.id == row.id).values(**fields, updated_at=_now()))
@@ -280,7 +260,7 @@ class Registry:
             PromotionRefused: a gate fails or the version failed to load.
             InvalidInput: unknown stage.
         """
-        target = _stage(stage)
+        target = parse_stage(stage)
         with self._write() as conn:
             return self._set_stage(conn, name, version, target, actor)
 
@@ -455,47 +435,6 @@ def database_errors() -> Iterator[None]:
 def _first_line(err: DBAPIError) -> str:
     text = str(err.orig).strip() or type(err.orig).__name__
     return text.splitlines()[0][:200]
-
-
-def _stage(value: str) -> Stage:
-    try:
-        return Stage(value)
-    except ValueError:
-        raise InvalidInput("stage", f"one of {[s.value for s in Stage]}", repr(value)) from None
-
-
-def _check_fields(prefix: str, fields: Mapping[str, Any]) -> None:
-    """Each present field has its column's type (None only where the column takes it).
-
-    Raises:
-        InvalidInput: naming the field, the type expected and the type that came.
-    """
-    for name, value in fields.items():
-        kinds, expected = _FIELD_TYPES[name]
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if ok and isinstance(value, list):
-            ok = all(isinstance(item, str) for item in value)
-        if not ok:
-            raise InvalidInput(f"{prefix}.{name}", expected, type(value).__name__)
-
-
-def _metadata_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(metadata) - set(_METADATA_FIELDS)
-    if unknown:
-        raise InvalidInput("metadata", f"keys among {list(_METADATA_FIELDS)}", str(sorted(unknown)))
-    _check_fields("metadata", metadata)
-    fields = dict(metadata)
-    metrics = fields.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, Mapping):
-            raise InvalidInput("metadata.metrics", "a mapping of name to number", str(metrics))
-        try:
-            fields["metrics"] = {str(k): float(v) for k, v in metrics.items()}
-        except (TypeError, ValueError) as err:
-            raise InvalidInput("metadata.metrics", "numbers", str(metrics)) from err
-    if "tags" in fields and not isinstance(fields["tags"], list):
-        raise InvalidInput("metadata.tags", "a list of strings", str(fields["tags"]))
-    return fields
 
 
 def _version_record(name: str, row: Row[Any]) -> VersionRecord:
