@@ -143,7 +143,7 @@ def test_no_retry_when_attempts_is_one(tmp_path: Path) -> None:
 def test_bad_url_and_retry_settings() -> None:
     with pytest.raises(ValueError, match="url: expected"):
         Client("ftp://x")
-    from inferd.client._client import parse_url
+    from inferd.client._transport import parse_url
 
     assert parse_url("grpcs://h:8001") == ("grpcs", "h:8001")
     assert parse_url("https://h:8000/") == ("https", "https://h:8000")

@@ -14,7 +14,7 @@ manage the registry (``list_models``, ``register_version``, ``promote``, ``rollb
 from inferd.client._async import AsyncClient
 from inferd.client._client import Client
 from inferd.client._manage import AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
-from inferd.client._tls import Tls
+from inferd.client._transport import Tls
 from inferd.client._types import ClientError, InferResult, Retry
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -18,7 +17,6 @@ from inferd.client._client import (
     complete,
     error_from_grpc,
     error_from_transport,
-    parse_url,
     raise_first,
     read_http,
 )
@@ -32,7 +30,7 @@ from inferd.client._grpc import (
 )
 from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import JOB_DONE, AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
-from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
+from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry
 
 T = TypeVar("T")
@@ -69,31 +67,16 @@ class AsyncClient:
         api_key: str | None = None,
         tls: Tls | None = None,
     ) -> None:
-        scheme, base = parse_url(url)
-        api_key = api_key or os.environ.get("INFERD_API_KEY") or None
-        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._metadata = tuple(auth.items()) or None
+        transport = open_transport(
+            url, timeout=timeout, binary=binary, max_message_bytes=max_message_bytes,
+            api_key=api_key, tls=tls, aio=True,
+        )  # fmt: skip
         self.timeout = timeout
         self.retry = retry or Retry()
-        self._http: httpx.AsyncClient | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._protocol: HttpProtocol | GrpcProtocol
-        if scheme in ("grpc", "grpcs"):
-            options = [
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ]
-            self._channel = grpc_channel(scheme, base, options, tls, aio=True)
-            self._protocol = GrpcProtocol()
-        else:
-            self._http = httpx.AsyncClient(
-                base_url=base,
-                timeout=timeout,
-                headers=auth,
-                verify=http_verify(tls),
-                limits=HTTP_LIMITS,
-            )
-            self._protocol = HttpProtocol(binary)
+        self._metadata = transport.metadata
+        self._protocol: HttpProtocol | GrpcProtocol = transport.protocol
+        self._http: httpx.AsyncClient | None = transport.http
+        self._channel: grpc.aio.Channel | None = transport.channel
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -31,29 +29,12 @@ from inferd.client._manage import (
     ModelInfo,
     VersionInfo,
 )
-from inferd.client._tls import HTTP_LIMITS, Tls, grpc_channel, http_verify
+from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 60.0
 MANAGE = ManagementCalls()
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """``http://h:p``, ``https://h:p``, ``grpc://h:p`` or ``grpcs://h:p`` -> (scheme, base).
-
-    Raises:
-        ValueError: another scheme, or no host.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.netloc:
-        raise ValueError(
-            "url: expected http://host:port, https://host:port, grpc://host:port or "
-            f"grpcs://host:port, got {url!r}"
-        )
-    if parts.scheme in ("grpc", "grpcs"):
-        return parts.scheme, parts.netloc
-    return parts.scheme, f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def error_from_http(response: httpx.Response) -> ClientError:
@@ -122,31 +103,16 @@ class Client:
         api_key: str | None = None,
         tls: Tls | None = None,
     ) -> None:
-        scheme, base = parse_url(url)
-        api_key = api_key or os.environ.get("INFERD_API_KEY") or None
-        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._metadata = tuple(auth.items()) or None
+        transport = open_transport(
+            url, timeout=timeout, binary=binary, max_message_bytes=max_message_bytes,
+            api_key=api_key, tls=tls, aio=False,
+        )  # fmt: skip
         self.timeout = timeout
         self.retry = retry or Retry()
-        self._http: httpx.Client | None = None
-        self._channel: grpc.Channel | None = None
-        self._protocol: HttpProtocol | GrpcProtocol
-        if scheme in ("grpc", "grpcs"):
-            options = [
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ]
-            self._channel = grpc_channel(scheme, base, options, tls, aio=False)
-            self._protocol = GrpcProtocol()
-        else:
-            self._http = httpx.Client(
-                base_url=base,
-                timeout=timeout,
-                headers=auth,
-                verify=http_verify(tls),
-                limits=HTTP_LIMITS,
-            )
-            self._protocol = HttpProtocol(binary)
+        self._metadata = transport.metadata
+        self._protocol: HttpProtocol | GrpcProtocol = transport.protocol
+        self._http: httpx.Client | None = transport.http
+        self._channel: grpc.Channel | None = transport.channel
 
     def __enter__(self) -> Client:
         return self
