@@ -12,7 +12,7 @@ from fixtures.models import LINEAR_YAML, build_linear_python
 
 from inferd.config import parse_model_config
 from inferd.errors import PermissionDenied
-from inferd.security.code import check_code_root, parse_roots
+from inferd.runtimes.trust import check_code_root, parse_roots
 from inferd.server.app import build_app
 from inferd.settings import Settings
 

@@ -33,7 +33,7 @@ from inferd.jobs.store import JobStore, owner_id
 from inferd.jobs.throttle import ActivityProbe
 from inferd.registry import Registry, Stage, Status, VersionRecord
 from inferd.registry.artifacts import local_path
-from inferd.security.code import check_code_root
+from inferd.runtimes.trust import check_code_root
 
 logger = logging.getLogger(__name__)
 

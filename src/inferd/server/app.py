@@ -17,7 +17,7 @@ from inferd.jobs import JobService
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
-from inferd.security.code import parse_roots
+from inferd.runtimes.trust import parse_roots
 from inferd.server.auth import Security, grpc_credentials
 from inferd.server.grpc import GrpcServer
 from inferd.server.http import HttpApp

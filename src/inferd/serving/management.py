@@ -17,7 +17,7 @@ from inferd.config import parse_model_config
 from inferd.errors import ConfigError, Conflict, ModelLoadError, ModelNotFound, PromotionRefused
 from inferd.registry import ArtifactStore, AuditEntry, ModelRecord, Registry, Stage, VersionRecord
 from inferd.registry.artifacts import local_path
-from inferd.security.code import check_code_root
+from inferd.runtimes.trust import check_code_root
 from inferd.serving.control import ModelControl
 
 

@@ -38,7 +38,7 @@ from inferd.errors import (
 from inferd.monitoring import Metrics
 from inferd.runtimes import Runtime, runtime_class
 from inferd.runtimes.base import MemoryUsage
-from inferd.security.code import check_code_root
+from inferd.runtimes.trust import check_code_root
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
 
@@ -93,7 +93,7 @@ class ModelManager:
         metrics: where load state, memory and batch metrics go.
         memory_budget: bytes all loaded versions may hold together; None for no limit.
         device_budget: bytes the versions on one GPU may hold there; None for no limit.
-        code_roots: folders artifacts that run code may load from (inferd.security.code);
+        code_roots: folders artifacts that run code may load from (inferd.runtimes.trust);
             None for no such check.
     """
 

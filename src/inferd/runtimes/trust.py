@@ -1,4 +1,5 @@
-"""Model artifacts that run code load only from folders an admin configured.
+"""Which model artifacts run code, and the rule that those load only from folders an admin
+configured (the code roots).
 
 A ``python`` model imports its ``model.py``; a scikit-learn model with ``trust_pickle`` (or
 ``parameters.trusted_types``) unpickles whatever classes its file names. Either runs code
