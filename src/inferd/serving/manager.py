@@ -241,10 +241,11 @@ class ModelManager:
         try:
             if artifact is None:
                 raise ModelLoadError(name, number, "no artifact")
-            check_code_root(config, artifact, self.code_roots)
             await self._make_room(estimate, old, name, number)
             fresh.memory_bytes = estimate
-            runtime, signature, memory = await asyncio.to_thread(_build_runtime, config, artifact)
+            runtime, signature, memory = await asyncio.to_thread(
+                _build_runtime, config, artifact, self.code_roots
+            )
         except Exception as err:
             return self._failed(fresh, old, err)
         fresh.runtime, fresh.signature = runtime, signature
@@ -406,8 +407,12 @@ class ModelManager:
         self._metrics.observe_batch(version.name, version.label, rows, compute_s, queued)
 
 
-def _build_runtime(config: ModelConfig, artifact: Path) -> tuple[Runtime, Signature, MemoryUsage]:
-    """Load and warm a runtime; runs in a worker thread because frameworks block."""
+def _build_runtime(
+    config: ModelConfig, artifact: Path, code_roots: Sequence[Path] | None
+) -> tuple[Runtime, Signature, MemoryUsage]:
+    """Check the artifact may run, load and warm a runtime; runs in a worker thread because
+    frameworks block (and the check resolves paths on disk)."""
+    check_code_root(config, artifact, code_roots)
     runtime = runtime_class(config.platform)(config, artifact, config.device)
     runtime.load()
     try:
