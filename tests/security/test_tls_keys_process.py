@@ -137,13 +137,13 @@ def test_keys_cli_direct(tmp_path: Path) -> None:
 
 
 async def test_grpc_mutual_tls(repo: Path, tmp_path: Path, ca: trustme.CA) -> None:
-    from inferd.server.auth import grpc_credentials
+    from inferd.server.auth import grpc_ssl_context
 
     cert, key, ca_file = write_pem(ca, tmp_path)
     settings = Settings(home=tmp_path, model_repository=repo, tls_certfile=cert,
                         tls_keyfile=key, tls_ca_file=ca_file)  # fmt: skip
     app = build_app(settings)
-    server = GrpcServer(app.dataplane, "127.0.0.1", 0, credentials=grpc_credentials(settings))
+    server = GrpcServer(app.dataplane, "127.0.0.1", 0, ssl_context=grpc_ssl_context(settings))
     port = await server.start()
     client_cert = ca.issue_cert("client@example")
 

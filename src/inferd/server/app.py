@@ -18,7 +18,7 @@ from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
 from inferd.runtimes.trust import parse_roots
-from inferd.server.auth import Security, grpc_credentials
+from inferd.server.auth import Security, grpc_ssl_context
 from inferd.server.grpc import GrpcServer
 from inferd.server.http import HttpApp
 from inferd.server.jobs_http import JobRoutes
@@ -100,7 +100,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     grpc_server = GrpcServer(
         dataplane, settings.host, settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
-        interceptors=security.interceptors(), credentials=grpc_credentials(settings),
+        interceptors=security.interceptors(), ssl_context=grpc_ssl_context(settings),
         limits=security.limits,
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -282,22 +283,30 @@ def _peer_host(peer: str | None) -> str | None:
     return rest.rsplit(":", 1)[0] if rest else peer
 
 
-def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS credentials for the gRPC port, or None without ``tls_certfile``.
+def grpc_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for the gRPC port (HTTP/2 by ALPN), or None without ``tls_certfile``; with
+    ``tls_ca_file``, clients must present a certificate that CA signed.
 
     Raises:
-        ConfigError: a file cannot be read.
+        ConfigError: a file cannot be read or does not hold what it should.
     """
     if settings.tls_certfile is None:
         return None
     if settings.tls_keyfile is None:
         raise ConfigError("settings", "tls_keyfile", "needed with tls_certfile")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 section 9.2
     try:
-        cert = settings.tls_certfile.read_bytes()
-        key = settings.tls_keyfile.read_bytes()
-        ca = settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None
-    except OSError as err:
-        raise ConfigError("settings", "tls_certfile", f"cannot read: {err}") from err
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-    )
+        context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(
+            "settings", "tls_certfile", f"cannot load with tls_keyfile: {err}"
+        ) from err
+    if settings.tls_ca_file is not None:
+        try:
+            context.load_verify_locations(settings.tls_ca_file)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError("settings", "tls_ca_file", f"cannot load: {err}") from err
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["h2"])
+    return context

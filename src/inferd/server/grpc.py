@@ -1,24 +1,28 @@
-"""The gRPC transport: ``inference.GRPCInferenceService`` on a grpc.aio server.
+"""The gRPC service: ``inference.GRPCInferenceService`` on inferd's own gRPC transport.
 
 The server runs on the event loop of the HTTP app and calls the very same
 :class:`~inferd.serving.dataplane.DataPlane`, so an HTTP and a gRPC request for one model
 version can share a batch, and metrics and statistics count both. Each RPC is a few lines:
 decode, call the data plane, encode. :func:`_status` maps errors to gRPC status codes, in
 this one place. The standard health checking service (``grpc.health.v1.Health``, SERVING
-once the data plane is ready) and server reflection run beside it.
+once the data plane is ready) and server reflection run beside it. The transport
+(:mod:`inferd.server.grpc_transport`, over :mod:`inferd.server.http2`) takes grpc.aio's
+handlers and interceptors; it replaced grpc.aio's server, whose per-call cost was the
+bottleneck of unary calls (see docs/triton.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from inferd.errors import ConfigError, InferdError, InvalidInput
 from inferd.protocol import grpc_messages as messages
@@ -26,11 +30,13 @@ from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol._gen import model_config_pb2
 from inferd.protocol.grpc_codec import SERVICE, decode_infer_request, encode_infer_response
 from inferd.security.limits import RequestLimits
+from inferd.server._grpc_call import ServicerContext
+from inferd.server.grpc_transport import GrpcTransportServer
 from inferd.serving.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context = ServicerContext
 _HEALTH_POLL_S = 0.5
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -235,7 +241,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 class GrpcServer:
-    """A grpc.aio server for one process, with health checking and reflection.
+    """The gRPC server of one process, with health checking and reflection.
 
     Args:
         dataplane: the data plane shared with the HTTP app.
@@ -245,8 +251,8 @@ class GrpcServer:
             RESOURCE_EXHAUSTED.
         reuse_port: let several processes listen on the port (``--workers N``). Off for one
             process, so that a port already in use fails the start instead of being shared.
-        interceptors: server interceptors (authentication); none by default.
-        credentials: TLS credentials; None listens in plain text.
+        interceptors: ``grpc.aio`` server interceptors (authentication); none by default.
+        ssl_context: TLS (with ALPN ``h2``); None listens in plain text.
         limits: size limits on decoded inference requests.
     """
 
@@ -259,22 +265,26 @@ class GrpcServer:
         max_message_bytes: int = 64 * 1024 * 1024,
         reuse_port: bool = False,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-        credentials: grpc.ServerCredentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         limits: RequestLimits | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.host = host
         self.port = port
-        self._options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
-        self._interceptors = interceptors or None  # auth (inferd.server.auth), when on
-        self._credentials = credentials  # TLS, when configured
-        self._limits = limits
-        self._server: grpc.aio.Server | None = None
+        self._reuse_port = reuse_port
+        self._ssl = ssl_context
+        self._server = GrpcTransportServer(
+            interceptors=interceptors or (), max_message_bytes=max_message_bytes
+        )
+        service = InferenceService(dataplane, limits)
+        self._server.add_registered_method_handlers(SERVICE, service.handlers())
         self._health = health.aio.HealthServicer()
+        # Typed for grpc.aio.Server; it only calls the two add_*_handlers methods ours has.
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)  # type: ignore[arg-type]
+        names = (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
+            reflection.aio.ReflectionServicer(names, pool=_reflection_pool()), self._server
+        )
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -283,34 +293,23 @@ class GrpcServer:
         Raises:
             ConfigError: the port cannot be bound.
         """
-        server = grpc.aio.server(options=self._options, interceptors=self._interceptors)
-        # Registered methods skip the per-call lookup that generic handlers pay.
-        service = InferenceService(self.dataplane, self._limits)
-        server.add_registered_method_handlers(SERVICE, service.handlers())
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server, pool=_reflection_pool())
-        address = f"{_bracket(self.host)}:{self.port}"
         try:
-            if self._credentials is not None:
-                port = server.add_secure_port(address, self._credentials)
-            else:
-                port = server.add_insecure_port(address)
-        except RuntimeError as err:
+            self.port = await self._server.start(
+                self.host, self.port, ssl_context=self._ssl, reuse_port=self._reuse_port
+            )
+        except OSError as err:
+            address = f"{_bracket(self.host)}:{self.port}"
             problem = f"cannot listen on {address} ({err}); pass a free port with --grpc-port"
             raise ConfigError("settings", "grpc_port", problem) from err
-        await server.start()
-        self._server, self.port = server, port
         self._watch = asyncio.create_task(self._watch_readiness())
-        return port
+        return self.port
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new calls, give running ones ``grace_s`` seconds, then close."""
         if self._watch is not None:
             self._watch.cancel()
         await self._health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(grace_s)
+        await self._server.stop(grace_s)
 
     async def _watch_readiness(self) -> None:
         serving = None

@@ -1,0 +1,98 @@
+"""HTTP/2 wire format (RFC 9113): frame layout, codes, HPACK literals, stream state.
+
+Shared by :mod:`inferd.server.http2` (the connection) and the gRPC layer above it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Frame types and flags (RFC 9113 section 6).
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
+WINDOW_UPDATE, CONTINUATION = 8, 9
+END_STREAM = ACK = 0x1
+END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
+
+# Error codes (section 7).
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
+
+# Settings identifiers (section 6.5.2).
+SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
+SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
+
+FRAME_HEAD = struct.Struct(">BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, id
+SETTING = struct.Struct(">HI")
+MAX_WINDOW = 2**31 - 1
+DEFAULT_WINDOW = 65_535
+DEFAULT_FRAME = 16_384
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """One frame: the 9-byte header and the payload."""
+    n = len(payload)
+    return FRAME_HEAD.pack(n >> 16, n & 0xFFFF, kind, flags, stream_id) + payload
+
+
+def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def hpack_literal(name: bytes, value: bytes) -> bytes:
+    """A header field as an HPACK literal without indexing (no table entry, no Huffman)."""
+    return b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+
+
+STATUS_200 = b"\x88"  # ":status: 200", static table index 8
+
+
+class H2Error(Exception):
+    """A connection error: the connection ends with GOAWAY carrying ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stream:
+    """One request/response exchange on a connection.
+
+    Attributes:
+        id: the stream identifier.
+        remote_closed: the peer has sent END_STREAM.
+        local_closed: we have sent END_STREAM (or reset the stream).
+        app: what the subclass keeps for the stream (the gRPC call).
+    """
+
+    __slots__ = (
+        "app",
+        "id",
+        "local_closed",
+        "pending",
+        "pending_end",
+        "recv_unacked",
+        "remote_closed",
+        "send_window",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int, send_window: int) -> None:
+        self.id = stream_id
+        self.send_window = send_window
+        self.recv_unacked = 0
+        self.remote_closed = False
+        self.local_closed = False
+        self.pending = bytearray()  # DATA payload waiting for flow-control window
+        self.pending_end: bytes | None = None  # trailers to send once ``pending`` is out
+        self.app: Any = None

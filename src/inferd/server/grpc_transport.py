@@ -1,0 +1,188 @@
+"""gRPC over inferd's own HTTP/2 connections (:mod:`inferd.server.http2`), on asyncio.
+
+:class:`GrpcTransportServer` takes the same method handlers, generic handlers and server
+interceptors as a ``grpc.aio`` server (``grpc.unary_unary_rpc_method_handler`` and friends,
+``add_registered_method_handlers``, ``add_generic_rpc_handlers``), and hands handlers a
+:class:`ServicerContext` with the ``grpc.aio`` context methods they use (``abort``, ``peer``,
+``time_remaining``, ``invocation_metadata``, ``write``, ``set_code`` ...). So the standard
+health and reflection servicers run on it unchanged. The wire format is the gRPC over HTTP/2
+protocol: length-prefixed messages (identity, gzip or deflate on the way in), ``grpc-timeout``
+deadlines, ``grpc-status`` / ``grpc-message`` trailers (trailers-only for an error before any
+message), ``-bin`` metadata in base64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from inferd.server._grpc_call import (
+    ACCEPT_ENCODING,
+    DECOMPRESS,
+    GRPC_HEAD,
+    CallDetails,
+    Handler,
+    ServicerContext,
+    metadata_value,
+    parse_timeout,
+    status_block,
+)
+from inferd.server._h2_wire import Stream
+from inferd.server.http2 import Http2Connection
+
+
+class GrpcConnection(Http2Connection):
+    """One client connection: each HTTP/2 stream is a gRPC call."""
+
+    def __init__(self, server: GrpcTransportServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.server.closed(self)
+
+    def on_request(self, stream: Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        path = verb = content_type = timeout = encoding = None
+        metadata: list[tuple[str, str | bytes]] = []
+        for name, value in headers:
+            if name[:1] == b":":
+                if name == b":path":
+                    path = value
+                elif name == b":method":
+                    verb = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"grpc-timeout":
+                timeout = value
+            elif name == b"grpc-encoding":
+                encoding = value
+            elif name != b"te" and not name.startswith(b"grpc-"):
+                key = name.decode("latin-1")
+                metadata.append((key, metadata_value(key, value)))
+        if verb != b"POST":
+            return self.send_headers(stream, b"\x08\x03405", end=True)
+        if content_type is None or not content_type.startswith(b"application/grpc"):
+            return self.send_headers(stream, b"\x08\x03415", end=True)
+        method = (path or b"").decode("latin-1")
+        handler = self.server.handler_for(method)
+        deadline = None
+        if timeout is not None and (seconds := parse_timeout(timeout)) is not None:
+            deadline = time.monotonic() + seconds
+        decompress = None
+        if encoding is not None and encoding != b"identity":
+            decompress = DECOMPRESS.get(encoding)
+            if decompress is None:
+                block = (
+                    GRPC_HEAD
+                    + ACCEPT_ENCODING
+                    + status_block(
+                        grpc.StatusCode.UNIMPLEMENTED, f"unsupported grpc-encoding {encoding!r}", ()
+                    )
+                )
+                return self.send_headers(stream, block, end=True)
+        if handler is None:
+            status = status_block(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}", ())
+            return self.send_headers(stream, GRPC_HEAD + status, end=True)
+        call = ServicerContext(self, stream, method, handler, tuple(metadata), deadline, decompress)
+        stream.app = call
+        if handler.request_streaming:
+            call.start()
+        if end:
+            call.received(b"", True)
+
+    def on_data(self, stream: Stream, data: bytes, end: bool) -> None:
+        call: ServicerContext | None = stream.app
+        if call is not None:
+            call.received(data, end)
+
+    def on_reset(self, stream: Stream) -> None:
+        call: ServicerContext | None = stream.app
+        if call is not None:
+            call.cancel()
+
+
+class GrpcTransportServer:
+    """A gRPC server on asyncio with the registration API of ``grpc.aio.Server``.
+
+    Args:
+        interceptors: ``grpc.aio.ServerInterceptor`` instances, run per call in order.
+        max_message_bytes: largest request and response message (RESOURCE_EXHAUSTED above).
+    """
+
+    def __init__(
+        self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024
+    ) -> None:
+        self.interceptors = list(interceptors)
+        self.max_message_bytes = max_message_bytes
+        self.connections: set[GrpcConnection] = set()
+        self._methods: dict[str, Handler] = {}
+        self._generic: list[Any] = []
+        self._server: asyncio.Server | None = None
+        self._all_closed: asyncio.Event | None = None  # set by stop(), for its grace period
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        """Serve ``/<service>/<name>`` with each handler."""
+        for name, handler in handlers.items():
+            self._methods[f"/{service}/{name}"] = handler
+
+    def add_generic_rpc_handlers(self, generic_handlers: Sequence[Any]) -> None:
+        """Consult ``grpc.GenericRpcHandler``s for methods not registered by name."""
+        self._generic.extend(generic_handlers)
+
+    def closed(self, conn: GrpcConnection) -> None:
+        """A connection has closed."""
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    def handler_for(self, method: str) -> Handler | None:
+        """The handler for a method path, or None (UNIMPLEMENTED)."""
+        handler = self._methods.get(method)
+        if handler is None:
+            for generic in self._generic:
+                handler = generic.service(CallDetails(method, ()))
+                if handler is not None:
+                    break
+        return handler
+
+    async def start(
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> int:  # fmt: skip
+        """Listen; return the bound port. Raises OSError when the address cannot be bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: GrpcConnection(self), host, port,
+            ssl=ssl_context, reuse_port=reuse_port or None, backlog=2048,
+        )  # fmt: skip
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop listening, let running calls finish for ``grace_s`` seconds, cancel the rest."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.goaway()
+        # A connection told GOAWAY closes once its last call ends (Http2Connection._forget).
+        self._all_closed = asyncio.Event()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace_s)
+        for conn in list(self.connections):
+            for stream in list(conn.streams.values()):
+                conn.reset(stream)
+                conn.on_reset(stream)
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,343 @@
+"""inferd's HTTP/2 + gRPC transport at the protocol level.
+
+Clients: the ``h2`` library (an independent HTTP/2 implementation), raw frames on a socket
+for what a well-behaved client library never sends, and grpcio for compression, large
+messages and shutdown. The service-level behaviour is in test_grpc.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import numpy as np
+import pytest
+from hpack import Decoder, Encoder
+
+from inferd.protocol._gen import grpc_service_pb2 as pb
+from inferd.protocol.grpc_codec import SERVICE
+from inferd.server._h2_wire import (
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_HEAD,
+    GOAWAY,
+    HEADERS,
+    PADDED,
+    PREFACE,
+    PROTOCOL_ERROR,
+    SETTINGS,
+    frame,
+)
+from inferd.server.app import build_app
+from inferd.server.grpc import GrpcServer
+from inferd.settings import Settings
+
+INFER = f"/{SERVICE}/ModelInfer"
+LIMIT = 8 * 1024 * 1024
+
+
+@dataclass
+class Served:
+    server: GrpcServer
+    port: int
+    repo: Path
+
+
+@pytest.fixture
+async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
+    app = build_app(Settings(home=tmp_path, model_repository=repo))
+    assert await app.dataplane.start() == {}
+    server = GrpcServer(app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT)
+    port = await server.start()
+    yield Served(server, port, repo)
+    await server.stop(1.0)
+    await app.dataplane.stop()
+
+
+def message(msg: Any) -> bytes:
+    """A protobuf message as one length-prefixed gRPC message."""
+    body = msg.SerializeToString()
+    return b"\x00" + len(body).to_bytes(4) + body
+
+
+def infer_message(values: list[float] | np.ndarray) -> bytes:
+    msg = pb.ModelInferRequest(model_name="linear")
+    data = np.asarray(values, dtype="<f4")
+    msg.inputs.add(name="x", datatype="FP32", shape=[data.size])
+    msg.raw_input_contents.append(data.tobytes())
+    return message(msg)
+
+
+def grpc_headers(path: str = INFER, content_type: str = "application/grpc") -> list[Any]:
+    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
+            ("content-type", content_type), ("te", "trailers")]  # fmt: skip
+
+
+@dataclass
+class Answer:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    data: bytearray = field(default_factory=bytearray)
+    trailers: dict[bytes, bytes] = field(default_factory=dict)
+    frames: list[int] = field(default_factory=list)  # DATA frame sizes
+    reset: int | None = None
+    ended: bool = False
+
+
+class H2Client:
+    """An ``h2`` client connection on an asyncio stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config)
+        self.answers: dict[int, Answer] = {}
+        self.pings: list[bytes] = []
+
+    @classmethod
+    async def connect(cls, port: int, settings: dict[Any, int] | None = None) -> H2Client:
+        client = cls(*await asyncio.open_connection("127.0.0.1", port))
+        client.conn.initiate_connection()
+        if settings:
+            client.conn.update_settings(settings)
+        await client.flush()
+        return client
+
+    async def flush(self) -> None:
+        self.writer.write(self.conn.data_to_send())
+        await self.writer.drain()
+
+    async def call(self, body: bytes, headers: list[Any] | None = None) -> Answer:
+        stream_id = self.conn.get_next_available_stream_id()
+        self.answers[stream_id] = Answer()
+        self.conn.send_headers(stream_id, headers or grpc_headers())
+        while body:  # as the server's windows allow
+            room = min(self.conn.local_flow_control_window(stream_id), 16_384)
+            if room:
+                self.conn.send_data(stream_id, body[:room])
+                body = body[room:]
+                await self.flush()
+            else:
+                await self.read_once()
+        self.conn.end_stream(stream_id)
+        await self.flush()
+        answer = self.answers[stream_id]
+        while not answer.ended and answer.reset is None:
+            await self.read_once()
+        return answer
+
+    async def read_once(self) -> None:
+        data = await asyncio.wait_for(self.reader.read(65_536), 10)
+        assert data, "the server closed the connection"
+        for event in self.conn.receive_data(data):
+            answer = self.answers.get(getattr(event, "stream_id", 0) or 0)
+            if isinstance(event, h2.events.ResponseReceived) and answer is not None:
+                answer.headers = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived) and answer is not None:
+                answer.data += event.data
+                answer.frames.append(event.flow_controlled_length)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived) and answer is not None:
+                answer.trailers = dict(event.headers)
+            elif isinstance(event, h2.events.StreamEnded) and answer is not None:
+                answer.ended = True
+            elif isinstance(event, h2.events.StreamReset) and answer is not None:
+                answer.reset = event.error_code
+            elif isinstance(event, h2.events.PingAckReceived):
+                self.pings.append(event.ping_data)
+        await self.flush()
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def outputs(answer: Answer) -> list[float]:
+    body = bytes(answer.data)
+    assert int.from_bytes(body[1:5]) == len(body) - 5
+    response = pb.ModelInferResponse.FromString(body[5:])
+    return np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist()
+
+
+async def test_a_plain_http2_client_can_call(served: Served) -> None:
+    client = await H2Client.connect(served.port)
+    for _ in range(3):  # the HPACK tables carry over between calls
+        answer = await client.call(infer_message([1, 2, 3]))
+        assert answer.headers[b":status"] == b"200"
+        assert answer.headers[b"content-type"] == b"application/grpc"
+        assert answer.trailers[b"grpc-status"] == b"0"
+        assert outputs(answer) == [4, 7, 10]
+    await client.close()
+
+
+async def test_the_client_windows_are_honoured(served: Served) -> None:
+    # A 16-byte stream window: the answer must come in 16-byte DATA frames, each sent only
+    # after the client's WINDOW_UPDATE (h2 raises FlowControlError on any overrun).
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16}
+    client = await H2Client.connect(served.port, window)
+    answer = await client.call(infer_message([1, 2, 3]))
+    assert outputs(answer) == [4, 7, 10]
+    assert max(answer.frames) == 16
+    assert len(answer.frames) == -(-len(answer.data) // 16)
+    # 200,000 values each way: 800 KB, past the default 65,535-byte connection window.
+    big = np.arange(200_000, dtype=np.float32)
+    answer = await client.call(infer_message(big))
+    assert answer.trailers[b"grpc-status"] == b"0", answer.trailers
+    np.testing.assert_array_equal(outputs(answer), 3 * big + 1)
+    await client.close()
+
+
+async def test_ping_is_answered(served: Served) -> None:
+    client = await H2Client.connect(served.port)
+    client.conn.ping(b"inferd!!")
+    await client.flush()
+    while not client.pings:
+        await client.read_once()
+    assert client.pings == [b"inferd!!"]
+    await client.close()
+
+
+async def test_unknown_method_wrong_content_type_and_verb(served: Served) -> None:
+    client = await H2Client.connect(served.port)
+    answer = await client.call(b"", grpc_headers(f"/{SERVICE}/NoSuchMethod"))
+    assert answer.trailers == {}
+    assert answer.headers[b"grpc-status"] == b"12"
+    assert b"NoSuchMethod" in answer.headers[b"grpc-message"]
+    stream_id = client.conn.get_next_available_stream_id()
+    client.answers[stream_id] = answer = Answer()
+    client.conn.send_headers(stream_id, grpc_headers(content_type="text/plain"), end_stream=True)
+    await client.flush()
+    while not answer.headers:
+        await client.read_once()
+    assert answer.headers[b":status"] == b"415"
+    answer = await client.call(infer_message([]) + infer_message([1]))  # two messages, unary
+    assert answer.headers[b"grpc-status"] == b"13"
+    assert b"expected one request message, got 2" in answer.headers[b"grpc-message"]
+    await client.close()
+
+
+async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[tuple[int, int, int, bytes]]:
+    while True:
+        try:
+            head = await asyncio.wait_for(reader.readexactly(9), 10)
+        except asyncio.IncompleteReadError:
+            return
+        high, low, kind, flags, stream_id = FRAME_HEAD.unpack(head)
+        yield kind, flags, stream_id, await reader.readexactly(high << 16 | low)
+
+
+async def test_continuation_padding_and_split_messages(served: Served) -> None:
+    """Frames h2 would not send this way: a header block over HEADERS + CONTINUATION, a
+    padded DATA frame, and a message split across two DATA frames."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    block = Encoder().encode([*grpc_headers(), ("x-filler", "f" * 300)])
+    body = infer_message([4, 5])
+    padding = 7
+    padded = bytes((padding,)) + body[:10] + b"\x00" * padding
+    writer.write(
+        PREFACE + frame(SETTINGS, 0, 0)
+        + frame(HEADERS, 0, 1, block[:100]) + frame(CONTINUATION, END_HEADERS, 1, block[100:])
+        + frame(DATA, PADDED, 1, padded) + frame(DATA, END_STREAM, 1, body[10:])
+    )  # fmt: skip
+    decoder, data, trailers = Decoder(), b"", None
+    async for kind, flags, stream_id, payload in read_frames(reader):
+        if stream_id != 1:
+            continue
+        if kind == DATA:
+            data += payload
+        elif kind == HEADERS:
+            headers = dict(decoder.decode(payload, raw=True))  # type: ignore[arg-type]
+            if flags & END_STREAM:
+                trailers = headers
+                break
+    assert trailers is not None
+    assert trailers[b"grpc-status"] == b"0", trailers
+    response = pb.ModelInferResponse.FromString(data[5:])
+    assert np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist() == [13, 16]
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_broken_connection_ends_alone(served: Served) -> None:
+    # Not HTTP/2 at all: the connection is dropped.
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    sent = await asyncio.wait_for(reader.read(), 10)  # returns at the server's close
+    assert sent[3] == SETTINGS  # all it got is the server preface sent on connect
+    writer.close()
+    await writer.wait_closed()
+    # HTTP/2, but DATA on stream 0: GOAWAY with PROTOCOL_ERROR, then the close.
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(PREFACE + frame(SETTINGS, 0, 0) + frame(DATA, 0, 0, b"x"))
+    kinds = [(kind, payload) async for kind, _, _, payload in read_frames(reader)]
+    goaway = [payload for kind, payload in kinds if kind == GOAWAY]
+    assert goaway
+    assert int.from_bytes(goaway[0][4:8]) == PROTOCOL_ERROR
+    writer.close()
+    await writer.wait_closed()
+    # Everyone else is still served.
+    client = await H2Client.connect(served.port)
+    assert outputs(await client.call(infer_message([0]))) == [1]
+    await client.close()
+
+
+async def test_gzip_messages_and_binary_metadata(served: Served) -> None:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{served.port}", compression=grpc.Compression.Gzip
+    ) as channel:
+        call = channel.unary_unary(
+            INFER,
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        request = pb.ModelInferRequest.FromString(infer_message([1.0] * 1000)[5:])
+        response = await call(request, timeout=10, metadata=(("trace-bin", b"\x00\xff"),))
+        assert np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist() == [4.0] * 1000
+    # A compressed flag with an encoding the server does not speak.
+    client = await H2Client.connect(served.port)
+    headers = [*grpc_headers(), ("grpc-encoding", "snappy")]
+    answer = await client.call(b"\x01" + (3).to_bytes(4) + b"abc", headers)
+    assert answer.headers[b"grpc-status"] == b"12"
+    assert b"gzip" in answer.headers[b"grpc-accept-encoding"]
+    body = gzip.compress(infer_message([2])[5:])
+    headers = [*grpc_headers(), ("grpc-encoding", "gzip")]
+    answer = await client.call(b"\x01" + len(body).to_bytes(4) + body, headers)
+    assert outputs(answer) == [7]
+    await client.close()
+
+
+async def test_stop_lets_running_calls_finish(served: Served) -> None:
+    # GOAWAY, then the running call completes: grpcio here (h2 ends its side at GOAWAY).
+    config = served.repo / "linear" / "model.yaml"
+    text = config.read_text()
+    config.write_text(text.replace("max_queue_delay_ms: 0", "max_queue_delay_ms: 400"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        load = channel.unary_unary(
+            f"/{SERVICE}/RepositoryModelLoad",
+            request_serializer=pb.RepositoryModelLoadRequest.SerializeToString,
+            response_deserializer=pb.RepositoryModelLoadResponse.FromString,
+        )
+        await load(pb.RepositoryModelLoadRequest(model_name="linear"), timeout=30)
+        call = channel.unary_unary(
+            INFER,
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        request = pb.ModelInferRequest.FromString(infer_message([1])[5:])
+        running = asyncio.ensure_future(call(request, timeout=10))
+        await asyncio.sleep(0.1)  # the call waits in the batcher for company
+        await served.server.stop(5.0)
+        response = await running
+        assert np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist() == [4]
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", served.port)
