@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,postgres,jobs,ray,test,dev
 ARGS ?=
 
-.PHONY: install system-deps perf-analyzer grpc-stubs serve test check format bench fuzz clean
+.PHONY: bench-tools install system-deps perf-analyzer grpc-stubs serve test check format bench fuzz clean
 
 install: $(STAMP)
 
@@ -57,8 +57,13 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: install perf-analyzer
+bench: install perf-analyzer bench-tools
 	$(PY) bench/serving.py $(ARGS)
+
+# The benchmarks' C load generators, from Debian: wrk (HTTP) and h2load (gRPC, nghttp2-client).
+bench-tools:
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client)
 
 # Longer runs of the fuzz tests: the hypothesis HTTP fuzzer (FUZZ_EXAMPLES cases) and
 # schemathesis over /openapi.json (FUZZ_PER_OPERATION cases for each operation).

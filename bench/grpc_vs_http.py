@@ -5,8 +5,10 @@ cells. It serves the example repository (``linear``, ``mlp``) with one ``inferd 
 and measures every (model, protocol) cell at concurrency 64 twice:
 
 - with Triton's ``perf_analyzer`` (gRPC unary, gRPC streaming, HTTP binary, HTTP JSON);
-- with the project's own load generators: wrk for HTTP (``bench/_wrk.py``) and a closed-loop
-  Python gRPC client (``bench/_grpcload.py``).
+- with the project's own load generators, C programs that spend little of the shared CPU:
+  wrk for HTTP (``bench/_wrk.py``) and h2load for unary gRPC (``bench/_h2load.py``); and, for
+  context, a closed-loop Python grpcio client (``bench/_grpcload.py``), whose own CPU cost
+  on the same two cores caps what it can measure.
 
 Each cell also records the server's CPU per request and the mean batch size. It prints the
 table and the issue's target (gRPC >= HTTP JSON for ``mlp``) and writes
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from _h2load import H2loadResult, run_h2load
 from _server import Server
 from _wrk import MARKER, payload, run_wrk, write_script
 
@@ -35,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 PERF_DIR = HERE.parent / ".venv" / "perf_analyzer"
 MODELS = ("linear", "mlp")
 PA_PROTOCOLS = ("grpc", "grpc-stream", "http-binary", "http-json")
-OWN_PROTOCOLS = ("grpc", "http-binary", "http-json")
+OWN_PROTOCOLS = ("grpc", "http-binary", "http-json", "grpc-python")
 T = TypeVar("T")
 
 
@@ -109,6 +112,17 @@ def perf_analyzer_cell(
 
 def own_cell(server: Server, model: str, protocol: str, args: argparse.Namespace, tmp: Path) -> Row:
     if protocol == "grpc":
+        target = f"127.0.0.1:{server.grpc_port}"
+
+        def run_h2() -> tuple[H2loadResult, float]:
+            before = server.counters(model)["non2xx"]
+            result = run_h2load(target, model, args.concurrency, args.seconds, tmp)
+            return result, server.counters(model)["non2xx"] - before  # gRPC errors
+
+        (h2, refused), cpu, batch = measured(server, model, run_h2)
+        return Row("own (h2load)", model, protocol, args.concurrency, h2.rps, h2.p99_ms,
+                   h2.failed + int(refused), cpu, batch)  # fmt: skip
+    if protocol == "grpc-python":
         command = [
             sys.executable, str(HERE / "_grpcload.py"), f"127.0.0.1:{server.grpc_port}", model,
             str(args.concurrency), str(args.seconds),
@@ -123,7 +137,7 @@ def own_cell(server: Server, model: str, protocol: str, args: argparse.Namespace
 
         result, cpu, batch = measured(server, model, run_grpc)
         rps = result["requests"] / result["duration_s"]
-        return Row("own", model, protocol, args.concurrency, rps, result["p99_ms"],
+        return Row("own (python)", model, "grpc", args.concurrency, rps, result["p99_ms"],
                    int(result["errors"]), cpu, batch)  # fmt: skip
     fmt = protocol.removeprefix("http-")
     script = write_script(tmp, f"{model}-{fmt}", payload(model, fmt), False)
@@ -146,13 +160,18 @@ def report(rows: list[Row]) -> list[str]:
             f"{r.tool:14} {r.model:6} {r.protocol:12} {r.rps:9,.0f} {r.p99_ms:8.2f} "
             f"{r.errors:6d} {r.server_cpu_us_per_req:10.0f} {batch}"
         )
-    for tool in sorted({r.tool.split()[0] for r in rows}):
-        cells = {(r.model, r.protocol): r for r in rows if r.tool.split()[0] == tool}
-        grpc, json_ = cells.get(("mlp", "grpc")), cells.get(("mlp", "http-json"))
+    cells = {(r.tool, r.model, r.protocol): r for r in rows}
+    for name, grpc_tool, http_tool in (
+        ("perf_analyzer", "perf_analyzer", "perf_analyzer"), ("own", "own (h2load)", "own (wrk)")
+    ):  # fmt: skip
+        grpc, json_ = (
+            cells.get((grpc_tool, "mlp", "grpc")),
+            cells.get((http_tool, "mlp", "http-json")),
+        )
         if grpc and json_ and json_.rps:
             ratio = grpc.rps / json_.rps
             verdict = "PASS" if ratio >= 1 else "FAIL"
-            lines.append(f"target [{tool}] mlp gRPC >= HTTP JSON req/s: {ratio:.2f}x {verdict}")
+            lines.append(f"target [{name}] mlp gRPC >= HTTP JSON req/s: {ratio:.2f}x {verdict}")
     return lines
 
 

@@ -37,6 +37,7 @@ from inferd.server._h2_wire import (
     PREFACE,
     PROTOCOL_ERROR,
     SETTINGS,
+    HeaderDecoder,
     frame,
 )
 from inferd.server.app import build_app
@@ -341,3 +342,15 @@ async def test_stop_lets_running_calls_finish(served: Served) -> None:
         assert np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist() == [4]
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", served.port)
+
+
+def test_header_cache_follows_the_hpack_table() -> None:
+    encoder, decoder = Encoder(), HeaderDecoder(1 << 16)
+    assert decoder.decode(encoder.encode([("a", "1")])) == [(b"a", b"1")]  # enters the table
+    indexed = encoder.encode([("a", "1")])
+    assert indexed == b"\xbe"  # dynamic index 62, one byte: cacheable
+    assert decoder.decode(indexed) == [(b"a", b"1")]
+    assert decoder.decode(indexed) == [(b"a", b"1")]  # from the cache
+    assert decoder.decode(encoder.encode([("b", "2")])) == [(b"b", b"2")]  # (b, 2) is now 62
+    assert decoder.decode(b"\xbe") == [(b"b", b"2")]  # not the stale (a, 1)
+    assert decoder.decode(b"\xbf") == [(b"a", b"1")]

@@ -6,7 +6,9 @@ Shared by :mod:`inferd.server.http2` (the connection) and the gRPC layer above i
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, cast
+
+from hpack import Decoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -96,3 +98,44 @@ class Stream:
         self.pending = bytearray()  # DATA payload waiting for flow-control window
         self.pending_end: bytes | None = None  # trailers to send once ``pending`` is out
         self.app: Any = None
+
+
+# Every byte value that cannot be a whole one-byte "indexed header field" (RFC 7541 6.1).
+_NOT_ONE_BYTE_INDEXED = bytes(range(0x80)) + b"\xff"
+
+
+class HeaderDecoder:
+    """HPACK decoding (the ``hpack`` library), with a cache for repeated blocks.
+
+    A block made only of one-byte indexed fields leaves the decoder's table as it is and
+    decodes to the same list for as long as the table does not change. A client repeating
+    a call sends exactly such a block (every field is in a table after the first call), so
+    those are kept; decoding any other block may change the table, so it empties the cache.
+
+    Args:
+        max_header_list_size: the largest decoded header list accepted.
+    """
+
+    def __init__(self, max_header_list_size: int) -> None:
+        self._decoder = Decoder()
+        self._decoder.max_header_list_size = max_header_list_size
+        self.max_header_list_size = max_header_list_size
+        self._cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
+
+    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        """The header list of ``block`` (do not modify it: it may be shared).
+
+        Raises:
+            HPACKError: the block does not decode.
+        """
+        cached = self._cache.get(block)
+        if cached is not None:
+            return cached
+        headers = cast("list[tuple[bytes, bytes]]", self._decoder.decode(block, raw=True))
+        if len(block.translate(None, _NOT_ONE_BYTE_INDEXED)) == len(block):
+            if len(self._cache) >= 64:
+                self._cache.clear()
+            self._cache[block] = headers
+        else:
+            self._cache.clear()
+        return headers

@@ -25,7 +25,6 @@ import asyncio
 import logging
 from typing import Any
 
-from hpack import Decoder
 from hpack.exceptions import HPACKError
 
 from inferd.server import _h2_wire as wire
@@ -47,6 +46,7 @@ from inferd.server._h2_wire import (  # the hot ones, without an attribute looku
     SETTINGS,
     WINDOW_UPDATE,
     H2Error,
+    HeaderDecoder,
     Stream,
     frame,
 )
@@ -81,8 +81,7 @@ class Http2Connection(asyncio.Protocol):
         self._window = window
         self._max_frame = max_frame_size
         self._handshake_s = handshake_timeout_s
-        self._decoder = Decoder()
-        self._decoder.max_header_list_size = max_header_list_size
+        self._decoder = HeaderDecoder(max_header_list_size)
         self._buffer = bytearray()
         self._preface_seen = False
         self._continuation: tuple[int, int, bytearray] | None = None
@@ -304,7 +303,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         try:
-            headers: list[tuple[bytes, bytes]] = self._decoder.decode(block, raw=True)  # type: ignore[assignment]
+            headers = self._decoder.decode(block)
         except HPACKError as err:
             raise H2Error(
                 wire.COMPRESSION_ERROR, f"cannot decode the header block ({err})"
