@@ -8,7 +8,9 @@ messages and shutdown. The service-level behaviour is in test_grpc.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +223,9 @@ async def test_unknown_method_wrong_content_type_and_verb(served: Served) -> Non
     while not answer.headers:
         await client.read_once()
     assert answer.headers[b":status"] == b"415"
+    answer = await client.call(infer_message([1]), [*grpc_headers(), ("trace-bin", "no base64!")])
+    assert answer.headers[b"grpc-status"] == b"3"
+    assert b"trace-bin" in answer.headers[b"grpc-message"]
     answer = await client.call(infer_message([]) + infer_message([1]))  # two messages, unary
     assert answer.headers[b"grpc-status"] == b"13"
     assert b"expected one request message, got 2" in answer.headers[b"grpc-message"]
@@ -290,6 +295,29 @@ async def test_a_broken_connection_ends_alone(served: Served) -> None:
     client = await H2Client.connect(served.port)
     assert outputs(await client.call(infer_message([0]))) == [1]
     await client.close()
+
+
+async def test_random_frames_end_only_their_connection(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        garbage = bytearray()
+        for _ in range(int(rng.integers(1, 6))):  # frames of random type, flags and stream
+            payload = rng.bytes(int(rng.integers(0, 40)))
+            kind, flags = int(rng.integers(0, 12)), int(rng.integers(0, 256))
+            head = FRAME_HEAD.pack(0, len(payload), kind, flags, int(rng.integers(0, 4)))
+            garbage += head + payload
+        writer.write(PREFACE + frame(SETTINGS, 0, 0) + bytes(garbage))
+        with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+            await asyncio.wait_for(reader.read(65_536), 0.2)
+        writer.close()
+        await writer.wait_closed()
+    client = await H2Client.connect(served.port)
+    assert outputs(await client.call(infer_message([0]))) == [1]
+    await client.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no bug of ours hit
 
 
 async def test_gzip_messages_and_binary_metadata(served: Served) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
 import time
 import zlib
@@ -94,8 +95,16 @@ def _metadata_block(metadata: Sequence[Any] | None) -> bytes:
 
 
 def metadata_value(name: str, value: bytes) -> str | bytes:
+    """A metadata value as handlers see it: ``-bin`` ones base64-decoded to bytes.
+
+    Raises:
+        ValueError: a ``-bin`` value is not base64.
+    """
     if name.endswith("-bin"):
-        return base64.b64decode(value + b"=" * (-len(value) % 4))
+        try:
+            return base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
+        except binascii.Error as err:
+            raise ValueError(f"metadata {name!r} is not base64 ({err})") from err
     return value.decode("latin-1")
 
 

@@ -69,7 +69,11 @@ class GrpcConnection(Http2Connection):
                 encoding = value
             elif name != b"te" and not name.startswith(b"grpc-"):
                 key = name.decode("latin-1")
-                metadata.append((key, metadata_value(key, value)))
+                try:
+                    metadata.append((key, metadata_value(key, value)))
+                except ValueError as err:
+                    status = status_block(grpc.StatusCode.INVALID_ARGUMENT, str(err), ())
+                    return self.send_headers(stream, GRPC_HEAD + status, end=True)
         if verb != b"POST":
             return self.send_headers(stream, b"\x08\x03405", end=True)
         if content_type is None or not content_type.startswith(b"application/grpc"):

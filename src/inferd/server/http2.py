@@ -161,6 +161,10 @@ class Http2Connection(asyncio.Protocol):
         except H2Error as err:
             self._fail(err.code, str(err))
             return
+        except Exception:  # a bug of ours: this connection ends, the server goes on
+            logger.exception("HTTP/2 connection from %s failed", self.peer)
+            self._fail(wire.INTERNAL_ERROR, "internal error")
+            return
         if pos == end:
             self._buffer.clear()
         elif buf is self._buffer:
