@@ -32,6 +32,7 @@ from inferd.server._h2_wire import (
     DATA,
     END_HEADERS,
     END_STREAM,
+    ENHANCE_YOUR_CALM,
     FRAME_HEAD,
     GOAWAY,
     HEADERS,
@@ -44,6 +45,7 @@ from inferd.server._h2_wire import (
 )
 from inferd.server.app import build_app
 from inferd.server.grpc import GrpcServer
+from inferd.server.grpc_transport import GrpcTransportServer
 from inferd.settings import Settings
 
 INFER = f"/{SERVICE}/ModelInfer"
@@ -382,3 +384,49 @@ def test_header_cache_follows_the_hpack_table() -> None:
     assert decoder.decode(encoder.encode([("b", "2")])) == [(b"b", b"2")]  # (b, 2) is now 62
     assert decoder.decode(b"\xbe") == [(b"b", b"2")]  # not the stale (a, 1)
     assert decoder.decode(b"\xbf") == [(b"a", b"1")]
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[int]:
+    """A bare transport with one unary echo method, two connections at most, a 0.3 s
+    request read timeout and a 0.6 s idle timeout."""
+
+    async def same(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = GrpcTransportServer(max_connections=2, request_read_timeout_s=0.3, idle_timeout_s=0.6)
+    server.add_registered_method_handlers(
+        "t.Echo", {"Same": grpc.unary_unary_rpc_method_handler(same)}
+    )
+    yield await server.start("127.0.0.1", 0)
+    await server.stop(0.5)
+
+
+async def test_slow_requests_idle_and_extra_connections_are_ended(echo: int) -> None:
+    client = await H2Client.connect(echo)
+    answer = await client.call(b"\x00\x00\x00\x00\x02hi", grpc_headers("/t.Echo/Same"))
+    assert bytes(answer.data) == b"\x00\x00\x00\x00\x02hi"
+    # A request that never arrives whole: DEADLINE_EXCEEDED after the read timeout.
+    stream_id = client.conn.get_next_available_stream_id()
+    client.answers[stream_id] = answer = Answer()
+    client.conn.send_headers(stream_id, grpc_headers("/t.Echo/Same"))
+    client.conn.send_data(stream_id, b"\x00\x00\x00\x00\x09partial")
+    await client.flush()
+    while not answer.ended:
+        await client.read_once()
+    assert answer.headers[b"grpc-status"] == b"4"
+    assert b"INFERD_REQUEST_READ_TIMEOUT_S" in answer.headers[b"grpc-message"]
+    # A third connection beyond the two allowed: GOAWAY ENHANCE_YOUR_CALM, then closed.
+    second = await H2Client.connect(echo)
+    reader, writer = await asyncio.open_connection("127.0.0.1", echo)
+    writer.write(PREFACE + frame(SETTINGS, 0, 0))
+    goaway = [payload async for kind, _, _, payload in read_frames(reader) if kind == GOAWAY]
+    assert int.from_bytes(goaway[0][4:8]) == ENHANCE_YOUR_CALM
+    writer.close()
+    await writer.wait_closed()
+    # Connections without calls are closed after the idle timeout.
+    await asyncio.sleep(1.5)
+    for idle in (client, second):
+        await asyncio.wait_for(idle.reader.read(), 5)  # returns at the server's close
+        assert idle.reader.at_eof()
+        await idle.close()

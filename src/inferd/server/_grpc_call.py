@@ -131,6 +131,7 @@ class ServicerContext:
         self._code: grpc.StatusCode | None = None
         self._details = ""
         self._trailers: Sequence[Any] = ()
+        self._opened = time.monotonic()
 
     # -- the grpc.aio ServicerContext methods handlers use -----------------------------------
 
@@ -261,6 +262,15 @@ class ServicerContext:
         if self._deadline is not None:
             delay = self._deadline - time.monotonic()
             self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def waiting_since(self, moment: float) -> bool:
+        """Whether this unary call opened before ``moment`` and still waits for its request."""
+        return self._task is None and not self._done and self._opened < moment
+
+    def refuse_slow(self, seconds: float) -> None:
+        """End a call whose request did not arrive whole in time."""
+        problem = f"request not received within {seconds:g} s (INFERD_REQUEST_READ_TIMEOUT_S)"
+        self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, problem, ())
 
     def _expire(self) -> None:
         if self._task is not None and not self._done:

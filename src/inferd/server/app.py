@@ -101,7 +101,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         dataplane, settings.host, settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
         interceptors=security.interceptors(), ssl_context=grpc_ssl_context(settings),
-        limits=security.limits,
+        limits=security.limits, max_connections=settings.max_connections,
+        request_read_timeout_s=settings.request_read_timeout_s,
     )  # fmt: skip
 
     async def load() -> None:

@@ -254,6 +254,8 @@ class GrpcServer:
         interceptors: ``grpc.aio`` server interceptors (authentication); none by default.
         ssl_context: TLS (with ALPN ``h2``); None listens in plain text.
         limits: size limits on decoded inference requests.
+        max_connections: connections served at once (``--max-connections``).
+        request_read_timeout_s: how long a unary call's request may take to arrive whole.
     """
 
     def __init__(
@@ -267,6 +269,8 @@ class GrpcServer:
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         limits: RequestLimits | None = None,
+        max_connections: int = 2048,
+        request_read_timeout_s: float = 30.0,
     ) -> None:
         self.dataplane = dataplane
         self.host = host
@@ -274,8 +278,9 @@ class GrpcServer:
         self._reuse_port = reuse_port
         self._ssl = ssl_context
         self._server = GrpcTransportServer(
-            interceptors=interceptors or (), max_message_bytes=max_message_bytes
-        )
+            interceptors=interceptors or (), max_message_bytes=max_message_bytes,
+            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+        )  # fmt: skip
         service = InferenceService(dataplane, limits)
         self._server.add_registered_method_handlers(SERVICE, service.handlers())
         self._health = health.aio.HealthServicer()

@@ -33,72 +33,106 @@ from inferd.server._grpc_call import (
     parse_timeout,
     status_block,
 )
-from inferd.server._h2_wire import Stream
+from inferd.server._h2_wire import ENHANCE_YOUR_CALM, Stream
 from inferd.server.http2 import Http2Connection
 
 
-class GrpcConnection(Http2Connection):
-    """One client connection: each HTTP/2 stream is a gRPC call."""
+class _Headers:
+    """What a request's headers say, for the gRPC layer."""
 
-    def __init__(self, server: GrpcTransportServer) -> None:
-        super().__init__()
-        self.server = server
+    __slots__ = ("content_type", "encoding", "metadata", "path", "timeout", "verb")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.server.connections.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.server.closed(self)
-
-    def on_request(self, stream: Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
-        path = verb = content_type = timeout = encoding = None
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Raises ValueError for a ``-bin`` metadata value that is not base64."""
+        self.path = self.verb = self.content_type = self.timeout = self.encoding = None
         metadata: list[tuple[str, str | bytes]] = []
         for name, value in headers:
             if name[:1] == b":":
                 if name == b":path":
-                    path = value
+                    self.path = value
                 elif name == b":method":
-                    verb = value
+                    self.verb = value
             elif name == b"content-type":
-                content_type = value
+                self.content_type = value
             elif name == b"grpc-timeout":
-                timeout = value
+                self.timeout = value
             elif name == b"grpc-encoding":
-                encoding = value
+                self.encoding = value
             elif name != b"te" and not name.startswith(b"grpc-"):
                 key = name.decode("latin-1")
-                try:
-                    metadata.append((key, metadata_value(key, value)))
-                except ValueError as err:
-                    status = status_block(grpc.StatusCode.INVALID_ARGUMENT, str(err), ())
-                    return self.send_headers(stream, GRPC_HEAD + status, end=True)
-        if verb != b"POST":
+                metadata.append((key, metadata_value(key, value)))
+        self.metadata = tuple(metadata)
+
+
+class GrpcConnection(Http2Connection):
+    """One client connection: each HTTP/2 stream is a gRPC call.
+
+    Every few seconds (:meth:`_housekeeping`) unary calls whose request has not arrived whole
+    within ``request_read_timeout_s`` are ended (a slow client cannot hold a call open), and
+    a connection without calls for ``idle_timeout_s`` is told GOAWAY and closed.
+    """
+
+    def __init__(self, server: GrpcTransportServer) -> None:
+        super().__init__()
+        self.server = server
+        self._active = time.monotonic()
+        self._tick: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if len(self.server.connections) >= self.server.max_connections:
+            self.fail(ENHANCE_YOUR_CALM, f"more than {self.server.max_connections} connections")
+            return
+        self.server.connections.add(self)
+        self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        super().connection_lost(exc)
+        self.server.closed(self)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        started_before = now - self.server.request_read_timeout_s
+        for stream in list(self.streams.values()):
+            call: ServicerContext | None = stream.app
+            if call is not None and call.waiting_since(started_before):
+                call.refuse_slow(self.server.request_read_timeout_s)
+        if self.streams:
+            self._active = now
+        elif now - self._active > self.server.idle_timeout_s:
+            self.goaway()  # no calls: closes at once; the client reconnects when it needs to
+            return
+        self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
+
+    def on_request(self, stream: Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        self._active = time.monotonic()
+        try:
+            head = _Headers(headers)
+        except ValueError as err:
+            status = status_block(grpc.StatusCode.INVALID_ARGUMENT, str(err), ())
+            return self.send_headers(stream, GRPC_HEAD + status, end=True)
+        if head.verb != b"POST":
             return self.send_headers(stream, b"\x08\x03405", end=True)
-        if content_type is None or not content_type.startswith(b"application/grpc"):
+        if head.content_type is None or not head.content_type.startswith(b"application/grpc"):
             return self.send_headers(stream, b"\x08\x03415", end=True)
-        method = (path or b"").decode("latin-1")
+        method = (head.path or b"").decode("latin-1")
         handler = self.server.handler_for(method)
         deadline = None
-        if timeout is not None and (seconds := parse_timeout(timeout)) is not None:
-            deadline = time.monotonic() + seconds
+        if head.timeout is not None and (seconds := parse_timeout(head.timeout)) is not None:
+            deadline = self._active + seconds
         decompress = None
-        if encoding is not None and encoding != b"identity":
-            decompress = DECOMPRESS.get(encoding)
+        if head.encoding is not None and head.encoding != b"identity":
+            decompress = DECOMPRESS.get(head.encoding)
             if decompress is None:
-                block = (
-                    GRPC_HEAD
-                    + ACCEPT_ENCODING
-                    + status_block(
-                        grpc.StatusCode.UNIMPLEMENTED, f"unsupported grpc-encoding {encoding!r}", ()
-                    )
-                )
-                return self.send_headers(stream, block, end=True)
+                problem = f"unsupported grpc-encoding {head.encoding!r}"
+                status = status_block(grpc.StatusCode.UNIMPLEMENTED, problem, ())
+                return self.send_headers(stream, GRPC_HEAD + ACCEPT_ENCODING + status, end=True)
         if handler is None:
             status = status_block(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}", ())
             return self.send_headers(stream, GRPC_HEAD + status, end=True)
-        call = ServicerContext(self, stream, method, handler, tuple(metadata), deadline, decompress)
+        call = ServicerContext(self, stream, method, handler, head.metadata, deadline, decompress)
         stream.app = call
         if handler.request_streaming:
             call.start()
@@ -122,13 +156,23 @@ class GrpcTransportServer:
     Args:
         interceptors: ``grpc.aio.ServerInterceptor`` instances, run per call in order.
         max_message_bytes: largest request and response message (RESOURCE_EXHAUSTED above).
+        max_connections: connections served at once; more are told GOAWAY and closed.
+        request_read_timeout_s: a unary call's request must arrive whole within this long
+            (DEADLINE_EXCEEDED after).
+        idle_timeout_s: a connection without calls this long is closed.
     """
 
     def __init__(
-        self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024
-    ) -> None:
+        self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024,
+        max_connections: int = 2048, request_read_timeout_s: float = 30.0,
+        idle_timeout_s: float = 300.0,
+    ) -> None:  # fmt: skip
         self.interceptors = list(interceptors)
         self.max_message_bytes = max_message_bytes
+        self.max_connections = max_connections
+        self.request_read_timeout_s = request_read_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
         self.connections: set[GrpcConnection] = set()
         self._methods: dict[str, Handler] = {}
         self._generic: list[Any] = []

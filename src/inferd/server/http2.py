@@ -480,6 +480,10 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def fail(self, code: int, message: str) -> None:
+        """End the connection now with GOAWAY carrying ``code`` and ``message``."""
+        self._fail(code, message)
+
     def _fail(self, code: int, message: str) -> None:
         logger.info("HTTP/2 connection error %#x from %s: %s", code, self.peer, message)
         debug = message.encode()[:256]
