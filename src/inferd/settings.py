@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest gRPC request or response message (RESOURCE_EXHAUSTED above).",
     )
+    grpc_max_buffered_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of gRPC request messages still arriving that one process holds "
+        "at most, over all connections; a call that would go past it gets RESOURCE_EXHAUSTED "
+        "(at least grpc_max_message_bytes).",
+    )
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing the HTTP port.")
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -430,3 +430,52 @@ async def test_slow_requests_idle_and_extra_connections_are_ended(echo: int) -> 
         await asyncio.wait_for(idle.reader.read(), 5)  # returns at the server's close
         assert idle.reader.at_eof()
         await idle.close()
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not true within {seconds} s")
+
+
+async def test_requests_still_arriving_have_a_memory_budget() -> None:
+    async def same(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = GrpcTransportServer(max_message_bytes=10_000, max_buffered_bytes=1)  # -> 10,000
+    handlers = {"Same": grpc.unary_unary_rpc_method_handler(same)}
+    server.add_registered_method_handlers("t.Echo", handlers)
+    client = await H2Client.connect(await server.start("127.0.0.1", 0))
+    big = b"\x00" + (8000).to_bytes(4) + b"a" * 8000
+
+    def open_stream(first: bytes) -> int:
+        stream_id = client.conn.get_next_available_stream_id()
+        client.answers[stream_id] = Answer()
+        client.conn.send_headers(stream_id, grpc_headers("/t.Echo/Same"))
+        client.conn.send_data(stream_id, first)
+        return stream_id
+
+    first = open_stream(big[:6000])
+    second = open_stream(big[:5000])  # 11,000 bytes held: over the budget
+    await client.flush()
+    while not client.answers[second].ended:
+        await client.read_once()
+    assert client.answers[second].headers[b"grpc-status"] == b"8"  # RESOURCE_EXHAUSTED
+    assert b"INFERD_GRPC_MAX_BUFFERED_BYTES" in client.answers[second].headers[b"grpc-message"]
+    assert server.buffered == 6000  # the refused call gave its bytes back
+    client.conn.send_data(first, big[6000:], end_stream=True)
+    await client.flush()
+    while not client.answers[first].ended:
+        await client.read_once()
+    assert bytes(client.answers[first].data) == big
+    assert server.buffered == 0
+    third = open_stream(big[:3000])  # a reset gives its bytes back too
+    await client.flush()
+    await eventually(lambda: server.buffered == 3000)
+    client.conn.reset_stream(third)
+    await client.flush()
+    await eventually(lambda: server.buffered == 0)
+    await client.close()
+    await server.stop(0.5)

@@ -202,17 +202,21 @@ class ServicerContext:
         """Body bytes from the connection: split them into length-prefixed messages."""
         if self._done:
             return
-        buffer = self._buffer
+        buffer, server = self._buffer, self._conn.server
         if buffer or len(data) < 5 or len(data) != 5 + int.from_bytes(data[1:5]):
             buffer += data
+            server.buffered += len(data)
             while len(buffer) >= 5:
                 size = int.from_bytes(buffer[1:5])
-                if size > self._conn.server.max_message_bytes:
+                if size > server.max_message_bytes:
                     return self._refuse_size(size)
                 if len(buffer) < 5 + size:
+                    if server.buffered > server.max_buffered_bytes:
+                        return self._refuse_buffered()
                     break
                 self._deliver(buffer[0], bytes(buffer[5 : 5 + size]))
                 del buffer[: 5 + size]
+                server.buffered -= 5 + size
                 if self._done:
                     return
         elif len(data) - 5 > self._conn.server.max_message_bytes:
@@ -246,6 +250,20 @@ class ServicerContext:
             self._queue.put_nowait(data)
         else:
             self._message = data
+
+    def _refuse_buffered(self) -> None:
+        server = self._conn.server
+        self._finish(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server holds {server.buffered} bytes of gRPC requests still arriving, more "
+            f"than INFERD_GRPC_MAX_BUFFERED_BYTES ({server.max_buffered_bytes}); retry later", (),
+        )  # fmt: skip
+
+    def _release(self) -> None:
+        """Give back the bytes of a message that will never be completed."""
+        if self._buffer:
+            self._conn.server.buffered -= len(self._buffer)
+            self._buffer.clear()
 
     def _refuse_size(self, size: int) -> None:
         limit = self._conn.server.max_message_bytes
@@ -281,6 +299,7 @@ class ServicerContext:
         """The stream is gone (reset by the client, connection lost, shutdown)."""
         self._cancelled = True
         self._done = True
+        self._release()
         if self._task is not None:
             self._task.cancel()
         if self._timer is not None:
@@ -380,6 +399,7 @@ class ServicerContext:
         if self._done:
             return
         self._done = True
+        self._release()
         if self._queue is not None:
             self._queue.put_nowait(None)
         if self._task is not None and self._task is not asyncio.current_task():

@@ -103,6 +103,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         interceptors=security.interceptors(), ssl_context=grpc_ssl_context(settings),
         limits=security.limits, max_connections=settings.max_connections,
         request_read_timeout_s=settings.request_read_timeout_s,
+        max_buffered_bytes=settings.grpc_max_buffered_bytes,
     )  # fmt: skip
 
     async def load() -> None:

@@ -256,6 +256,7 @@ class GrpcServer:
         limits: size limits on decoded inference requests.
         max_connections: connections served at once (``--max-connections``).
         request_read_timeout_s: how long a unary call's request may take to arrive whole.
+        max_buffered_bytes: request bytes still arriving held at most, over all connections.
     """
 
     def __init__(
@@ -271,6 +272,7 @@ class GrpcServer:
         limits: RequestLimits | None = None,
         max_connections: int = 2048,
         request_read_timeout_s: float = 30.0,
+        max_buffered_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self.dataplane = dataplane
         self.host = host
@@ -280,6 +282,7 @@ class GrpcServer:
         self._server = GrpcTransportServer(
             interceptors=interceptors or (), max_message_bytes=max_message_bytes,
             max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+            max_buffered_bytes=max_buffered_bytes,
         )  # fmt: skip
         service = InferenceService(dataplane, limits)
         self._server.add_registered_method_handlers(SERVICE, service.handlers())

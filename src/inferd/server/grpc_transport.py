@@ -160,18 +160,23 @@ class GrpcTransportServer:
         request_read_timeout_s: a unary call's request must arrive whole within this long
             (DEADLINE_EXCEEDED after).
         idle_timeout_s: a connection without calls this long is closed.
+        max_buffered_bytes: request bytes of messages still arriving held at most, over all
+            connections (at least ``max_message_bytes``); a call that would go past it gets
+            RESOURCE_EXHAUSTED, so slow or hostile senders cannot fill the memory.
     """
 
     def __init__(
         self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024,
         max_connections: int = 2048, request_read_timeout_s: float = 30.0,
-        idle_timeout_s: float = 300.0,
+        idle_timeout_s: float = 300.0, max_buffered_bytes: int = 512 * 1024 * 1024,
     ) -> None:  # fmt: skip
         self.interceptors = list(interceptors)
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
         self.request_read_timeout_s = request_read_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.max_buffered_bytes = max(max_buffered_bytes, max_message_bytes)
+        self.buffered = 0  # bytes of incomplete request messages held now (ServicerContext)
         self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
         self.connections: set[GrpcConnection] = set()
         self._methods: dict[str, Handler] = {}
