@@ -49,6 +49,9 @@ class CountingTransport:
     def write(self, data: bytes) -> None:
         self.written += len(data)
 
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
     def is_closing(self) -> bool:
         return False
 

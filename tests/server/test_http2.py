@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from inferd.server._h2_wire import (
     PREFACE,
     PROTOCOL_ERROR,
     SETTINGS,
+    WINDOW_UPDATE,
     HeaderDecoder,
     frame,
 )
@@ -478,4 +480,48 @@ async def test_requests_still_arriving_have_a_memory_budget() -> None:
     await client.flush()
     await eventually(lambda: server.buffered == 0)
     await client.close()
+    await server.stop(0.5)
+
+
+async def test_a_client_that_does_not_read_is_not_read_either() -> None:
+    async def same(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = GrpcTransportServer()
+    handlers = {"Same": grpc.unary_unary_rpc_method_handler(same)}
+    server.add_registered_method_handlers("t.Echo", handlers)
+    port = await server.start("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Windows wide open, then 200 echo calls of 128 KiB, and never a read.
+    settings = struct.pack(">HI", 4, 2**31 - 1)
+    writer.write(PREFACE + frame(SETTINGS, 0, 0, settings)
+                 + frame(WINDOW_UPDATE, 0, 0, (2**31 - 1 - 65_535).to_bytes(4)))  # fmt: skip
+    encoder = Encoder()
+    body = b"\x00" + (128 * 1024).to_bytes(4) + b"z" * 128 * 1024
+    stream_id = 1
+    for _ in range(200):
+        block = encoder.encode(grpc_headers("/t.Echo/Same"))
+        writer.write(frame(HEADERS, END_HEADERS, stream_id, block))
+        for i in range(0, len(body), 16_384):
+            last = END_STREAM if i + 16_384 >= len(body) else 0
+            writer.write(frame(DATA, last, stream_id, body[i : i + 16_384]))
+        stream_id += 2
+    await asyncio.sleep(1.0)  # the first answers fill the socket buffers, then the server's
+    (conn,) = server.connections
+    assert conn.transport is not None
+    assert not conn.transport.is_reading()  # paused: the rest of the requests wait
+    assert conn.transport.get_write_buffer_size() < 16 * 1024 * 1024  # 25 MiB were asked for
+    # Reading again lets everything through: all 200 answers arrive.
+    received, answers = 0, 0
+    async for kind, flags, _, payload in read_frames(reader):
+        if kind == DATA:
+            received += len(payload)
+        elif kind == HEADERS and flags & END_STREAM:
+            answers += 1
+            if answers == 200:
+                break
+    assert received == 200 * len(body)
+    assert conn.transport.is_reading()
+    writer.close()
+    await writer.wait_closed()
     await server.stop(0.5)

@@ -53,6 +53,9 @@ from inferd.server._h2_wire import (  # the hot ones, without an attribute looku
 
 logger = logging.getLogger(__name__)
 
+# Unsent bytes a connection may hold before it stops reading requests (pause_writing).
+WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+
 
 class Http2Connection(asyncio.Protocol):
     """The HTTP/2 server side of one connection; subclasses add the application.
@@ -101,6 +104,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)  # type: ignore[attr-defined]
         settings = b"".join(
             wire.SETTING.pack(ident, value)
             for ident, value in (
@@ -115,6 +119,16 @@ class Http2Connection(asyncio.Protocol):
         # The connection window starts at 65,535 whatever SETTINGS say: widen it now.
         self._write(frame(WINDOW_UPDATE, 0, 0, (self._window - wire.DEFAULT_WINDOW).to_bytes(4)))
         self._loop.call_later(self._handshake_s, self._check_handshake)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading what we send: stop reading its requests until it does, so
+        # that answers cannot pile up in memory (what uvicorn does for HTTP/1.1).
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
