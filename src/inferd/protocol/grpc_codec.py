@@ -148,7 +148,9 @@ def _decode_input(
     check_shape_bounds(f"{where}.shape", shape)
     if "shared_memory_region" in tensor.parameters:
         raise InvalidInput(f"{where}.parameters.shared_memory_region", _NO_SHM, "a region")
-    filled = [f for f in _ALL_FIELDS if len(getattr(tensor.contents, f))]
+    # HasField first: the usual raw-contents request then skips eight field lookups.
+    contents = tensor.contents if tensor.HasField("contents") else None
+    filled = [f for f in _ALL_FIELDS if len(getattr(contents, f))] if contents else []
     if raw is not None:
         if filled:
             raise InvalidInput(where, "either contents or raw_input_contents", "both")
