@@ -1,8 +1,8 @@
 """gRPC vs HTTP benchmark: req/s and p99 of gRPC, HTTP binary and HTTP JSON, in one run.
 
-Run ``.venv/bin/python bench/grpc_vs_http.py`` (after ``make perf-analyzer``); ``--quick`` for 2 s
-cells. It serves the example repository (``linear``, ``mlp``) with one ``inferd serve``
-and measures every (model, protocol) cell at concurrency 64 twice:
+Run ``.venv/bin/python bench/grpc_vs_http.py`` (after ``make perf-analyzer bench-tools``);
+``--quick`` for 2 s cells. It serves the example repository (``linear``, ``mlp``) with one
+``inferd serve`` and measures every (model, protocol) cell at concurrency 64 twice:
 
 - with Triton's ``perf_analyzer`` (gRPC unary, gRPC streaming, HTTP binary, HTTP JSON);
 - with the project's own load generators, C programs that spend little of the shared CPU:
