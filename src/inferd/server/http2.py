@@ -16,7 +16,14 @@ keeps no table. Server push is never used.
 
 Subclasses implement :meth:`Http2Connection.on_request`, :meth:`~Http2Connection.on_data` and
 :meth:`~Http2Connection.on_reset`, and answer with :meth:`~Http2Connection.send_headers` and
-:meth:`~Http2Connection.send_data`.
+:meth:`~Http2Connection.send_data`::
+
+    asyncio.Protocol
+    └── Http2Connection          frames, HPACK, flow control, streams (this module)
+        └── GrpcConnection       one gRPC call per stream (server/grpc_transport.py)
+
+A peer that stops reading what we send is not read either once ``WRITE_BUFFER_HIGH`` bytes
+wait for it (``pause_writing``), so answers cannot pile up in memory.
 """
 
 from __future__ import annotations
