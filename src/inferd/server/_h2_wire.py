@@ -40,6 +40,36 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     return FRAME_HEAD.pack(n >> 16, n & 0xFFFF, kind, flags, stream_id) + payload
 
 
+def server_preface(max_streams: int, window: int, max_frame: int, max_header_list: int) -> bytes:
+    """Our SETTINGS, then the WINDOW_UPDATE that widens the connection window to ``window``
+    (it starts at 65,535 whatever SETTINGS say)."""
+    settings = b"".join(
+        SETTING.pack(ident, value)
+        for ident, value in (
+            (SETTINGS_ENABLE_PUSH, 0),
+            (SETTINGS_MAX_CONCURRENT_STREAMS, max_streams),
+            (SETTINGS_INITIAL_WINDOW_SIZE, window),
+            (SETTINGS_MAX_FRAME_SIZE, max_frame),
+            (SETTINGS_MAX_HEADER_LIST_SIZE, max_header_list),
+        )
+    )
+    grant = (window - DEFAULT_WINDOW).to_bytes(4)
+    return frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grant)
+
+
+def unpad(flags: int, payload: bytes) -> bytes:
+    """A DATA or HEADERS payload without its padding (when the PADDED flag is set).
+
+    Raises:
+        H2Error: the pad length does not fit the frame (PROTOCOL_ERROR).
+    """
+    if not flags & PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise H2Error(PROTOCOL_ERROR, "bad padding")
+    return payload[1 : len(payload) - payload[0]]
+
+
 def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
     limit = (1 << prefix_bits) - 1
     if value < limit:
@@ -120,8 +150,12 @@ class HeaderDecoder:
     def __init__(self, max_header_list_size: int) -> None:
         self._decoder = Decoder()
         self._decoder.max_header_list_size = max_header_list_size
-        self.max_header_list_size = max_header_list_size
         self._cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
+
+    @property
+    def max_header_list_size(self) -> int:
+        """The largest decoded header list accepted."""
+        return int(self._decoder.max_header_list_size)
 
     def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         """The header list of ``block`` (do not modify it: it may be shared).

@@ -25,6 +25,7 @@ from inferd.security.jwt import JwtSettings, JwtVerifier
 from inferd.security.keys import ApiKey, KeyStore
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import Group, classify_grpc, grpc_model
+from inferd.server._grpc_call import ServicerContext
 from inferd.server.grpc import _status
 from inferd.settings import Settings
 
@@ -190,7 +191,7 @@ def _has_keys(store: KeyStore) -> bool:
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Context = grpc.aio.ServicerContext[Any, Any]
+Context = ServicerContext  # what inferd's gRPC transport hands a handler
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -226,7 +227,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return self.guard.admit(token, group, model, _peer_host(context.peer()))
 
     def _unary(self, handler: Handler, method: str, group: Group, token: str | None) -> Handler:
-        inner: Any = handler.unary_unary  # an async function on a grpc.aio server
+        inner: Any = handler.unary_unary  # an async function (grpc.aio handler types)
 
         async def guarded(request: Any, context: Context) -> Any:
             try:

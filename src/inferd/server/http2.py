@@ -35,22 +35,13 @@ from typing import Any
 from hpack.exceptions import HPACKError
 
 from inferd.server import _h2_wire as wire
-from inferd.server._h2_wire import (  # the hot ones, without an attribute lookup
-    ACK,
-    CONTINUATION,
+from inferd.server._h2_wire import (  # per-request names, no attribute lookup
     DATA,
     END_HEADERS,
     END_STREAM,
     FRAME_HEAD,
-    GOAWAY,
     HEADERS,
-    PADDED,
-    PING,
-    PREFACE,
     PRIORITY_FLAG,
-    PUSH_PROMISE,
-    RST_STREAM,
-    SETTINGS,
     WINDOW_UPDATE,
     H2Error,
     HeaderDecoder,
@@ -112,19 +103,11 @@ class Http2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)  # type: ignore[attr-defined]
-        settings = b"".join(
-            wire.SETTING.pack(ident, value)
-            for ident, value in (
-                (wire.SETTINGS_ENABLE_PUSH, 0),
-                (wire.SETTINGS_MAX_CONCURRENT_STREAMS, self._max_streams),
-                (wire.SETTINGS_INITIAL_WINDOW_SIZE, self._window),
-                (wire.SETTINGS_MAX_FRAME_SIZE, self._max_frame),
-                (wire.SETTINGS_MAX_HEADER_LIST_SIZE, self._decoder.max_header_list_size),
+        self._write(
+            wire.server_preface(
+                self._max_streams, self._window, self._max_frame, self._decoder.max_header_list_size
             )
         )
-        self._write(frame(SETTINGS, 0, 0, settings))
-        # The connection window starts at 65,535 whatever SETTINGS say: widen it now.
-        self._write(frame(WINDOW_UPDATE, 0, 0, (self._window - wire.DEFAULT_WINDOW).to_bytes(4)))
         self._loop.call_later(self._handshake_s, self._check_handshake)
 
     def pause_writing(self) -> None:
@@ -152,17 +135,17 @@ class Http2Connection(asyncio.Protocol):
             buf = data
         pos = 0
         if not self._preface_seen:
-            if len(buf) < len(PREFACE):
-                if not PREFACE.startswith(bytes(buf)):
+            if len(buf) < len(wire.PREFACE):
+                if not wire.PREFACE.startswith(bytes(buf)):
                     self._drop()
                 elif not self._buffer:
                     self._buffer += buf
                 return
-            if buf[: len(PREFACE)] != PREFACE:
+            if buf[: len(wire.PREFACE)] != wire.PREFACE:
                 self._drop()  # not an HTTP/2 client (HTTP/1.1 to the gRPC port, or garbage)
                 return
             self._preface_seen = True
-            pos = len(PREFACE)
+            pos = len(wire.PREFACE)
         end = len(buf)
         try:
             while end - pos >= 9:
@@ -180,11 +163,11 @@ class Http2Connection(asyncio.Protocol):
                 if self._closed:
                     return
         except H2Error as err:
-            self._fail(err.code, str(err))
+            self.fail(err.code, str(err))
             return
         except Exception:  # a bug of ours: this connection ends, the server goes on
             logger.exception("HTTP/2 connection from %s failed", self.peer)
-            self._fail(wire.INTERNAL_ERROR, "internal error")
+            self.fail(wire.INTERNAL_ERROR, "internal error")
             return
         if pos == end:
             self._buffer.clear()
@@ -222,7 +205,7 @@ class Http2Connection(asyncio.Protocol):
             self._write(frame(HEADERS, flags, stream.id, block[:limit]))
             for i in range(limit, len(block), limit):
                 last = END_HEADERS if i + limit >= len(block) else 0
-                self._write(frame(CONTINUATION, last, stream.id, block[i : i + limit]))
+                self._write(frame(wire.CONTINUATION, last, stream.id, block[i : i + limit]))
         if end:
             self._end_stream(stream)
 
@@ -239,9 +222,9 @@ class Http2Connection(asyncio.Protocol):
             self._blocked[stream.id] = stream
 
     def reset(self, stream: Stream, code: int = wire.CANCEL) -> None:
-        """End the stream with RST_STREAM."""
+        """End the stream with wire.RST_STREAM."""
         if not stream.local_closed:
-            self._write(frame(RST_STREAM, 0, stream.id, code.to_bytes(4)))
+            self._write(frame(wire.RST_STREAM, 0, stream.id, code.to_bytes(4)))
             stream.local_closed = True
         self._forget(stream)
 
@@ -250,7 +233,9 @@ class Http2Connection(asyncio.Protocol):
         if self._closed or self._goaway_sent:
             return
         self._goaway_sent = True
-        self._write(frame(GOAWAY, 0, 0, self._last_stream.to_bytes(4) + wire.NO_ERROR.to_bytes(4)))
+        self._write(
+            frame(wire.GOAWAY, 0, 0, self._last_stream.to_bytes(4) + wire.NO_ERROR.to_bytes(4))
+        )
         if not self.streams:
             self._close_after_flush()
 
@@ -266,50 +251,45 @@ class Http2Connection(asyncio.Protocol):
     # -- frames ------------------------------------------------------------------------------
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._continuation is not None and kind != CONTINUATION:
-            raise H2Error(wire.PROTOCOL_ERROR, "expected a CONTINUATION frame")
+        if self._continuation is not None and kind != wire.CONTINUATION:
+            raise H2Error(wire.PROTOCOL_ERROR, "expected a wire.CONTINUATION frame")
         if kind == DATA:
             self._on_data_frame(flags, stream_id, payload)
         elif kind == HEADERS:
             self._on_headers_frame(flags, stream_id, payload)
         elif kind == WINDOW_UPDATE:
             self._on_window_update(stream_id, payload)
-        elif kind == SETTINGS:
+        elif kind == wire.SETTINGS:
             self._on_settings(flags, stream_id, payload)
-        elif kind == PING:
+        elif kind == wire.PING:
             if stream_id != 0 or len(payload) != 8:
-                raise H2Error(wire.PROTOCOL_ERROR, "malformed PING")
-            if not flags & ACK:
-                self._write(frame(PING, ACK, 0, payload))
-        elif kind == RST_STREAM:
+                raise H2Error(wire.PROTOCOL_ERROR, "malformed wire.PING")
+            if not flags & wire.ACK:
+                self._write(frame(wire.PING, wire.ACK, 0, payload))
+        elif kind == wire.RST_STREAM:
             if stream_id == 0 or len(payload) != 4:
-                raise H2Error(wire.PROTOCOL_ERROR, "malformed RST_STREAM")
+                raise H2Error(wire.PROTOCOL_ERROR, "malformed wire.RST_STREAM")
             stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.local_closed = True
                 self._forget(stream)
                 self.on_reset(stream)
-        elif kind == CONTINUATION:
+        elif kind == wire.CONTINUATION:
             self._on_continuation(flags, stream_id, payload)
-        elif kind == GOAWAY:
+        elif kind == wire.GOAWAY:
             self._goaway_sent = True  # the peer leaves: take no new streams either
             if not self.streams:
                 self._close_after_flush()
-        elif kind == PUSH_PROMISE:
+        elif kind == wire.PUSH_PROMISE:
             raise H2Error(wire.PROTOCOL_ERROR, "clients must not push")
         # PRIORITY and unknown frame types are ignored (RFC 9113 sections 5.3.2 and 5.5).
 
     def _on_headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id % 2 == 0:
             raise H2Error(wire.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
-        start, stop = 0, len(payload)
-        if flags & PADDED:
-            if not payload or payload[0] >= len(payload):
-                raise H2Error(wire.PROTOCOL_ERROR, "bad padding")
-            start, stop = 1, stop - payload[0]
+        block = wire.unpad(flags, payload)
         if flags & PRIORITY_FLAG:
-            start += 5
-        block = payload[start:stop]
+            block = block[5:]
         if flags & END_HEADERS:
             self._on_header_block(stream_id, flags, block)
         else:
@@ -317,7 +297,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         if self._continuation is None or self._continuation[0] != stream_id:
-            raise H2Error(wire.PROTOCOL_ERROR, "unexpected CONTINUATION")
+            raise H2Error(wire.PROTOCOL_ERROR, "unexpected wire.CONTINUATION")
         _, first_flags, block = self._continuation
         block += payload
         if len(block) > self._decoder.max_header_list_size * 2:
@@ -342,11 +322,11 @@ class Http2Connection(asyncio.Protocol):
             self.on_data(stream, b"", True)
             return
         if stream_id <= self._last_stream:
-            self._write(frame(RST_STREAM, 0, stream_id, wire.STREAM_CLOSED.to_bytes(4)))
+            self._write(frame(wire.RST_STREAM, 0, stream_id, wire.STREAM_CLOSED.to_bytes(4)))
             return
         self._last_stream = stream_id
         if self._goaway_sent or len(self.streams) >= self._max_streams:
-            self._write(frame(RST_STREAM, 0, stream_id, wire.REFUSED_STREAM.to_bytes(4)))
+            self._write(frame(wire.RST_STREAM, 0, stream_id, wire.REFUSED_STREAM.to_bytes(4)))
             return
         stream = Stream(stream_id, self._peer_window)
         stream.remote_closed = end
@@ -357,10 +337,7 @@ class Http2Connection(asyncio.Protocol):
         if stream_id == 0:
             raise H2Error(wire.PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)  # flow control counts padding too
-        if flags & PADDED:
-            if not payload or payload[0] >= size:
-                raise H2Error(wire.PROTOCOL_ERROR, "bad padding")
-            payload = payload[1 : size - payload[0]]
+        payload = wire.unpad(flags, payload)
         self._recv_unacked += size
         if self._recv_unacked > self._window:
             raise H2Error(wire.FLOW_CONTROL_ERROR, "the peer sent more than the connection window")
@@ -388,11 +365,11 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id != 0:
-            raise H2Error(wire.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & ACK:
+            raise H2Error(wire.PROTOCOL_ERROR, "wire.SETTINGS on a stream")
+        if flags & wire.ACK:
             return
         if len(payload) % 6:
-            raise H2Error(wire.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
+            raise H2Error(wire.FRAME_SIZE_ERROR, "wire.SETTINGS length not a multiple of 6")
         for ident, value in wire.SETTING.iter_unpack(payload):
             if ident == wire.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > wire.MAX_WINDOW:
@@ -407,7 +384,7 @@ class Http2Connection(asyncio.Protocol):
             elif ident == wire.SETTINGS_ENABLE_PUSH and value > 1:
                 raise H2Error(wire.PROTOCOL_ERROR, f"wire.SETTINGS_ENABLE_PUSH {value}")
             # Header table size: our encoder keeps no table; the rest do not concern a server.
-        self._write(frame(SETTINGS, ACK, 0))
+        self._write(frame(wire.SETTINGS, wire.ACK, 0))
         self._unblock()
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
@@ -472,7 +449,7 @@ class Http2Connection(asyncio.Protocol):
         stream.local_closed = True
         if not stream.remote_closed:
             # The answer is complete before the request: tell the peer to stop sending.
-            self._write(frame(RST_STREAM, 0, stream.id, wire.NO_ERROR.to_bytes(4)))
+            self._write(frame(wire.RST_STREAM, 0, stream.id, wire.NO_ERROR.to_bytes(4)))
         self._forget(stream)
 
     def _forget(self, stream: Stream) -> None:
@@ -502,14 +479,11 @@ class Http2Connection(asyncio.Protocol):
             self.transport.close()
 
     def fail(self, code: int, message: str) -> None:
-        """End the connection now with GOAWAY carrying ``code`` and ``message``."""
-        self._fail(code, message)
-
-    def _fail(self, code: int, message: str) -> None:
+        """End the connection now with wire.GOAWAY carrying ``code`` and ``message``."""
         logger.info("HTTP/2 connection error %#x from %s: %s", code, self.peer, message)
         debug = message.encode()[:256]
         self._out.append(
-            frame(GOAWAY, 0, 0, self._last_stream.to_bytes(4) + code.to_bytes(4) + debug)
+            frame(wire.GOAWAY, 0, 0, self._last_stream.to_bytes(4) + code.to_bytes(4) + debug)
         )
         self._closed = True
         self._close_after_flush()
