@@ -111,34 +111,11 @@ def perf_analyzer_cell(
 
 
 def own_cell(server: Server, model: str, protocol: str, args: argparse.Namespace, tmp: Path) -> Row:
+    """One cell measured with the project's own load generators."""
     if protocol == "grpc":
-        target = f"127.0.0.1:{server.grpc_port}"
-
-        def run_h2() -> tuple[H2loadResult, float]:
-            before = server.counters(model)["non2xx"]
-            result = run_h2load(target, model, args.concurrency, args.seconds, tmp)
-            return result, server.counters(model)["non2xx"] - before  # gRPC errors
-
-        (h2, refused), cpu, batch = measured(server, model, run_h2)
-        return Row("own (h2load)", model, protocol, args.concurrency, h2.rps, h2.p99_ms,
-                   h2.failed + int(refused), cpu, batch)  # fmt: skip
+        return _h2load_cell(server, model, args, tmp)
     if protocol == "grpc-python":
-        command = [
-            sys.executable, str(HERE / "_grpcload.py"), f"127.0.0.1:{server.grpc_port}", model,
-            str(args.concurrency), str(args.seconds),
-        ]  # fmt: skip
-
-        def run_grpc() -> dict[str, float]:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=HERE)
-            line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
-            if line is None:
-                raise RuntimeError(f"_grpcload failed: {done.stderr[-600:]}")
-            return dict(json.loads(line[len(MARKER) :]))
-
-        result, cpu, batch = measured(server, model, run_grpc)
-        rps = result["requests"] / result["duration_s"]
-        return Row("own (python)", model, "grpc", args.concurrency, rps, result["p99_ms"],
-                   int(result["errors"]), cpu, batch)  # fmt: skip
+        return _python_grpc_cell(server, model, args)
     fmt = protocol.removeprefix("http-")
     script = write_script(tmp, f"{model}-{fmt}", payload(model, fmt), False)
     url = f"{server.base_url}/v2/models/{model}/infer"
@@ -147,6 +124,38 @@ def own_cell(server: Server, model: str, protocol: str, args: argparse.Namespace
     )
     return Row("own (wrk)", model, protocol, args.concurrency, wrk.rps, wrk.p99_ms, wrk.errors,
                cpu, batch)  # fmt: skip
+
+
+def _h2load_cell(server: Server, model: str, args: argparse.Namespace, tmp: Path) -> Row:
+    target = f"127.0.0.1:{server.grpc_port}"
+
+    def run() -> tuple[H2loadResult, float]:
+        before = server.counters(model)["non2xx"]
+        result = run_h2load(target, model, args.concurrency, args.seconds, tmp)
+        return result, server.counters(model)["non2xx"] - before  # gRPC errors: in trailers
+
+    (h2, refused), cpu, batch = measured(server, model, run)
+    return Row("own (h2load)", model, "grpc", args.concurrency, h2.rps, h2.p99_ms,
+               h2.failed + int(refused), cpu, batch)  # fmt: skip
+
+
+def _python_grpc_cell(server: Server, model: str, args: argparse.Namespace) -> Row:
+    command = [
+        sys.executable, str(HERE / "_grpcload.py"), f"127.0.0.1:{server.grpc_port}", model,
+        str(args.concurrency), str(args.seconds),
+    ]  # fmt: skip
+
+    def run() -> dict[str, float]:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=HERE)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+        if line is None:
+            raise RuntimeError(f"_grpcload failed: {done.stderr[-600:]}")
+        return dict(json.loads(line[len(MARKER) :]))
+
+    result, cpu, batch = measured(server, model, run)
+    rps = result["requests"] / result["duration_s"]
+    return Row("own (python)", model, "grpc", args.concurrency, rps, result["p99_ms"],
+               int(result["errors"]), cpu, batch)  # fmt: skip
 
 
 def report(rows: list[Row]) -> list[str]:
