@@ -1,7 +1,7 @@
 """The gRPC transport alone: CPU per unary call through inferd's HTTP/2 + gRPC layers.
 
 Run ``.venv/bin/python bench/http2_transport.py`` (a few seconds). In one process, with no
-socket and no data plane: a :class:`~inferd.server.grpc_transport.GrpcConnection` on a
+socket and no data plane: a :class:`~inferd.transport.grpc.native.GrpcConnection` on a
 transport that only counts bytes, fed pre-encoded HEADERS + DATA frames for an echo method
 (1 KiB messages) the way a client's reads arrive, with 1 call per read (a client waiting for
 each answer) and 64 calls per read (a gRPC channel with 64 calls in flight). It prints µs per
@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from hpack import Encoder
 
-from inferd.server._h2_wire import (
+from inferd.transport.grpc._h2_wire import (
     DATA,
     END_HEADERS,
     END_STREAM,
@@ -29,7 +29,7 @@ from inferd.server._h2_wire import (
     WINDOW_UPDATE,
     frame,
 )
-from inferd.server.grpc_transport import GrpcConnection, GrpcTransportServer
+from inferd.transport.grpc.native import GrpcConnection, GrpcTransportServer
 
 CALLS = 20_000
 MESSAGE = b"\x00" + (1024).to_bytes(4) + b"x" * 1024

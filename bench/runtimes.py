@@ -53,7 +53,7 @@ from fixtures.models import (
     mlp_weights,
 )
 
-from inferd.server.app import build_app
+from inferd.api.app import build_app
 from inferd.settings import Settings
 from inferd.types import InferenceRequest
 

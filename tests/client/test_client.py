@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.servers import Server
 from fixtures.triton import DATATYPES, sample, write_identity_model
-from server.test_process import Server
 
 from inferd.client import AsyncClient, Client, ClientError, Retry
 

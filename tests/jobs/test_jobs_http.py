@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from jobdata import assert_predictions, features, read_output, write_parquet
 
+from inferd.api.app import build_app
+from inferd.api.http import HttpApp
 from inferd.jobs import JobService
-from inferd.server.app import build_app
-from inferd.server.http import HttpApp
 from inferd.settings import Settings
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fixtures.models import ARTIFACTS, LINEAR_PLATFORMS, LINEAR_YAML
 
-from inferd.server.app import build_app
+from inferd.api.app import build_app
 from inferd.settings import Settings
 
 CLASSIFIERS = {"sklearn": "FP64", "xgboost": "FP32", "lightgbm": "FP64"}

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from inferd.api.app import build_app
+from inferd.api.auth import Security
+from inferd.api.grpc import inference_server
 from inferd.client import AsyncClient, ClientError
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
 from inferd.security.guard import Guard
 from inferd.security.keys import KeyStore, Role
-from inferd.server.app import build_app
-from inferd.server.auth import Security
-from inferd.server.grpc import GrpcServer
 from inferd.settings import Settings
+from inferd.transport.grpc.server import GrpcServer
 
 ADMIN = "bootstrap-admin-key-0123456789"
 
@@ -33,7 +34,7 @@ async def served(repo: Path, tmp_path: Path) -> AsyncIterator[tuple[GrpcServer, 
     assert app.guard.store is not None
     assert app.limits is not None
     security = Security(app.guard, app.limits, "on", app.guard.store)
-    server = GrpcServer(app.dataplane, "127.0.0.1", 0, interceptors=security.interceptors())
+    server = inference_server(app.dataplane, "127.0.0.1", 0, interceptors=security.interceptors())
     await server.start()
     yield server, app.guard.store, app.guard
     await server.stop(0)

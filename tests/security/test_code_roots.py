@@ -10,10 +10,10 @@ import pytest
 import yaml
 from fixtures.models import LINEAR_YAML, build_linear_python
 
+from inferd.api.app import build_app
 from inferd.config import parse_model_config
 from inferd.errors import PermissionDenied
 from inferd.runtimes.trust import check_code_root, parse_roots
-from inferd.server.app import build_app
 from inferd.settings import Settings
 
 PYTHON_CONFIG = yaml.safe_load(LINEAR_YAML.format(platform="python"))

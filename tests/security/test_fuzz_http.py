@@ -16,7 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inferd.server.app import build_app
+from inferd.api.app import build_app
 from inferd.settings import Settings
 
 ADMIN = "bootstrap-admin-key-0123456789"

@@ -24,7 +24,7 @@ import schemathesis
 from fixtures.servers import Server
 from hypothesis import HealthCheck, settings
 
-from inferd.server.openapi import openapi_document
+from inferd.api.openapi import openapi_document
 from inferd.serving.examples import build_linear_onnx
 
 EXAMPLES = int(os.environ.get("INFERD_FUZZ_EXAMPLES_PER_OPERATION", "40"))

@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from inferd.api.app import build_app
+from inferd.api.http import HttpApp
 from inferd.errors import ConfigError, Unauthenticated
 from inferd.security.jwt import JwtSettings, JwtVerifier
 from inferd.security.keys import Role
-from inferd.server.app import build_app
-from inferd.server.http import HttpApp
 from inferd.settings import Settings
 
 X = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
+from inferd.api.app import build_app
 from inferd.errors import RateLimited, RequestTooLarge
 from inferd.security.limits import Concurrency, RateLimiter, RequestLimits
-from inferd.server.app import build_app
 from inferd.settings import Settings
 from inferd.types import InferenceRequest
 

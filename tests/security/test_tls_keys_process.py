@@ -17,11 +17,11 @@ import pytest
 import trustme
 from fixtures.servers import Server
 
+from inferd.api.app import build_app
+from inferd.api.grpc import inference_server
 from inferd.client import Client
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
-from inferd.server.app import build_app
-from inferd.server.grpc import GrpcServer
 from inferd.settings import Settings
 
 ADMIN = "bootstrap-admin-key-0123456789"
@@ -137,13 +137,13 @@ def test_keys_cli_direct(tmp_path: Path) -> None:
 
 
 async def test_grpc_mutual_tls(repo: Path, tmp_path: Path, ca: trustme.CA) -> None:
-    from inferd.server.auth import grpc_ssl_context
+    from inferd.transport.grpc.tls import grpc_ssl_context
 
     cert, key, ca_file = write_pem(ca, tmp_path)
     settings = Settings(home=tmp_path, model_repository=repo, tls_certfile=cert,
                         tls_keyfile=key, tls_ca_file=ca_file)  # fmt: skip
     app = build_app(settings)
-    server = GrpcServer(app.dataplane, "127.0.0.1", 0, ssl_context=grpc_ssl_context(settings))
+    server = inference_server(app.dataplane, "127.0.0.1", 0, ssl_context=grpc_ssl_context(settings))
     port = await server.start()
     client_cert = ca.issue_cert("client@example")
 

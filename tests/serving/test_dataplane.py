@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferd.api.app import build_app
 from inferd.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
-from inferd.server.app import build_app
 from inferd.serving.dataplane import DataPlane
 from inferd.settings import Settings
 from inferd.types import InferenceRequest

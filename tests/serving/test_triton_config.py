@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fixtures.triton import DATATYPES, sample, write_identity_model
 
+from inferd.api.app import build_app
 from inferd.errors import ConfigError
-from inferd.server.app import build_app
 from inferd.serving import repository
 from inferd.serving.triton_config import load_triton_config
 from inferd.settings import Settings

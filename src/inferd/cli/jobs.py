@@ -151,7 +151,7 @@ def _run_direct(args: argparse.Namespace, service: JobService) -> int:
 
 def _direct_service(args: argparse.Namespace) -> JobService:
     """A job service over the registry itself; imports the model repository first."""
-    from inferd.server.app import repository_root
+    from inferd.api.app import repository_root
     from inferd.serving.importer import RepositoryImporter
 
     overrides = {"registry_url": args.registry_url, "model_repository": args.model_repository}

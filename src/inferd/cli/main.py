@@ -108,8 +108,8 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or Ctrl-C."""
     import uvicorn
 
-    from inferd.server.app import repository_root
-    from inferd.server.protocol import InferdHttpProtocol
+    from inferd.api.app import repository_root
+    from inferd.transport.http.protocol import InferdHttpProtocol
 
     overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log")}
     settings = load_settings(**overrides)
@@ -122,7 +122,7 @@ def serve(args: argparse.Namespace) -> int:
     scheme = "https" if settings.tls_certfile is not None else "http"
     logger.info("serving %s on %s://%s:%d", repo, scheme, settings.host, settings.http_port)
     uvicorn.run(
-        "inferd.server.app:create_app",
+        "inferd.api.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.http_port,

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from inferd.api.management import ManagementRoutes
 from inferd.errors import ConfigError, InferdError, InvalidInput
 from inferd.registry import FsspecArtifactStore, Registry
-from inferd.server.management_http import ManagementRoutes
 from inferd.serving.management import ManagementPlane
 from inferd.settings import default_home
 

@@ -1,6 +1,6 @@
 """Wire codecs: bytes to :class:`~inferd.types.InferenceRequest` and responses to bytes.
 
-Pure functions, no web framework: the transports in ``inferd.server`` read the body and
+Pure functions, no web framework: the transports in ``inferd.transport`` read the body and
 headers, call a decoder, hand the request to the data plane and send what an encoder returns.
 
 - :mod:`inferd.protocol.v2`: Open Inference Protocol (KServe V2) REST, JSON and Triton's

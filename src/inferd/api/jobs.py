@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from inferd.api._request import json_object, query_limit
 from inferd.errors import ModelNotFound, require_method
 from inferd.jobs import JobService
-from inferd.server._request import json_object, query_limit
 
 Reply = tuple[int, Any]
 

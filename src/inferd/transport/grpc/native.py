@@ -1,4 +1,4 @@
-"""gRPC over inferd's own HTTP/2 connections (:mod:`inferd.server.http2`), on asyncio.
+"""gRPC over inferd's own HTTP/2 connections (:mod:`inferd.transport.grpc.http2`), on asyncio.
 
 :class:`GrpcTransportServer` takes the same method handlers, generic handlers and server
 interceptors as a ``grpc.aio`` server (``grpc.unary_unary_rpc_method_handler`` and friends,
@@ -22,19 +22,20 @@ from typing import Any
 
 import grpc
 
-from inferd.server._grpc_call import (
+from inferd.transport.grpc._call import (
     ACCEPT_ENCODING,
     DECOMPRESS,
     GRPC_HEAD,
     CallDetails,
+    CallPolicy,
     Handler,
     ServicerContext,
     metadata_value,
     parse_timeout,
     status_block,
 )
-from inferd.server._h2_wire import ENHANCE_YOUR_CALM, Stream
-from inferd.server.http2 import Http2Connection
+from inferd.transport.grpc._h2_wire import ENHANCE_YOUR_CALM, Stream
+from inferd.transport.grpc.http2 import Http2Connection
 
 
 class _Headers:
@@ -132,7 +133,9 @@ class GrpcConnection(Http2Connection):
         if handler is None:
             status = status_block(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}", ())
             return self.send_headers(stream, GRPC_HEAD + status, end=True)
-        call = ServicerContext(self, stream, method, handler, head.metadata, deadline, decompress)
+        call = ServicerContext(
+            self, self.server.policy, stream, method, handler, head.metadata, deadline, decompress
+        )
         stream.app = call
         if handler.request_streaming:
             call.start()
@@ -170,19 +173,21 @@ class GrpcTransportServer:
         max_connections: int = 2048, request_read_timeout_s: float = 30.0,
         idle_timeout_s: float = 300.0, max_buffered_bytes: int = 512 * 1024 * 1024,
     ) -> None:  # fmt: skip
-        self.interceptors = list(interceptors)
-        self.max_message_bytes = max_message_bytes
+        self.policy = CallPolicy(interceptors, max_message_bytes, max_buffered_bytes)
         self.max_connections = max_connections
         self.request_read_timeout_s = request_read_timeout_s
         self.idle_timeout_s = idle_timeout_s
-        self.max_buffered_bytes = max(max_buffered_bytes, max_message_bytes)
-        self.buffered = 0  # bytes of incomplete request messages held now (ServicerContext)
         self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
         self.connections: set[GrpcConnection] = set()
         self._methods: dict[str, Handler] = {}
         self._generic: list[Any] = []
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None  # set by stop(), for its grace period
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of incomplete request messages held now, over all connections."""
+        return self.policy.buffered
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
         """Serve ``/<service>/<name>`` with each handler."""

@@ -34,8 +34,8 @@ from typing import Any
 
 from hpack.exceptions import HPACKError
 
-from inferd.server import _h2_wire as wire
-from inferd.server._h2_wire import (  # per-request names, no attribute lookup
+from inferd.transport.grpc import _h2_wire as wire
+from inferd.transport.grpc._h2_wire import (  # per-request names, no attribute lookup
     DATA,
     END_HEADERS,
     END_STREAM,

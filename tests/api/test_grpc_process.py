@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from fixtures.servers import Server
 from fixtures.triton import DATATYPES, sample, write_identity_model
-from server.test_process import Server
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.slow

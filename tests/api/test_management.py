@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inferd.server.app import build_app
-from inferd.server.http import HttpApp
+from inferd.api.app import build_app
+from inferd.api.http import HttpApp
 from inferd.serving.examples import build_linear_onnx
 from inferd.settings import Settings
 

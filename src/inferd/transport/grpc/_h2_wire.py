@@ -1,6 +1,6 @@
 """HTTP/2 wire format (RFC 9113): frame layout, codes, HPACK literals, stream state.
 
-Shared by :mod:`inferd.server.http2` (the connection) and the gRPC layer above it.
+Shared by :mod:`inferd.transport.grpc.http2` (the connection) and the gRPC layer above it.
 """
 
 from __future__ import annotations

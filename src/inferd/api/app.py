@@ -12,23 +12,24 @@ import os
 from functools import partial
 from pathlib import Path
 
+from inferd.api.auth import Security
+from inferd.api.grpc import inference_server
+from inferd.api.http import HttpApp
+from inferd.api.jobs import JobRoutes
+from inferd.api.keys import KeyRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
 from inferd.runtimes.trust import parse_roots
-from inferd.server.auth import Security, grpc_ssl_context
-from inferd.server.grpc import GrpcServer
-from inferd.server.http import HttpApp
-from inferd.server.jobs_http import JobRoutes
-from inferd.server.keys_http import KeyRoutes
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
 from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
+from inferd.transport.grpc.tls import grpc_ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     tasks: set[asyncio.Task[None]] = set()
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
     # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).
-    grpc_server = GrpcServer(
+    grpc_server = inference_server(
         dataplane, settings.host, settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
         interceptors=security.interceptors(), ssl_context=grpc_ssl_context(settings),

@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from inferd.api._request import json_object, query_flag
 from inferd.errors import InvalidInput, KeyNotFound, require_method
 from inferd.security.keys import KeyStore, Role, parse_models
-from inferd.server._request import json_object, query_flag
 
 Reply = tuple[int, Any]
 

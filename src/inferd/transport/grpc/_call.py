@@ -14,15 +14,13 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from inferd.server._h2_wire import STATUS_200, Stream, hpack_literal
-
-if TYPE_CHECKING:
-    from inferd.server.grpc_transport import GrpcConnection
+from inferd.transport.grpc._h2_wire import STATUS_200, Stream, hpack_literal
+from inferd.transport.grpc.http2 import Http2Connection
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +106,38 @@ def metadata_value(name: str, value: bytes) -> str | bytes:
     return value.decode("latin-1")
 
 
+class CallPolicy:
+    """What every call of one server shares: its limits, its interceptors, and the count of
+    request bytes still arriving (over all connections), which each call adds to and gives
+    back.
+
+    Args:
+        interceptors: ``grpc.aio.ServerInterceptor`` instances, run per call in order.
+        max_message_bytes: largest request and response message.
+        max_buffered_bytes: request bytes of messages still arriving held at most.
+    """
+
+    __slots__ = ("buffered", "interceptors", "max_buffered_bytes", "max_message_bytes")
+
+    def __init__(
+        self, interceptors: Sequence[Any], max_message_bytes: int, max_buffered_bytes: int
+    ) -> None:
+        self.interceptors = list(interceptors)
+        self.max_message_bytes = max_message_bytes
+        self.max_buffered_bytes = max(max_buffered_bytes, max_message_bytes)
+        self.buffered = 0
+
+
 class ServicerContext:
     """One call: what a handler gets as ``context``, and the call's own bookkeeping."""
 
     def __init__(
-        self, conn: GrpcConnection, stream: Stream, method: str, handler: Handler,
-        metadata: tuple[tuple[str, str | bytes], ...], deadline: float | None,
+        self, conn: Http2Connection, policy: CallPolicy, stream: Stream, method: str,
+        handler: Handler, metadata: tuple[tuple[str, str | bytes], ...], deadline: float | None,
         decompress: Callable[[bytes], bytes] | None,
     ) -> None:  # fmt: skip
         self._conn, self._stream, self._method, self._handler = conn, stream, method, handler
+        self._policy = policy
         self._metadata, self._deadline, self._decompress = metadata, deadline, decompress
         self._buffer = bytearray()
         self._message: bytes | None = None
@@ -202,7 +223,7 @@ class ServicerContext:
         """Body bytes from the connection: split them into length-prefixed messages."""
         if self._done:
             return
-        buffer, server = self._buffer, self._conn.server
+        buffer, server = self._buffer, self._policy
         if buffer or len(data) < 5 or len(data) != 5 + int.from_bytes(data[1:5]):
             buffer += data
             server.buffered += len(data)
@@ -219,7 +240,7 @@ class ServicerContext:
                 server.buffered -= 5 + size
                 if self._done:
                     return
-        elif len(data) - 5 > self._conn.server.max_message_bytes:
+        elif len(data) - 5 > self._policy.max_message_bytes:
             return self._refuse_size(len(data) - 5)
         else:
             self._deliver(data[0], data[5:])  # the usual case: one whole message, no copy
@@ -243,7 +264,7 @@ class ServicerContext:
                 return self._finish(
                     grpc.StatusCode.INTERNAL, f"cannot decompress the message ({err})", ()
                 )
-            if len(data) > self._conn.server.max_message_bytes:
+            if len(data) > self._policy.max_message_bytes:
                 return self._refuse_size(len(data))
         self._count += 1
         if self._queue is not None:
@@ -252,7 +273,7 @@ class ServicerContext:
             self._message = data
 
     def _refuse_buffered(self) -> None:
-        server = self._conn.server
+        server = self._policy
         self._finish(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the server holds {server.buffered} bytes of gRPC requests still arriving, more "
@@ -262,11 +283,11 @@ class ServicerContext:
     def _release(self) -> None:
         """Give back the bytes of a message that will never be completed."""
         if self._buffer:
-            self._conn.server.buffered -= len(self._buffer)
+            self._policy.buffered -= len(self._buffer)
             self._buffer.clear()
 
     def _refuse_size(self, size: int) -> None:
-        limit = self._conn.server.max_message_bytes
+        limit = self._policy.max_message_bytes
         self._finish(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"received message larger than max ({size} vs. {limit})", (),
@@ -308,7 +329,7 @@ class ServicerContext:
     async def _run(self) -> None:
         handler = self._handler
         try:
-            if self._conn.server.interceptors:
+            if self._policy.interceptors:
                 handler = await self._intercept(handler)
             if handler.request_streaming:
                 request: Any = self._requests()
@@ -345,7 +366,7 @@ class ServicerContext:
                 self._timer.cancel()
 
     async def _intercept(self, handler: Handler) -> Handler:
-        interceptors = self._conn.server.interceptors
+        interceptors = self._policy.interceptors
         details = CallDetails(self._method, self._metadata)
 
         async def chain(index: int, call_details: Any) -> Handler:
@@ -383,7 +404,7 @@ class ServicerContext:
             return
         serialize = self._handler.response_serializer
         data = serialize(message) if serialize is not None else message
-        limit = self._conn.server.max_message_bytes
+        limit = self._policy.max_message_bytes
         if len(data) > limit:
             raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

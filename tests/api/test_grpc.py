@@ -15,13 +15,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from inferd.api.app import build_app
+from inferd.api.grpc import inference_server
+from inferd.api.http import HttpApp
 from inferd.errors import ConfigError
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
-from inferd.server.app import build_app
-from inferd.server.grpc import GrpcServer
-from inferd.server.http import HttpApp
 from inferd.settings import Settings
+from inferd.transport.grpc.server import GrpcServer
 
 
 class Stub:
@@ -61,7 +62,7 @@ async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
     settings = Settings(home=tmp_path, model_repository=repo, grpc_max_message_bytes=64 * 1024)
     app = build_app(settings)
     assert await app.dataplane.start() == {}
-    server = GrpcServer(app.dataplane, "127.0.0.1", 0, max_message_bytes=64 * 1024)
+    server = inference_server(app.dataplane, "127.0.0.1", 0, max_message_bytes=64 * 1024)
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     transport = httpx.ASGITransport(app=app)
@@ -261,7 +262,7 @@ async def test_unimplemented_methods(served: Served) -> None:
 
 
 async def test_port_in_use_fails_the_start(served: Served) -> None:
-    other = GrpcServer(served.app.dataplane, "127.0.0.1", served.server.port)
+    other = inference_server(served.app.dataplane, "127.0.0.1", served.server.port)
     with pytest.raises(ConfigError) as info:
         await other.start()
     assert info.value.field == "grpc_port"

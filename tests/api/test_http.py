@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from inferd.server.app import build_app
+from inferd.api.app import build_app
 from inferd.settings import Settings
 
 

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from inferd.api.auth import http_token
+from inferd.api.management import ManagementRoutes
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.protocol.predict import decode_predict_request, encode_predict_response
@@ -22,8 +24,6 @@ from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_
 from inferd.security.guard import Guard
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import classify_http
-from inferd.server.auth import http_token
-from inferd.server.management_http import ManagementRoutes
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
 
@@ -63,7 +63,7 @@ class HttpApp:
         max_body_bytes: larger request bodies are refused with 413.
         on_startup: awaited on ASGI lifespan startup.
         on_shutdown: awaited on ASGI lifespan shutdown (after in-flight requests finished).
-        guard: API key checks and rate limits (inferd.server.auth); None with auth off.
+        guard: API key checks and rate limits (inferd.api.auth); None with auth off.
         limits: size limits on decoded inference requests; None for none.
     """
 
@@ -166,7 +166,7 @@ class HttpApp:
         if head == "openapi.json" and len(parts) == 1:
             require_method(method, "GET")
             if self._openapi is None:
-                from inferd.server.openapi import openapi_document
+                from inferd.api.openapi import openapi_document
 
                 self._openapi = orjson.dumps(openapi_document())
             return 200, self._openapi, _NO_HEADERS

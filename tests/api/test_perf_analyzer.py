@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server.test_process import Server
+from fixtures.servers import Server
 
 pytestmark = pytest.mark.slow
 

@@ -1,14 +1,10 @@
-"""The gRPC service: ``inference.GRPCInferenceService`` on inferd's own gRPC transport.
+"""The gRPC API: the RPCs of ``inference.GRPCInferenceService`` over the data plane.
 
-The server runs on the event loop of the HTTP app and calls the very same
-:class:`~inferd.serving.dataplane.DataPlane`, so an HTTP and a gRPC request for one model
-version can share a batch, and metrics and statistics count both. Each RPC is a few lines:
-decode, call the data plane, encode. :func:`_status` maps errors to gRPC status codes, in
-this one place. The standard health checking service (``grpc.health.v1.Health``, SERVING
-once the data plane is ready) and server reflection run beside it. The transport
-(:mod:`inferd.server.grpc_transport`, over :mod:`inferd.server.http2`) takes grpc.aio's
-handlers and interceptors; it replaced grpc.aio's server, whose per-call cost was the
-bottleneck of unary calls (see docs/triton.md).
+The gRPC server (:mod:`inferd.transport.grpc.server`) runs on the event loop of the HTTP app
+and these handlers call the very same :class:`~inferd.serving.dataplane.DataPlane`, so an
+HTTP and a gRPC request for one model version can share a batch, and metrics and statistics
+count both. Each RPC is a few lines: decode, call the data plane, encode. :func:`grpc_status`
+maps errors to gRPC status codes, in this one place.
 """
 
 from __future__ import annotations
@@ -20,29 +16,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from inferd.errors import ConfigError, InferdError, InvalidInput
+from inferd.errors import InferdError, InvalidInput
 from inferd.protocol import grpc_messages as messages
 from inferd.protocol._gen import grpc_service_pb2 as pb
-from inferd.protocol._gen import model_config_pb2
 from inferd.protocol.grpc_codec import SERVICE, decode_infer_request, encode_infer_response
 from inferd.security.limits import RequestLimits
-from inferd.server._grpc_call import ServicerContext
-from inferd.server.grpc_transport import GrpcTransportServer
 from inferd.serving.dataplane import DataPlane
+from inferd.transport.grpc._call import ServicerContext
+from inferd.transport.grpc.server import GrpcServer
 
 logger = logging.getLogger(__name__)
 
 Context = ServicerContext
-_HEALTH_POLL_S = 0.5
-_SERVING = health_pb2.HealthCheckResponse.SERVING
-_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def _status(err: InferdError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+def grpc_status(err: InferdError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """The gRPC status, details and trailing metadata for an error (HTTP's message)."""
     trailers = tuple((k, v) for k, v in err.headers().items() if k == "retry-after")
     return grpc.StatusCode[err.grpc_code], err.message, trailers
@@ -55,7 +44,7 @@ def _unary(
         try:
             return await fn(request, context)
         except InferdError as err:
-            code, details, trailers = _status(err)
+            code, details, trailers = grpc_status(err)
             await context.abort(code, details, trailers)
         except Exception:
             logger.exception("unexpected error in %s", fn.__name__)
@@ -231,105 +220,29 @@ def _refuse_load_parameters(params: Any) -> None:
             )
 
 
-def _reflection_pool() -> descriptor_pool.DescriptorPool:
-    # Our messages live in a private pool (see scripts/gen_grpc.sh); reflection needs one pool
-    # holding every service it names.
-    pool = descriptor_pool.DescriptorPool()
-    for module in (model_config_pb2, pb, health_pb2, reflection_pb2):
-        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)  # type: ignore[no-untyped-call]
-    return pool
-
-
-class GrpcServer:
-    """The gRPC server of one process, with health checking and reflection.
+def inference_server(
+    dataplane: DataPlane,
+    host: str,
+    port: int,
+    *,
+    limits: RequestLimits | None = None,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **options: Any,
+) -> GrpcServer:
+    """A gRPC server of ``inference.GRPCInferenceService`` over ``dataplane``.
 
     Args:
         dataplane: the data plane shared with the HTTP app.
         host: address to listen on.
-        port: port to listen on; 0 picks a free one (see :attr:`port` after start).
-        max_message_bytes: largest request and response message; larger ones get
-            RESOURCE_EXHAUSTED.
-        reuse_port: let several processes listen on the port (``--workers N``). Off for one
-            process, so that a port already in use fails the start instead of being shared.
-        interceptors: ``grpc.aio`` server interceptors (authentication); none by default.
+        port: port to listen on; 0 picks a free one.
+        limits: size limits on decoded inference requests; None for none.
+        interceptors: ``grpc.aio`` server interceptors (authentication).
         ssl_context: TLS (with ALPN ``h2``); None listens in plain text.
-        limits: size limits on decoded inference requests.
-        max_connections: connections served at once (``--max-connections``).
-        request_read_timeout_s: how long a unary call's request may take to arrive whole.
-        max_buffered_bytes: request bytes still arriving held at most, over all connections.
+        **options: the transport's limits, as :class:`GrpcServer` takes them.
     """
-
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        host: str,
-        port: int,
-        *,
-        max_message_bytes: int = 64 * 1024 * 1024,
-        reuse_port: bool = False,
-        interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        limits: RequestLimits | None = None,
-        max_connections: int = 2048,
-        request_read_timeout_s: float = 30.0,
-        max_buffered_bytes: int = 512 * 1024 * 1024,
-    ) -> None:
-        self.dataplane = dataplane
-        self.host = host
-        self.port = port
-        self._reuse_port = reuse_port
-        self._ssl = ssl_context
-        self._server = GrpcTransportServer(
-            interceptors=interceptors or (), max_message_bytes=max_message_bytes,
-            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
-            max_buffered_bytes=max_buffered_bytes,
-        )  # fmt: skip
-        service = InferenceService(dataplane, limits)
-        self._server.add_registered_method_handlers(SERVICE, service.handlers())
-        self._health = health.aio.HealthServicer()
-        # Typed for grpc.aio.Server; it only calls the two add_*_handlers methods ours has.
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)  # type: ignore[arg-type]
-        names = (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
-            reflection.aio.ReflectionServicer(names, pool=_reflection_pool()), self._server
-        )
-        self._watch: asyncio.Task[None] | None = None
-
-    async def start(self) -> int:
-        """Bind and start serving; return the bound port.
-
-        Raises:
-            ConfigError: the port cannot be bound.
-        """
-        try:
-            self.port = await self._server.start(
-                self.host, self.port, ssl_context=self._ssl, reuse_port=self._reuse_port
-            )
-        except OSError as err:
-            address = f"{_bracket(self.host)}:{self.port}"
-            problem = f"cannot listen on {address} ({err}); pass a free port with --grpc-port"
-            raise ConfigError("settings", "grpc_port", problem) from err
-        self._watch = asyncio.create_task(self._watch_readiness())
-        return self.port
-
-    async def stop(self, grace_s: float) -> None:
-        """Refuse new calls, give running ones ``grace_s`` seconds, then close."""
-        if self._watch is not None:
-            self._watch.cancel()
-        await self._health.enter_graceful_shutdown()
-        await self._server.stop(grace_s)
-
-    async def _watch_readiness(self) -> None:
-        serving = None
-        while True:
-            ready = self.dataplane.ready()
-            if ready != serving:
-                status = _SERVING if ready else _NOT_SERVING
-                for name in ("", SERVICE):
-                    await self._health.set(name, status)
-                serving = ready
-            await asyncio.sleep(_HEALTH_POLL_S)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+    service = InferenceService(dataplane, limits)
+    return GrpcServer(
+        {SERVICE: service.handlers()}, dataplane.ready, host, port,
+        interceptors=interceptors, ssl_context=ssl_context, **options,
+    )  # fmt: skip

@@ -15,19 +15,19 @@ POST   /v1/models/{m}/versions/{v}/archive
 POST   /v1/models/{m}/default                          {"version": N}, same as promote
 POST   /v1/models/{m}/rollback
 GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
-/v1/jobs...                                            batch jobs (inferd.server.jobs_http)
-/v1/keys...                                            API keys (inferd.server.keys_http)
+/v1/jobs...                                            batch jobs (inferd.api.jobs)
+/v1/keys...                                            API keys (inferd.api.keys)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from inferd.api._request import json_object, query_choice, query_limit
+from inferd.api.jobs import JobRoutes
+from inferd.api.keys import KeyRoutes
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
 from inferd.registry.records import Stage
-from inferd.server._request import json_object, query_choice, query_limit
-from inferd.server.jobs_http import JobRoutes
-from inferd.server.keys_http import KeyRoutes
 from inferd.serving.management import ManagementPlane
 
 Reply = tuple[int, Any]

@@ -26,9 +26,12 @@ import numpy as np
 import pytest
 from hpack import Decoder, Encoder
 
+from inferd.api.app import build_app
+from inferd.api.grpc import inference_server
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
-from inferd.server._h2_wire import (
+from inferd.settings import Settings
+from inferd.transport.grpc._h2_wire import (
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -45,10 +48,8 @@ from inferd.server._h2_wire import (
     HeaderDecoder,
     frame,
 )
-from inferd.server.app import build_app
-from inferd.server.grpc import GrpcServer
-from inferd.server.grpc_transport import GrpcTransportServer
-from inferd.settings import Settings
+from inferd.transport.grpc.native import GrpcTransportServer
+from inferd.transport.grpc.server import GrpcServer
 
 INFER = f"/{SERVICE}/ModelInfer"
 LIMIT = 8 * 1024 * 1024
@@ -65,7 +66,7 @@ class Served:
 async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
     app = build_app(Settings(home=tmp_path, model_repository=repo))
     assert await app.dataplane.start() == {}
-    server = GrpcServer(app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT)
+    server = inference_server(app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT)
     port = await server.start()
     yield Served(server, port, repo)
     await server.stop(1.0)

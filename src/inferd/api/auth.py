@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
 
+from inferd.api.grpc import grpc_status
 from inferd.errors import ConfigError, InferdError, RegistryUnavailable
 from inferd.registry import Registry
 from inferd.security.guard import Guard, bootstrap_keys
@@ -25,9 +25,8 @@ from inferd.security.jwt import JwtSettings, JwtVerifier
 from inferd.security.keys import ApiKey, KeyStore
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import Group, classify_grpc, grpc_model
-from inferd.server._grpc_call import ServicerContext
-from inferd.server.grpc import _status
 from inferd.settings import Settings
+from inferd.transport.grpc._call import ServicerContext
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +232,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 key = self._admit(method, group, token, request, context)
             except InferdError as err:
-                code, details, trailers = _status(err)
+                code, details, trailers = grpc_status(err)
                 await context.abort(code, details, trailers)
             try:
                 return await inner(request, context)
@@ -253,7 +252,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 key = guard.admit(token, group, None, _peer_host(context.peer()))
             except InferdError as err:
-                code, details, trailers = _status(err)
+                code, details, trailers = grpc_status(err)
                 await context.abort(code, details, trailers)
             assert key is not None
 
@@ -266,7 +265,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 async for response in inner(checked(), context):
                     yield response
             except InferdError as err:
-                code, details, trailers = _status(err)
+                code, details, trailers = grpc_status(err)
                 await context.abort(code, details, trailers)
             finally:
                 guard.release(key)
@@ -282,32 +281,3 @@ def _peer_host(peer: str | None) -> str | None:
         return None
     _, _, rest = peer.partition(":")
     return rest.rsplit(":", 1)[0] if rest else peer
-
-
-def grpc_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """TLS for the gRPC port (HTTP/2 by ALPN), or None without ``tls_certfile``; with
-    ``tls_ca_file``, clients must present a certificate that CA signed.
-
-    Raises:
-        ConfigError: a file cannot be read or does not hold what it should.
-    """
-    if settings.tls_certfile is None:
-        return None
-    if settings.tls_keyfile is None:
-        raise ConfigError("settings", "tls_keyfile", "needed with tls_certfile")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 section 9.2
-    try:
-        context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
-    except (OSError, ssl.SSLError) as err:
-        raise ConfigError(
-            "settings", "tls_certfile", f"cannot load with tls_keyfile: {err}"
-        ) from err
-    if settings.tls_ca_file is not None:
-        try:
-            context.load_verify_locations(settings.tls_ca_file)
-        except (OSError, ssl.SSLError) as err:
-            raise ConfigError("settings", "tls_ca_file", f"cannot load: {err}") from err
-        context.verify_mode = ssl.CERT_REQUIRED
-    context.set_alpn_protocols(["h2"])
-    return context

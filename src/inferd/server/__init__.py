@@ -1,1 +1,0 @@
-"""Transports: the ASGI app (and, with its issue, the gRPC server) over one data plane."""
