@@ -154,7 +154,7 @@ class Splitter:
 
     def variant(self, unit: str) -> str:
         """The variant ``unit`` is assigned to."""
-        return self.variants[self._table[unit_bucket(self.salt, unit)]]
+        return self.variants[int(self._table[unit_bucket(self.salt, unit)])]
 
     def shares(self) -> dict[str, float]:
         """Each variant's share of the buckets (its weight, to one bucket in 10,000)."""
