@@ -55,6 +55,9 @@ class CountingTransport:
     def is_closing(self) -> bool:
         return False
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything "written" at once
+
     def get_extra_info(self, name: str) -> Any:
         return ("127.0.0.1", 50000) if name == "peername" else None
 

@@ -12,8 +12,9 @@ import contextlib
 import gzip
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ import h2.events
 import h2.settings
 import numpy as np
 import pytest
+from fixtures.h2 import (
+    INFER,
+    Answer,
+    H2Client,
+    eventually,
+    goaway_code,
+    grpc_headers,
+    infer_message,
+    outputs,
+    read_frames,
+)
 from hpack import Decoder, Encoder
 
 from inferd.api.app import build_app
@@ -31,6 +43,8 @@ from inferd.api.grpc import inference_server
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
 from inferd.settings import Settings
+from inferd.transport.grpc._compression import Inflation, MessageTooLarge
+from inferd.transport.grpc._h2_limits import Budget, Http2Limits
 from inferd.transport.grpc._h2_wire import (
     CONTINUATION,
     DATA,
@@ -40,6 +54,7 @@ from inferd.transport.grpc._h2_wire import (
     FRAME_HEAD,
     GOAWAY,
     HEADERS,
+    NO_ERROR,
     PADDED,
     PREFACE,
     PROTOCOL_ERROR,
@@ -51,7 +66,6 @@ from inferd.transport.grpc._h2_wire import (
 from inferd.transport.grpc.native import GrpcTransportServer
 from inferd.transport.grpc.server import GrpcServer
 
-INFER = f"/{SERVICE}/ModelInfer"
 LIMIT = 8 * 1024 * 1024
 
 
@@ -71,110 +85,6 @@ async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
     yield Served(server, port, repo)
     await server.stop(1.0)
     await app.dataplane.stop()
-
-
-def message(msg: Any) -> bytes:
-    """A protobuf message as one length-prefixed gRPC message."""
-    body = msg.SerializeToString()
-    return b"\x00" + len(body).to_bytes(4) + body
-
-
-def infer_message(values: list[float] | np.ndarray) -> bytes:
-    msg = pb.ModelInferRequest(model_name="linear")
-    data = np.asarray(values, dtype="<f4")
-    msg.inputs.add(name="x", datatype="FP32", shape=[data.size])
-    msg.raw_input_contents.append(data.tobytes())
-    return message(msg)
-
-
-def grpc_headers(path: str = INFER, content_type: str = "application/grpc") -> list[Any]:
-    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
-            ("content-type", content_type), ("te", "trailers")]  # fmt: skip
-
-
-@dataclass
-class Answer:
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    data: bytearray = field(default_factory=bytearray)
-    trailers: dict[bytes, bytes] = field(default_factory=dict)
-    frames: list[int] = field(default_factory=list)  # DATA frame sizes
-    reset: int | None = None
-    ended: bool = False
-
-
-class H2Client:
-    """An ``h2`` client connection on an asyncio stream."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config)
-        self.answers: dict[int, Answer] = {}
-        self.pings: list[bytes] = []
-
-    @classmethod
-    async def connect(cls, port: int, settings: dict[Any, int] | None = None) -> H2Client:
-        client = cls(*await asyncio.open_connection("127.0.0.1", port))
-        client.conn.initiate_connection()
-        if settings:
-            client.conn.update_settings(settings)
-        await client.flush()
-        return client
-
-    async def flush(self) -> None:
-        self.writer.write(self.conn.data_to_send())
-        await self.writer.drain()
-
-    async def call(self, body: bytes, headers: list[Any] | None = None) -> Answer:
-        stream_id = self.conn.get_next_available_stream_id()
-        self.answers[stream_id] = Answer()
-        self.conn.send_headers(stream_id, headers or grpc_headers())
-        while body:  # as the server's windows allow
-            room = min(self.conn.local_flow_control_window(stream_id), 16_384)
-            if room:
-                self.conn.send_data(stream_id, body[:room])
-                body = body[room:]
-                await self.flush()
-            else:
-                await self.read_once()
-        self.conn.end_stream(stream_id)
-        await self.flush()
-        answer = self.answers[stream_id]
-        while not answer.ended and answer.reset is None:
-            await self.read_once()
-        return answer
-
-    async def read_once(self) -> None:
-        data = await asyncio.wait_for(self.reader.read(65_536), 10)
-        assert data, "the server closed the connection"
-        for event in self.conn.receive_data(data):
-            answer = self.answers.get(getattr(event, "stream_id", 0) or 0)
-            if isinstance(event, h2.events.ResponseReceived) and answer is not None:
-                answer.headers = dict(event.headers)
-            elif isinstance(event, h2.events.DataReceived) and answer is not None:
-                answer.data += event.data
-                answer.frames.append(event.flow_controlled_length)
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.TrailersReceived) and answer is not None:
-                answer.trailers = dict(event.headers)
-            elif isinstance(event, h2.events.StreamEnded) and answer is not None:
-                answer.ended = True
-            elif isinstance(event, h2.events.StreamReset) and answer is not None:
-                answer.reset = event.error_code
-            elif isinstance(event, h2.events.PingAckReceived):
-                self.pings.append(event.ping_data)
-        await self.flush()
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-def outputs(answer: Answer) -> list[float]:
-    body = bytes(answer.data)
-    assert int.from_bytes(body[1:5]) == len(body) - 5
-    response = pb.ModelInferResponse.FromString(body[5:])
-    return np.frombuffer(response.raw_output_contents[0], dtype="<f4").tolist()
 
 
 async def test_a_plain_http2_client_can_call(served: Served) -> None:
@@ -235,16 +145,6 @@ async def test_unknown_method_wrong_content_type_and_verb(served: Served) -> Non
     assert answer.headers[b"grpc-status"] == b"13"
     assert b"expected one request message, got 2" in answer.headers[b"grpc-message"]
     await client.close()
-
-
-async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[tuple[int, int, int, bytes]]:
-    while True:
-        try:
-            head = await asyncio.wait_for(reader.readexactly(9), 10)
-        except asyncio.IncompleteReadError:
-            return
-        high, low, kind, flags, stream_id = FRAME_HEAD.unpack(head)
-        yield kind, flags, stream_id, await reader.readexactly(high << 16 | low)
 
 
 async def test_continuation_padding_and_split_messages(served: Served) -> None:
@@ -419,28 +319,72 @@ async def test_slow_requests_idle_and_extra_connections_are_ended(echo: int) -> 
         await client.read_once()
     assert answer.headers[b"grpc-status"] == b"4"
     assert b"INFERD_REQUEST_READ_TIMEOUT_S" in answer.headers[b"grpc-message"]
-    # A third connection beyond the two allowed: GOAWAY ENHANCE_YOUR_CALM, then closed.
-    second = await H2Client.connect(echo)
-    reader, writer = await asyncio.open_connection("127.0.0.1", echo)
-    writer.write(PREFACE + frame(SETTINGS, 0, 0))
-    goaway = [payload async for kind, _, _, payload in read_frames(reader) if kind == GOAWAY]
-    assert int.from_bytes(goaway[0][4:8]) == ENHANCE_YOUR_CALM
-    writer.close()
-    await writer.wait_closed()
     # Connections without calls are closed after the idle timeout.
     await asyncio.sleep(1.5)
-    for idle in (client, second):
-        await asyncio.wait_for(idle.reader.read(), 5)  # returns at the server's close
-        assert idle.reader.at_eof()
-        await idle.close()
+    await asyncio.wait_for(client.reader.read(), 5)  # returns at the server's close
+    assert client.reader.at_eof()
+    await client.close()
 
 
-async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not true within {seconds} s")
+async def start_call(client: H2Client, path: str, body: bytes) -> Answer:
+    """Send a whole call's request; its answer fills in as the client reads."""
+    stream_id = client.conn.get_next_available_stream_id()
+    client.answers[stream_id] = answer = Answer()
+    client.conn.send_headers(stream_id, grpc_headers(path))
+    client.conn.send_data(stream_id, body, end_stream=True)
+    await client.flush()
+    return answer
+
+
+async def test_at_the_connection_cap_the_oldest_idle_connection_makes_room() -> None:
+    release = asyncio.Event()
+
+    async def wait(request: bytes, context: Any) -> bytes:
+        await release.wait()
+        return request
+
+    server = GrpcTransportServer(max_connections=2)
+    server.add_registered_method_handlers(
+        "t.Echo", {"Wait": grpc.unary_unary_rpc_method_handler(wait)}
+    )
+    port = await server.start("127.0.0.1", 0)
+    body = b"\x00\x00\x00\x00\x02hi"
+    oldest, busy = await H2Client.connect(port), await H2Client.connect(port)
+    first = await start_call(busy, "/t.Echo/Wait", body)
+    await eventually(lambda: any(conn.streams for conn in server.connections))
+    # A third connection: the idle one is told GOAWAY (NO_ERROR) and closed, not the new one.
+    newest = await H2Client.connect(port)
+    assert await goaway_code(oldest.reader) == NO_ERROR
+    second = await start_call(newest, "/t.Echo/Wait", body)
+    await eventually(lambda: all(conn.streams for conn in server.connections))
+    # Both connections have calls running: a fourth one is refused (ENHANCE_YOUR_CALM).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(PREFACE + frame(SETTINGS, 0, 0))
+    assert await goaway_code(reader) == ENHANCE_YOUR_CALM
+    release.set()
+    for client, answer in ((busy, first), (newest, second)):
+        while not answer.ended:
+            await client.read_once()
+        assert bytes(answer.data) == body
+    for closable in (oldest, busy, newest):
+        await closable.close()
+    writer.close()
+    await writer.wait_closed()
+    await server.stop(0.5)
+
+
+async def test_a_connection_without_preface_and_settings_is_dropped_soon() -> None:
+    server = GrpcTransportServer(limits=Http2Limits(handshake_timeout_s=0.2))
+    port = await server.start("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(PREFACE)  # and never its SETTINGS
+    settled = await H2Client.connect(port)  # preface and SETTINGS: kept
+    assert await goaway_code(reader, timeout_s=5) is None  # closed, no GOAWAY: not HTTP/2 yet
+    assert len(server.connections) == 1
+    writer.close()
+    await writer.wait_closed()
+    await settled.close()
+    await server.stop(0.5)
 
 
 async def test_requests_still_arriving_have_a_memory_budget() -> None:
@@ -526,3 +470,27 @@ async def test_a_client_that_does_not_read_is_not_read_either() -> None:
     writer.close()
     await writer.wait_closed()
     await server.stop(0.5)
+
+
+def test_a_budget_refills_with_time_and_with_work() -> None:
+    now = [0.0]
+    budget = Budget(burst=3, rate=2.0, per_work=1.0, clock=lambda: now[0])
+    assert [budget.spend(0) for _ in range(4)] == [True, True, True, False]  # the burst
+    now[0] = 1.0  # two tokens back
+    assert [budget.spend(0) for _ in range(3)] == [True, True, False]
+    assert [budget.spend(2) for _ in range(3)] == [True, True, False]  # two units of work
+    now[0] = 100.0  # never more than the burst
+    assert [budget.spend(2) for _ in range(4)] == [True, True, True, False]
+
+
+def test_inflation_stops_past_the_limit() -> None:
+    data = zlib.compress(bytes(10_000_000))  # 10 MB of zeros in ~10 KB
+    inflation = Inflation(data, zlib.MAX_WBITS, limit=1_000_000)
+    with pytest.raises(MessageTooLarge):
+        inflation.run(2_000_000)
+    small = Inflation(zlib.compress(b"abc" * 100), zlib.MAX_WBITS, limit=300)
+    assert small.run(301)
+    assert small.result() == b"abc" * 100
+    truncated = Inflation(zlib.compress(b"abc" * 100)[:-4], zlib.MAX_WBITS, limit=300)
+    with pytest.raises(zlib.error):
+        truncated.run(301)

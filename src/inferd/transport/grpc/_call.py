@@ -13,12 +13,13 @@ import binascii
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from inferd.transport.grpc._compression import ACCEPTED, Inflater, MessageTooLarge
 from inferd.transport.grpc._h2_wire import STATUS_200, Stream, hpack_literal
 from inferd.transport.grpc.http2 import Http2Connection
 
@@ -27,11 +28,7 @@ logger = logging.getLogger(__name__)
 GRPC_HEAD = STATUS_200 + hpack_literal(b"content-type", b"application/grpc")
 _OK = hpack_literal(b"grpc-status", b"0")
 _UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-DECOMPRESS: dict[bytes, Callable[[bytes], bytes]] = {
-    b"gzip": lambda data: zlib.decompress(data, 16 + zlib.MAX_WBITS),
-    b"deflate": zlib.decompress,
-}
-ACCEPT_ENCODING = hpack_literal(b"grpc-accept-encoding", b"identity,gzip,deflate")
+ACCEPT_ENCODING = hpack_literal(b"grpc-accept-encoding", ACCEPTED)
 Handler = Any  # grpc.RpcMethodHandler: typeshed has no usable generic for it
 
 
@@ -106,10 +103,20 @@ def metadata_value(name: str, value: bytes) -> str | bytes:
     return value.decode("latin-1")
 
 
+class _Compressed:
+    """A request message that arrived compressed: inflated by the call's task, not on
+    arrival (so after the interceptors, and large ones off the event loop)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class CallPolicy:
-    """What every call of one server shares: its limits, its interceptors, and the count of
+    """What every call of one server shares: its limits, its interceptors, the count of
     request bytes still arriving (over all connections), which each call adds to and gives
-    back.
+    back, and the inflater of compressed messages.
 
     Args:
         interceptors: ``grpc.aio.ServerInterceptor`` instances, run per call in order.
@@ -117,7 +124,9 @@ class CallPolicy:
         max_buffered_bytes: request bytes of messages still arriving held at most.
     """
 
-    __slots__ = ("buffered", "interceptors", "max_buffered_bytes", "max_message_bytes")
+    __slots__ = (
+        "buffered", "inflater", "interceptors", "max_buffered_bytes", "max_message_bytes",
+    )  # fmt: skip
 
     def __init__(
         self, interceptors: Sequence[Any], max_message_bytes: int, max_buffered_bytes: int
@@ -126,6 +135,7 @@ class CallPolicy:
         self.max_message_bytes = max_message_bytes
         self.max_buffered_bytes = max(max_buffered_bytes, max_message_bytes)
         self.buffered = 0
+        self.inflater = Inflater()
 
 
 class ServicerContext:
@@ -134,15 +144,15 @@ class ServicerContext:
     def __init__(
         self, conn: Http2Connection, policy: CallPolicy, stream: Stream, method: str,
         handler: Handler, metadata: tuple[tuple[str, str | bytes], ...], deadline: float | None,
-        decompress: Callable[[bytes], bytes] | None,
+        wbits: int | None,
     ) -> None:  # fmt: skip
         self._conn, self._stream, self._method, self._handler = conn, stream, method, handler
         self._policy = policy
-        self._metadata, self._deadline, self._decompress = metadata, deadline, decompress
+        self._metadata, self._deadline, self._wbits = metadata, deadline, wbits
         self._buffer = bytearray()
-        self._message: bytes | None = None
+        self._message: bytes | _Compressed | None = None
         self._count = 0
-        self._queue: asyncio.Queue[bytes | None] | None = None
+        self._queue: asyncio.Queue[bytes | _Compressed | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._headers_sent = False
@@ -215,7 +225,7 @@ class ServicerContext:
         """The next request message of a client stream; ``grpc.aio.EOF`` at its end."""
         assert self._queue is not None
         data = await self._queue.get()
-        return grpc.aio.EOF if data is None else self._parse(data)
+        return grpc.aio.EOF if data is None else self._parse(await self._inflated(data))
 
     # -- the call ----------------------------------------------------------------------------
 
@@ -253,24 +263,33 @@ class ServicerContext:
                 self.start()
 
     def _deliver(self, compressed: int, data: bytes) -> None:
+        message: bytes | _Compressed = data
         if compressed:
-            if self._decompress is None:
+            if self._wbits is None:
                 return self._finish(
                     grpc.StatusCode.INTERNAL, "compressed message without grpc-encoding", ()
                 )
-            try:
-                data = self._decompress(data)
-            except zlib.error as err:
-                return self._finish(
-                    grpc.StatusCode.INTERNAL, f"cannot decompress the message ({err})", ()
-                )
-            if len(data) > self._policy.max_message_bytes:
-                return self._refuse_size(len(data))
+            message = _Compressed(data)
         self._count += 1
         if self._queue is not None:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(message)
         else:
-            self._message = data
+            self._message = message
+
+    async def _inflated(self, message: bytes | _Compressed) -> bytes:
+        """The message, inflated if it came compressed (bounded, large ones off the loop)."""
+        if not isinstance(message, _Compressed):
+            return message
+        if self._wbits is None:  # _deliver refuses compressed messages without an encoding
+            raise _Abort(grpc.StatusCode.INTERNAL, "compressed message without grpc-encoding", ())
+        limit = self._policy.max_message_bytes
+        try:
+            return await self._policy.inflater.inflate(message.data, self._wbits, limit)
+        except zlib.error as err:
+            problem = f"cannot decompress the message ({err})"
+            raise _Abort(grpc.StatusCode.INTERNAL, problem, ()) from err
+        except MessageTooLarge as err:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err), ()) from err
 
     def _refuse_buffered(self) -> None:
         server = self._policy
@@ -338,7 +357,10 @@ class ServicerContext:
                     grpc.StatusCode.INTERNAL, f"expected one request message, got {self._count}", ()
                 )
             else:
-                request = self._parse(self._message or b"")
+                message = self._message or b""
+                if isinstance(message, _Compressed):
+                    message = await self._inflated(message)
+                request = self._parse(message)
             if handler.unary_unary is not None:
                 self._send(await handler.unary_unary(request, self))
             else:
@@ -395,7 +417,7 @@ class ServicerContext:
     async def _requests(self) -> AsyncIterator[Any]:
         assert self._queue is not None
         while (data := await self._queue.get()) is not None:
-            yield self._parse(data)
+            yield self._parse(await self._inflated(data))
         if self._done:
             raise asyncio.CancelledError
 

@@ -106,6 +106,9 @@ class Stream:
         id: the stream identifier.
         remote_closed: the peer has sent END_STREAM.
         local_closed: we have sent END_STREAM (or reset the stream).
+        send_delta: the stream's send window minus the peer's initial window (increments
+            granted less bytes sent), so that a new initial window applies to every stream
+            at once without visiting them.
         app: what the subclass keeps for the stream (the gRPC call).
     """
 
@@ -117,12 +120,12 @@ class Stream:
         "pending_end",
         "recv_unacked",
         "remote_closed",
-        "send_window",
+        "send_delta",
     )  # fmt: skip
 
-    def __init__(self, stream_id: int, send_window: int) -> None:
+    def __init__(self, stream_id: int) -> None:
         self.id = stream_id
-        self.send_window = send_window
+        self.send_delta = 0
         self.recv_unacked = 0
         self.remote_closed = False
         self.local_closed = False

@@ -23,7 +23,13 @@ Subclasses implement :meth:`Http2Connection.on_request`, :meth:`~Http2Connection
         └── GrpcConnection       one gRPC call per stream (server/grpc_transport.py)
 
 A peer that stops reading what we send is not read either once ``WRITE_BUFFER_HIGH`` bytes
-wait for it (``pause_writing``), so answers cannot pile up in memory.
+wait for it (``pause_writing``), and answers for it wait in their streams' queues, as they do
+while its flow-control window is shut; past ``Http2Limits.max_pending_bytes`` queued, or
+``max_unsent_acks`` PING/SETTINGS ACKs it has not read, the connection ends. The other
+budgets against abuse (rapid reset, CONTINUATION and SETTINGS floods, frames that do no
+work) are in :mod:`inferd.transport.grpc._h2_limits`; each ends the connection with GOAWAY
+``ENHANCE_YOUR_CALM``. The peer's initial window is kept once per connection and each
+stream's window as an offset from it, so a SETTINGS change costs O(1), not O(streams).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 from hpack.exceptions import HPACKError
 
 from inferd.transport.grpc import _h2_wire as wire
+from inferd.transport.grpc._h2_limits import Budget, Http2Limits
 from inferd.transport.grpc._h2_wire import (  # per-request names, no attribute lookup
     DATA,
     END_HEADERS,
@@ -53,49 +60,52 @@ logger = logging.getLogger(__name__)
 
 # Unsent bytes a connection may hold before it stops reading requests (pause_writing).
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+# How long a connection ended for abuse may take to flush its GOAWAY before it is aborted
+# (a peer that does not read would otherwise keep it, and its buffers, open).
+FAIL_LINGER_S = 2.0
 
 
 class Http2Connection(asyncio.Protocol):
     """The HTTP/2 server side of one connection; subclasses add the application.
 
     Args:
-        max_concurrent_streams: streams the peer may have open at once (advertised; more are
-            refused with wire.REFUSED_STREAM).
-        window: the receive window we advertise, per stream and for the connection.
-        max_frame_size: the largest frame payload we accept.
-        max_header_list_size: the largest decoded header list we accept.
-        handshake_timeout_s: a peer that has not sent the preface by then is dropped.
+        limits: what the peer is allowed (streams, windows, frame and header sizes, the
+            handshake timeout, the budgets against abuse); the defaults when None.
     """
 
-    def __init__(
-        self,
-        *,
-        max_concurrent_streams: int = 1000,
-        window: int = 1 << 24,
-        max_frame_size: int = 1 << 18,
-        max_header_list_size: int = 1 << 16,
-        handshake_timeout_s: float = 10.0,
-    ) -> None:
+    def __init__(self, limits: Http2Limits | None = None) -> None:
+        limits = limits or Http2Limits()
+        self.limits = limits
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
-        self._max_streams = max_concurrent_streams
-        self._window = window
-        self._max_frame = max_frame_size
-        self._handshake_s = handshake_timeout_s
-        self._decoder = HeaderDecoder(max_header_list_size)
+        self._max_streams = limits.max_concurrent_streams
+        self._window = limits.window
+        self._max_frame = limits.max_frame_size
+        self._decoder = HeaderDecoder(limits.max_header_list_size)
         self._buffer = bytearray()
         self._preface_seen = False
-        self._continuation: tuple[int, int, bytearray] | None = None
+        self._settings_seen = False
+        self._continuation: tuple[int, int, bytearray, int] | None = None  # id, flags, block, n
         self._last_stream = 0
         self._recv_unacked = 0
         self._send_window = wire.DEFAULT_WINDOW  # the connection's, granted by the peer
         self._peer_window = wire.DEFAULT_WINDOW  # the peer's initial window per stream
         self._peer_frame = wire.DEFAULT_FRAME
         self._blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
+        self._pending = 0  # bytes waiting in the streams of _blocked
+        self.drains = 0  # times waiting bytes were sent: progress, for a stall timeout
+        self._paused = False  # the peer does not read: answers wait in their streams
+        self._acks = 0  # PING/SETTINGS ACKs queued since the write buffer was last empty
+        clock = limits.clock
+        self._resets = Budget(limits.reset_burst, limits.reset_rate, limits.reset_refund, clock)
+        self._useless = Budget(
+            limits.useless_burst, limits.useless_rate, limits.useless_refund, clock
+        )
+        self._served = 0  # streams that ended normally: the work that earns resets back
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._goaway_sent = False
-        self._closed = False
+        self._closed = self._lost = False
         self._loop = asyncio.get_running_loop()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -108,22 +118,27 @@ class Http2Connection(asyncio.Protocol):
                 self._max_streams, self._window, self._max_frame, self._decoder.max_header_list_size
             )
         )
-        self._loop.call_later(self._handshake_s, self._check_handshake)
+        self._loop.call_later(self.limits.handshake_timeout_s, self._check_handshake)
 
     def pause_writing(self) -> None:
-        # The peer is not reading what we send: stop reading its requests until it does, so
-        # that answers cannot pile up in memory (what uvicorn does for HTTP/1.1).
+        # The peer is not reading what we send: stop reading its requests until it does, and
+        # keep new answers in their streams (bounded by max_pending_bytes), so that they
+        # cannot pile up in memory (what uvicorn does for HTTP/1.1).
+        self._paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            self._unblock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        self._closed = self._lost = True
         streams, self.streams = list(self.streams.values()), {}
         self._blocked.clear()
+        self._pending = 0
         for stream in streams:
             self.on_reset(stream)
 
@@ -213,13 +228,17 @@ class Http2Connection(asyncio.Protocol):
         """Send body bytes, as flow control allows now; the rest follows as windows open."""
         if stream.local_closed or not data:
             return
-        if stream.pending:
-            stream.pending += data
-            return
-        sent = self._send_now(stream, data)
+        sent = 0 if stream.pending or self._paused else self._send_now(stream, data)
         if sent < len(data):
-            stream.pending += data[sent:]
+            stream.pending += data[sent:] if sent else data
             self._blocked[stream.id] = stream
+            self._pending += len(data) - sent
+            if self._pending > self.limits.max_pending_bytes:
+                self.fail(
+                    wire.ENHANCE_YOUR_CALM,
+                    f"{self._pending} bytes of answers wait for a peer that does not read or "
+                    f"grant window, more than {self.limits.max_pending_bytes}",
+                )  # fmt: skip
 
     def reset(self, stream: Stream, code: int = wire.CANCEL) -> None:
         """End the stream with wire.RST_STREAM."""
@@ -244,6 +263,16 @@ class Http2Connection(asyncio.Protocol):
         self._close_after_flush()
 
     @property
+    def used(self) -> bool:
+        """Whether the peer has opened a stream yet."""
+        return self._last_stream > 0
+
+    @property
+    def waiting_bytes(self) -> int:
+        """Answer bytes waiting for the peer's window (or for the peer to read)."""
+        return self._pending
+
+    @property
     def peer(self) -> tuple[Any, ...] | None:
         """The peer's socket address."""
         return self.transport.get_extra_info("peername") if self.transport else None
@@ -252,7 +281,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
         if self._continuation is not None and kind != wire.CONTINUATION:
-            raise H2Error(wire.PROTOCOL_ERROR, "expected a wire.CONTINUATION frame")
+            raise H2Error(wire.PROTOCOL_ERROR, "expected a CONTINUATION frame")
         if kind == DATA:
             self._on_data_frame(flags, stream_id, payload)
         elif kind == HEADERS:
@@ -260,20 +289,16 @@ class Http2Connection(asyncio.Protocol):
         elif kind == WINDOW_UPDATE:
             self._on_window_update(stream_id, payload)
         elif kind == wire.SETTINGS:
+            self._useless_frame("SETTINGS")
             self._on_settings(flags, stream_id, payload)
         elif kind == wire.PING:
+            self._useless_frame("PING")
             if stream_id != 0 or len(payload) != 8:
-                raise H2Error(wire.PROTOCOL_ERROR, "malformed wire.PING")
+                raise H2Error(wire.PROTOCOL_ERROR, "malformed PING")
             if not flags & wire.ACK:
-                self._write(frame(wire.PING, wire.ACK, 0, payload))
+                self._ack(frame(wire.PING, wire.ACK, 0, payload))
         elif kind == wire.RST_STREAM:
-            if stream_id == 0 or len(payload) != 4:
-                raise H2Error(wire.PROTOCOL_ERROR, "malformed wire.RST_STREAM")
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream.local_closed = True
-                self._forget(stream)
-                self.on_reset(stream)
+            self._on_reset_frame(stream_id, payload)
         elif kind == wire.CONTINUATION:
             self._on_continuation(flags, stream_id, payload)
         elif kind == wire.GOAWAY:
@@ -282,7 +307,49 @@ class Http2Connection(asyncio.Protocol):
                 self._close_after_flush()
         elif kind == wire.PUSH_PROMISE:
             raise H2Error(wire.PROTOCOL_ERROR, "clients must not push")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 sections 5.3.2 and 5.5).
+        else:  # PRIORITY and unknown types are ignored (RFC 9113 sections 5.3.2 and 5.5)
+            self._useless_frame("PRIORITY" if kind == wire.PRIORITY else f"type {kind}")
+
+    def _useless_frame(self, name: str) -> None:
+        """Count a frame that does no work: a flood of them ends the connection."""
+        if not self._useless.spend(self._last_stream >> 1):  # work: the streams opened
+            raise H2Error(
+                wire.ENHANCE_YOUR_CALM,
+                f"too many frames that do no work ({name}): more than "
+                f"{self.limits.useless_burst} at once or {self.limits.useless_rate:g}/s",
+            )
+
+    def _ack(self, data: bytes) -> None:
+        """Queue a PING or SETTINGS ACK; a peer that sends them faster than it reads them
+        (they pile up here) is ended (nghttp2 and Go bound queued control frames too)."""
+        self._acks += 1
+        if self._acks > self.limits.max_unsent_acks:
+            raise H2Error(
+                wire.ENHANCE_YOUR_CALM,
+                f"more than {self.limits.max_unsent_acks} PING/SETTINGS ACKs not read",
+            )
+        self._write(data)
+
+    def _on_reset_frame(self, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0 or len(payload) != 4:
+            raise H2Error(wire.PROTOCOL_ERROR, "malformed RST_STREAM")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._useless_frame("RST_STREAM of a closed stream")
+            return
+        self._spend_reset("reset by the client")
+        stream.local_closed = True
+        self._forget(stream)
+        self.on_reset(stream)
+
+    def _spend_reset(self, what: str) -> None:
+        """Count a stream the peer reset or had refused (rapid reset, CVE-2023-44487)."""
+        if not self._resets.spend(self._served):
+            raise H2Error(
+                wire.ENHANCE_YOUR_CALM,
+                f"too many streams {what}: more than {self.limits.reset_burst} at once or "
+                f"{self.limits.reset_rate:g}/s beyond the streams that ended normally",
+            )
 
     def _on_headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id % 2 == 0:
@@ -293,18 +360,25 @@ class Http2Connection(asyncio.Protocol):
         if flags & END_HEADERS:
             self._on_header_block(stream_id, flags, block)
         else:
-            self._continuation = (stream_id, flags, bytearray(block))
+            self._continuation = (stream_id, flags, bytearray(block), 0)
 
     def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         if self._continuation is None or self._continuation[0] != stream_id:
-            raise H2Error(wire.PROTOCOL_ERROR, "unexpected wire.CONTINUATION")
-        _, first_flags, block = self._continuation
+            raise H2Error(wire.PROTOCOL_ERROR, "unexpected CONTINUATION")
+        _, first_flags, block, count = self._continuation
         block += payload
         if len(block) > self._decoder.max_header_list_size * 2:
             raise H2Error(wire.PROTOCOL_ERROR, "header block too large")
+        if count >= self.limits.max_continuations:  # empty ones would never grow the block
+            raise H2Error(
+                wire.ENHANCE_YOUR_CALM,
+                f"more than {self.limits.max_continuations} CONTINUATION frames in a header block",
+            )
         if flags & END_HEADERS:
             self._continuation = None
             self._on_header_block(stream_id, first_flags, bytes(block))
+        else:
+            self._continuation = (stream_id, first_flags, block, count + 1)
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         try:
@@ -326,9 +400,10 @@ class Http2Connection(asyncio.Protocol):
             return
         self._last_stream = stream_id
         if self._goaway_sent or len(self.streams) >= self._max_streams:
+            self._spend_reset("refused")
             self._write(frame(wire.RST_STREAM, 0, stream_id, wire.REFUSED_STREAM.to_bytes(4)))
             return
-        stream = Stream(stream_id, self._peer_window)
+        stream = Stream(stream_id)
         stream.remote_closed = end
         self.streams[stream_id] = stream
         self.on_request(stream, headers, end)
@@ -348,8 +423,11 @@ class Http2Connection(asyncio.Protocol):
         if stream is None or stream.remote_closed:
             if stream_id > self._last_stream:
                 raise H2Error(wire.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
+            self._useless_frame("DATA of a closed stream")
             return  # a stream we ended or reset: its late frames are ignored (section 5.1)
         end = bool(flags & END_STREAM)
+        if not payload and not end:
+            self._useless_frame("empty DATA")
         if end:
             stream.remote_closed = True
         else:
@@ -369,23 +447,30 @@ class Http2Connection(asyncio.Protocol):
         if flags & wire.ACK:
             return
         if len(payload) % 6:
-            raise H2Error(wire.FRAME_SIZE_ERROR, "wire.SETTINGS length not a multiple of 6")
+            raise H2Error(wire.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
+        if len(payload) > 6 * self.limits.max_settings:
+            raise H2Error(
+                wire.ENHANCE_YOUR_CALM,
+                f"SETTINGS with {len(payload) // 6} entries, more than {self.limits.max_settings}",
+            )
+        self._settings_seen = True
+        grown = False
         for ident, value in wire.SETTING.iter_unpack(payload):
             if ident == wire.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > wire.MAX_WINDOW:
                     raise H2Error(wire.FLOW_CONTROL_ERROR, "initial window above 2^31-1")
-                delta, self._peer_window = value - self._peer_window, value
-                for stream in self.streams.values():
-                    stream.send_window += delta
+                # Streams keep their window as an offset from this one: O(1), not O(streams).
+                grown, self._peer_window = value > self._peer_window, value
             elif ident == wire.SETTINGS_MAX_FRAME_SIZE:
                 if not wire.DEFAULT_FRAME <= value <= 2**24 - 1:
-                    raise H2Error(wire.PROTOCOL_ERROR, f"wire.SETTINGS_MAX_FRAME_SIZE {value}")
+                    raise H2Error(wire.PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value}")
                 self._peer_frame = value
             elif ident == wire.SETTINGS_ENABLE_PUSH and value > 1:
-                raise H2Error(wire.PROTOCOL_ERROR, f"wire.SETTINGS_ENABLE_PUSH {value}")
+                raise H2Error(wire.PROTOCOL_ERROR, f"SETTINGS_ENABLE_PUSH {value}")
             # Header table size: our encoder keeps no table; the rest do not concern a server.
-        self._write(frame(wire.SETTINGS, wire.ACK, 0))
-        self._unblock()
+        self._ack(frame(wire.SETTINGS, wire.ACK, 0))
+        if grown:
+            self._unblock()
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -397,24 +482,30 @@ class Http2Connection(asyncio.Protocol):
             self._send_window += increment
             if self._send_window > wire.MAX_WINDOW:
                 raise H2Error(wire.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            if not self._blocked:  # nothing waits for it
+                self._useless_frame("WINDOW_UPDATE")
             self._unblock()
             return
         stream = self.streams.get(stream_id)
         if stream is None:
+            self._useless_frame("WINDOW_UPDATE of a closed stream")
             return
-        if increment == 0 or stream.send_window + increment > wire.MAX_WINDOW:
+        window = self._peer_window + stream.send_delta
+        if increment == 0 or window + increment > wire.MAX_WINDOW:
             self.reset(stream, wire.PROTOCOL_ERROR if increment == 0 else wire.FLOW_CONTROL_ERROR)
             self.on_reset(stream)
             return
-        stream.send_window += increment
+        stream.send_delta += increment
         if stream.id in self._blocked:
             self._drain(stream)
+        else:
+            self._useless_frame("WINDOW_UPDATE")
 
     # -- sending -----------------------------------------------------------------------------
 
     def _send_now(self, stream: Stream, data: bytes | bytearray) -> int:
         """Send what the windows allow of ``data`` as DATA frames; return the bytes sent."""
-        allowed = min(len(data), self._send_window, stream.send_window)
+        allowed = min(len(data), self._send_window, self._peer_window + stream.send_delta)
         if allowed <= 0:
             return 0
         limit, sid = self._peer_frame, stream.id
@@ -426,12 +517,16 @@ class Http2Connection(asyncio.Protocol):
             for i in range(0, allowed, limit):
                 self._write(frame(DATA, 0, sid, bytes(data[i : min(i + limit, allowed)])))
         self._send_window -= allowed
-        stream.send_window -= allowed
+        stream.send_delta -= allowed
         return allowed
 
     def _drain(self, stream: Stream) -> None:
+        if self._paused:
+            return
         sent = self._send_now(stream, stream.pending)
         del stream.pending[:sent]
+        self._pending -= sent
+        self.drains += sent > 0
         if stream.pending:
             return
         self._blocked.pop(stream.id, None)
@@ -441,11 +536,12 @@ class Http2Connection(asyncio.Protocol):
 
     def _unblock(self) -> None:
         for stream in list(self._blocked.values()):
-            if self._send_window <= 0:
+            if self._send_window <= 0 or self._paused:
                 break
             self._drain(stream)
 
     def _end_stream(self, stream: Stream) -> None:
+        self._served += 1
         stream.local_closed = True
         if not stream.remote_closed:
             # The answer is complete before the request: tell the peer to stop sending.
@@ -454,7 +550,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _forget(self, stream: Stream) -> None:
         self.streams.pop(stream.id, None)
-        self._blocked.pop(stream.id, None)
+        if self._blocked.pop(stream.id, None) is not None:
+            self._pending -= len(stream.pending)
+            stream.pending.clear()
         if self._goaway_sent and not self.streams:
             self._close_after_flush()
 
@@ -467,8 +565,11 @@ class Http2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
+        transport = self.transport
+        if self._out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(self._out))
+            if self._acks and not transport.get_write_buffer_size():
+                self._acks = 0  # all ACKs reached the socket: the peer reads them
         self._out.clear()
 
     def _close_after_flush(self) -> None:
@@ -487,6 +588,11 @@ class Http2Connection(asyncio.Protocol):
         )
         self._closed = True
         self._close_after_flush()
+        self._loop.call_later(FAIL_LINGER_S, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.abort()  # still flushing to a peer that does not read
 
     def _drop(self) -> None:
         self._closed = True
@@ -494,5 +600,5 @@ class Http2Connection(asyncio.Protocol):
             self.transport.close()
 
     def _check_handshake(self) -> None:
-        if not self._preface_seen and not self._closed:
+        if not self._settings_seen and not self._closed:
             self._drop()

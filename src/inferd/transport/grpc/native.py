@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +23,6 @@ import grpc
 
 from inferd.transport.grpc._call import (
     ACCEPT_ENCODING,
-    DECOMPRESS,
     GRPC_HEAD,
     CallDetails,
     CallPolicy,
@@ -34,6 +32,8 @@ from inferd.transport.grpc._call import (
     parse_timeout,
     status_block,
 )
+from inferd.transport.grpc._compression import WBITS
+from inferd.transport.grpc._h2_limits import Http2Limits
 from inferd.transport.grpc._h2_wire import ENHANCE_YOUR_CALM, Stream
 from inferd.transport.grpc.http2 import Http2Connection
 
@@ -69,22 +69,26 @@ class GrpcConnection(Http2Connection):
     """One client connection: each HTTP/2 stream is a gRPC call.
 
     Every few seconds (:meth:`_housekeeping`) unary calls whose request has not arrived whole
-    within ``request_read_timeout_s`` are ended (a slow client cannot hold a call open), and
-    a connection without calls for ``idle_timeout_s`` is told GOAWAY and closed.
+    within ``request_read_timeout_s`` are ended (a slow client cannot hold a call open), a
+    connection whose answers have waited that long for a window the peer never opens is
+    ended (GOAWAY ENHANCE_YOUR_CALM), and a connection without calls for ``idle_timeout_s``
+    is told GOAWAY and closed.
     """
 
     def __init__(self, server: GrpcTransportServer) -> None:
-        super().__init__()
+        super().__init__(server.limits)
         self.server = server
-        self._active = time.monotonic()
+        self._clock = server.limits.clock
+        self.active = self._clock()  # when a call last ran
+        self._stalled_since = self.active
+        self._drains_seen = 0
         self._tick: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if len(self.server.connections) >= self.server.max_connections:
+        if not self.server.admit(self):
             self.fail(ENHANCE_YOUR_CALM, f"more than {self.server.max_connections} connections")
             return
-        self.server.connections.add(self)
         self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -94,21 +98,26 @@ class GrpcConnection(Http2Connection):
         self.server.closed(self)
 
     def _housekeeping(self) -> None:
-        now = time.monotonic()
-        started_before = now - self.server.request_read_timeout_s
+        now = self._clock()
+        timeout = self.server.request_read_timeout_s
         for stream in list(self.streams.values()):
             call: ServicerContext | None = stream.app
-            if call is not None and call.waiting_since(started_before):
-                call.refuse_slow(self.server.request_read_timeout_s)
+            if call is not None and call.waiting_since(now - timeout):
+                call.refuse_slow(timeout)
+        if not self.waiting_bytes or self.drains != self._drains_seen:
+            self._stalled_since, self._drains_seen = now, self.drains
+        elif now - self._stalled_since > timeout:
+            problem = f"{self.waiting_bytes} bytes of answers waited {timeout:g} s for window"
+            return self.fail(ENHANCE_YOUR_CALM, problem)
         if self.streams:
-            self._active = now
-        elif now - self._active > self.server.idle_timeout_s:
+            self.active = now
+        elif now - self.active > self.server.idle_timeout_s:
             self.goaway()  # no calls: closes at once; the client reconnects when it needs to
             return
         self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
 
     def on_request(self, stream: Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
-        self._active = time.monotonic()
+        self.active = self._clock()
         try:
             head = _Headers(headers)
         except ValueError as err:
@@ -122,11 +131,11 @@ class GrpcConnection(Http2Connection):
         handler = self.server.handler_for(method)
         deadline = None
         if head.timeout is not None and (seconds := parse_timeout(head.timeout)) is not None:
-            deadline = self._active + seconds
-        decompress = None
+            deadline = self.active + seconds
+        wbits = None
         if head.encoding is not None and head.encoding != b"identity":
-            decompress = DECOMPRESS.get(head.encoding)
-            if decompress is None:
+            wbits = WBITS.get(head.encoding)
+            if wbits is None:
                 problem = f"unsupported grpc-encoding {head.encoding!r}"
                 status = status_block(grpc.StatusCode.UNIMPLEMENTED, problem, ())
                 return self.send_headers(stream, GRPC_HEAD + ACCEPT_ENCODING + status, end=True)
@@ -134,7 +143,7 @@ class GrpcConnection(Http2Connection):
             status = status_block(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}", ())
             return self.send_headers(stream, GRPC_HEAD + status, end=True)
         call = ServicerContext(
-            self, self.server.policy, stream, method, handler, head.metadata, deadline, decompress
+            self, self.server.policy, stream, method, handler, head.metadata, deadline, wbits
         )
         stream.app = call
         if handler.request_streaming:
@@ -166,19 +175,25 @@ class GrpcTransportServer:
         max_buffered_bytes: request bytes of messages still arriving held at most, over all
             connections (at least ``max_message_bytes``); a call that would go past it gets
             RESOURCE_EXHAUSTED, so slow or hostile senders cannot fill the memory.
+        limits: each connection's HTTP/2 limits and budgets against abuse; the defaults
+            when None, with answers held for a peer that does not read bounded by one
+            largest message and 16 MiB more.
     """
 
     def __init__(
         self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024,
         max_connections: int = 2048, request_read_timeout_s: float = 30.0,
         idle_timeout_s: float = 300.0, max_buffered_bytes: int = 512 * 1024 * 1024,
+        limits: Http2Limits | None = None,
     ) -> None:  # fmt: skip
         self.policy = CallPolicy(interceptors, max_message_bytes, max_buffered_bytes)
+        self.limits = limits or Http2Limits(max_pending_bytes=max_message_bytes + (16 << 20))
         self.max_connections = max_connections
         self.request_read_timeout_s = request_read_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
-        self.connections: set[GrpcConnection] = set()
+        # Insertion-ordered: the oldest first, which is the one closed to make room.
+        self.connections: dict[GrpcConnection, None] = {}
         self._methods: dict[str, Handler] = {}
         self._generic: list[Any] = []
         self._server: asyncio.Server | None = None
@@ -198,9 +213,35 @@ class GrpcTransportServer:
         """Consult ``grpc.GenericRpcHandler``s for methods not registered by name."""
         self._generic.extend(generic_handlers)
 
+    def admit(self, conn: GrpcConnection) -> bool:
+        """Count a new connection in; at the cap, first close the oldest one without calls
+        (as nghttp2 and Go do: idle connections must not keep new clients out). False when
+        every connection has calls running: the new one is refused."""
+        if len(self.connections) >= self.max_connections:
+            idle = self._idlest()
+            if idle is None:
+                return False
+            self.closed(idle)
+            idle.goaway()  # no calls: it closes at once; a client reconnects when it needs to
+        self.connections[conn] = None
+        return True
+
+    def _idlest(self) -> GrpcConnection | None:
+        """The oldest connection that never opened a stream, else the one without calls
+        for longest; None when every connection has calls running."""
+        idlest: GrpcConnection | None = None
+        for conn in self.connections:  # oldest first
+            if conn.streams:
+                continue
+            if not conn.used:
+                return conn
+            if idlest is None or conn.active < idlest.active:
+                idlest = conn
+        return idlest
+
     def closed(self, conn: GrpcConnection) -> None:
         """A connection has closed."""
-        self.connections.discard(conn)
+        self.connections.pop(conn, None)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 
@@ -242,5 +283,6 @@ class GrpcTransportServer:
                 conn.reset(stream)
                 conn.on_reset(stream)
             conn.close()
+        self.policy.inflater.close()
         if self._server is not None:
             await self._server.wait_closed()
