@@ -19,7 +19,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from inferd.transport.grpc._compression import ACCEPTED, Inflater, MessageTooLarge
+from inferd.transport.grpc._compression import (
+    ACCEPTED,
+    Inflater,
+    InflaterBusy,
+    MessageTooLarge,
+)
 from inferd.transport.grpc._h2_wire import STATUS_200, Stream, hpack_literal
 from inferd.transport.grpc.http2 import Http2Connection
 
@@ -288,7 +293,7 @@ class ServicerContext:
         except zlib.error as err:
             problem = f"cannot decompress the message ({err})"
             raise _Abort(grpc.StatusCode.INTERNAL, problem, ()) from err
-        except MessageTooLarge as err:
+        except (MessageTooLarge, InflaterBusy) as err:
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err), ()) from err
 
     def _refuse_buffered(self) -> None:

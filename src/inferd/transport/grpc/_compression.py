@@ -11,6 +11,7 @@ time and never stalls the loop or takes the runtimes' threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,21 @@ ACCEPTED = b"identity,gzip,deflate"
 # Output inflated on the event loop before the rest moves to the worker thread: what a
 # legitimate small message needs, and at most ~0.3 ms of a bomb.
 INLINE_BYTES = 256 * 1024
+
+
+# Messages waiting for (or on) the worker thread at most; more get RESOURCE_EXHAUSTED, so
+# that compressed messages cannot queue up in memory faster than they are inflated.
+MAX_WAITING = 4
+
+
+class InflaterBusy(Exception):
+    """Too many large compressed messages wait to be inflated."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"more than {MAX_WAITING} large compressed messages wait to be inflated; "
+            "retry, or send them uncompressed"
+        )
 
 
 class MessageTooLarge(Exception):
@@ -62,6 +78,9 @@ class Inflation:
             self._chunks.append(chunk)
             self._size += len(chunk)
             if self._size > self.limit:
+                # Drop the output now: the exception (and its traceback, which holds this
+                # frame) may live on in a future nobody reads once the call is cancelled.
+                chunk, self._chunks, self._tail = b"", [], b""
                 raise MessageTooLarge(self.limit)
             if z.eof:
                 return True
@@ -79,6 +98,7 @@ class Inflater:
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None  # made at first use
+        self._waiting = 0
 
     async def inflate(self, data: bytes, wbits: int, limit: int) -> bytes:
         """The inflated message.
@@ -86,14 +106,29 @@ class Inflater:
         Raises:
             zlib.error: the data is corrupt or truncated.
             MessageTooLarge: the message inflates past ``limit``.
+            InflaterBusy: ``MAX_WAITING`` messages already wait for the worker thread.
         """
         inflation = Inflation(data, wbits, limit)
-        if not inflation.run(INLINE_BYTES):
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="inferd-inflate")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, inflation.run, limit + 1)
+        if inflation.run(INLINE_BYTES):
+            return inflation.result()
+        if self._waiting >= MAX_WAITING:
+            raise InflaterBusy
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="inferd-inflate")
+        self._waiting += 1
+        loop = asyncio.get_running_loop()
+        work = self._executor.submit(inflation.run, limit + 1)
+        # Counted until the thread is done with it, even when the call is cancelled before.
+        work.add_done_callback(lambda _: self._done_in_thread(loop))
+        await asyncio.wrap_future(work)
         return inflation.result()
+
+    def _done_in_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to count
+            loop.call_soon_threadsafe(self._done)
+
+    def _done(self) -> None:
+        self._waiting -= 1
 
     def close(self) -> None:
         """Stop the worker thread (after the message it may be inflating)."""

@@ -136,6 +136,9 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = self._lost = True
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         streams, self.streams = list(self.streams.values()), {}
         self._blocked.clear()
         self._pending = 0
@@ -143,6 +146,8 @@ class Http2Connection(asyncio.Protocol):
             self.on_reset(stream)
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # ended (fail): dropped unread
         if self._buffer:
             self._buffer += data
             buf: bytes | bytearray = self._buffer
@@ -580,19 +585,39 @@ class Http2Connection(asyncio.Protocol):
             self.transport.close()
 
     def fail(self, code: int, message: str) -> None:
-        """End the connection now with wire.GOAWAY carrying ``code`` and ``message``."""
-        logger.info("HTTP/2 connection error %#x from %s: %s", code, self.peer, message)
+        """End the connection now with GOAWAY carrying ``code`` and ``message``.
+
+        The GOAWAY is followed by a FIN, not a close: closing a socket whose peer is still
+        sending makes the kernel answer with a reset, which can destroy the GOAWAY before
+        the peer reads it. What the peer sends meanwhile is dropped unread; the connection
+        is aborted ``FAIL_LINGER_S`` later if the peer has not closed it by then.
+        """
+        if self._closed:
+            return
+        logger.debug("HTTP/2 connection error %#x from %s: %s", code, self.peer, message)
         debug = message.encode()[:256]
         self._out.append(
             frame(wire.GOAWAY, 0, 0, self._last_stream.to_bytes(4) + code.to_bytes(4) + debug)
         )
         self._closed = True
-        self._close_after_flush()
-        self._loop.call_later(FAIL_LINGER_S, self._abort)
+        self._buffer = bytearray()  # what the peer sent is not needed any more
+        self._end_streams()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+        transport = self.transport
+        if transport is not None:
+            if transport.can_write_eof():
+                transport.write_eof()
+                transport.pause_reading()
+            else:
+                transport.close()
+        self._loop.call_later(FAIL_LINGER_S, self.abort)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Close now, dropping what is still unsent (a peer that does not read)."""
         if self.transport is not None and not self._lost:
-            self.transport.abort()  # still flushing to a peer that does not read
+            self.transport.abort()
 
     def _drop(self) -> None:
         self._closed = True

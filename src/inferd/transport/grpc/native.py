@@ -91,6 +91,10 @@ class GrpcConnection(Http2Connection):
             return
         self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
 
+    def fail(self, code: int, message: str) -> None:
+        super().fail(code, message)
+        self.server.ending(self)  # no longer counted while its GOAWAY is flushed
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._tick is not None:
             self._tick.cancel()
@@ -194,6 +198,7 @@ class GrpcTransportServer:
         self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
         # Insertion-ordered: the oldest first, which is the one closed to make room.
         self.connections: dict[GrpcConnection, None] = {}
+        self._ending: set[GrpcConnection] = set()  # ended for abuse, flushing their GOAWAY
         self._methods: dict[str, Handler] = {}
         self._generic: list[Any] = []
         self._server: asyncio.Server | None = None
@@ -239,9 +244,15 @@ class GrpcTransportServer:
                 idlest = conn
         return idlest
 
+    def ending(self, conn: GrpcConnection) -> None:
+        """A connection ended for abuse: it no longer counts against the cap."""
+        self.connections.pop(conn, None)
+        self._ending.add(conn)
+
     def closed(self, conn: GrpcConnection) -> None:
         """A connection has closed."""
         self.connections.pop(conn, None)
+        self._ending.discard(conn)
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 
@@ -283,6 +294,8 @@ class GrpcTransportServer:
                 conn.reset(stream)
                 conn.on_reset(stream)
             conn.close()
+        for conn in list(self._ending):
+            conn.abort()
         self.policy.inflater.close()
         if self._server is not None:
             await self._server.wait_closed()

@@ -1,0 +1,162 @@
+"""Attacks on the gRPC port (issue 11) against a real `inferd serve --workers 1`, per gRPC
+transport: each abusive connection is ended (GOAWAY ENHANCE_YOUR_CALM or PROTOCOL_ERROR), a
+legitimate grpcio client beside it keeps getting answers, and the server's memory stays
+bounded. Loopback only, each attack 1.5 s; the measured run is bench/grpc_attacks.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from fixtures.h2 import INFER, H2Client, grpc_headers
+from fixtures.h2_attacks import ATTACKS, Outcome, bomb, idle_connections, many_connections
+from fixtures.h2_attacks import ping_flood as ping_flood_attack
+from fixtures.servers import Server
+
+from inferd.protocol._gen import grpc_service_pb2 as pb
+from inferd.transport.grpc._h2_wire import ENHANCE_YOUR_CALM, PROTOCOL_ERROR
+
+pytestmark = pytest.mark.slow
+
+# The gRPC transports as `inferd serve` selects them. Until it has `--grpc-transport`, the
+# native one only; then: {"grpcio": ["--grpc-transport", "grpcio"], "native": [...]}.
+TRANSPORTS: dict[str, list[str]] = {"native": []}
+DURATION_S = 1.5
+MAX_CONNECTIONS = 128
+# Growth of the server's RSS an attack may cause (docs/security.md has the measured figures).
+RSS_BOUND_MB = 400
+CALM = {ENHANCE_YOUR_CALM, PROTOCOL_ERROR}
+
+
+@pytest.fixture(scope="module", params=list(TRANSPORTS))
+def server(
+    request: pytest.FixtureRequest, examples_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per transport for the module; its log must hold no traceback at the end."""
+    home = tmp_path_factory.mktemp(f"attacks-{request.param}")
+    shutil.copytree(examples_dir, home / "repo")
+    extra = [*TRANSPORTS[request.param], "--max-connections", str(MAX_CONNECTIONS)]
+    with Server(home / "repo", home, extra=extra) as srv:
+        yield srv
+
+
+def rss_mb(server: Server) -> float:
+    """The server process's resident memory in MiB (/proc/<pid>/status)."""
+    with open(f"/proc/{server.proc.pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/<pid>/status")
+
+
+async def beside(server: Server, attack: Awaitable[Outcome]) -> tuple[Outcome, int]:
+    """Run ``attack`` with a grpcio client calling ``linear`` back to back beside it; the
+    attack's outcome and the calls answered meanwhile. Any failed call fails the test, and
+    the server must still answer once the attack is over."""
+    done = asyncio.Event()
+    request = pb.ModelInferRequest(model_name="linear")
+    request.inputs.add(name="x", datatype="FP32", shape=[2])
+    request.raw_input_contents.append(np.array([1, 2], dtype="<f4").tobytes())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        call = channel.unary_unary(
+            INFER,
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        await call(request, timeout=10)  # connected before the attack starts
+
+        async def legit() -> int:
+            answered = 0
+            while not done.is_set():
+                response = await call(request, timeout=10)
+                assert np.frombuffer(response.raw_output_contents[0], "<f4").tolist() == [3, 5]
+                answered += 1
+            return answered
+
+        calls = asyncio.ensure_future(legit())
+        try:
+            outcome = await attack
+        finally:
+            done.set()
+        answered = await calls
+        await call(request, timeout=10)
+    return outcome, answered
+
+
+FLOODS = [
+    "rapid_reset", "empty_continuation", "settings_large", "settings_flood", "empty_data",
+    "window_update", "priority",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FLOODS)
+async def test_a_flood_gets_goaway_and_the_others_are_served(server: Server, name: str) -> None:
+    before = rss_mb(server)
+    outcome, answered = await beside(server, ATTACKS[name](server.grpc_port, DURATION_S))
+    assert outcome.goaways, outcome  # the server ended the attacker's connection ...
+    assert set(outcome.goaways) <= CALM, outcome  # ... as abuse
+    assert outcome.closed == outcome.connections
+    assert answered > 0
+    assert rss_mb(server) - before < RSS_BOUND_MB
+
+
+async def test_ping_floods_from_connections_that_never_read(server: Server) -> None:
+    before = rss_mb(server)
+    outcome, answered = await beside(server, ping_flood_attack(server.grpc_port, DURATION_S, 10))
+    assert outcome.goaways, outcome  # ended, though they never read
+    assert set(outcome.goaways) <= CALM, outcome
+    assert outcome.closed == outcome.connections
+    assert answered > 0
+    assert rss_mb(server) - before < RSS_BOUND_MB
+
+
+async def test_a_zero_window_with_answers_never_read(server: Server) -> None:
+    before = rss_mb(server)
+    outcome, answered = await beside(server, ATTACKS["zero_window"](server.grpc_port, 3.0))
+    assert outcome.goaways, outcome  # ended, though it never read
+    assert set(outcome.goaways) <= CALM, outcome
+    assert answered > 0
+    assert rss_mb(server) - before < RSS_BOUND_MB
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compression_bombs_are_refused_without_inflating_them(
+    server: Server, encoding: str
+) -> None:
+    before = rss_mb(server)
+    outcome, answered = await beside(server, ATTACKS[f"{encoding}_bomb"](server.grpc_port, 2.0))
+    assert outcome.units > 1, outcome
+    assert answered > 0
+    assert rss_mb(server) - before < RSS_BOUND_MB
+    # One bomb on its own: 1 MB that inflates to 1 GiB is refused as too large.
+    client = await H2Client.connect(server.grpc_port)
+    wbits = 31 if encoding == "gzip" else 15
+    answer = await client.call(bomb(wbits, 1 << 30), [*grpc_headers(), ("grpc-encoding", encoding)])
+    status = answer.trailers or answer.headers
+    assert status[b"grpc-status"] == b"8", status  # RESOURCE_EXHAUSTED
+    await client.close()
+
+
+async def test_idle_connections_do_not_keep_new_clients_out(server: Server) -> None:
+    outcome, answered = await beside(
+        server, idle_connections(server.grpc_port, DURATION_S, MAX_CONNECTIONS)
+    )
+    assert outcome.connections >= MAX_CONNECTIONS
+    assert outcome.probes > 0
+    assert outcome.probes_ok == outcome.probes, outcome  # every fresh connection was served
+    assert answered > 0
+
+
+async def test_many_connections_and_random_frames(server: Server) -> None:
+    outcome, answered = await beside(server, many_connections(server.grpc_port, DURATION_S, 20))
+    assert outcome.units > 0, outcome
+    assert answered > 0
+    outcome, answered = await beside(server, ATTACKS["random_frames"](server.grpc_port, 1.0))
+    assert outcome.connections > 1
+    assert answered > 0
