@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
+    grpc_transport: Literal["grpcio", "native"] = Field(
+        "grpcio",
+        description="The gRPC server's HTTP/2 core: grpcio (grpcio's C-core server, "
+        "maintained and hardened) or native (inferd's own transport on asyncio).",
+    )
     grpc_max_message_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,

@@ -1,4 +1,4 @@
-"""The gRPC server in-process: a real grpc.aio server on port 0 over a real data plane."""
+"""The gRPC server in-process on port 0 over a real data plane, on both gRPC cores."""
 
 from __future__ import annotations
 
@@ -57,12 +57,16 @@ class Served:
     http: httpx.AsyncClient
 
 
-@pytest.fixture
-async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
+@pytest.fixture(params=["grpcio", "native"])
+async def served(
+    request: pytest.FixtureRequest, repo: Path, tmp_path: Path
+) -> AsyncIterator[Served]:
     settings = Settings(home=tmp_path, model_repository=repo, grpc_max_message_bytes=64 * 1024)
     app = build_app(settings)
     assert await app.dataplane.start() == {}
-    server = inference_server(app.dataplane, "127.0.0.1", 0, max_message_bytes=64 * 1024)
+    server = inference_server(
+        app.dataplane, "127.0.0.1", 0, max_message_bytes=64 * 1024, transport=request.param
+    )
     port = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     transport = httpx.ASGITransport(app=app)
@@ -262,7 +266,9 @@ async def test_unimplemented_methods(served: Served) -> None:
 
 
 async def test_port_in_use_fails_the_start(served: Served) -> None:
-    other = inference_server(served.app.dataplane, "127.0.0.1", served.server.port)
+    other = inference_server(
+        served.app.dataplane, "127.0.0.1", served.server.port, transport=served.server.transport
+    )
     with pytest.raises(ConfigError) as info:
         await other.start()
     assert info.value.field == "grpc_port"

@@ -21,14 +21,19 @@ from tritonclient.utils import InferenceServerException
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the module: the examples plus the Triton-style `identity` model."""
+TRANSPORTS = ["grpcio", "native"]
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def server(
+    request: pytest.FixtureRequest, examples_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server per gRPC core: the examples plus the Triton-style `identity` model."""
     home = tmp_path_factory.mktemp("grpc-server")
     repo = home / "repo"
     shutil.copytree(examples_dir, repo)
     write_identity_model(repo)
-    with Server(repo, home) as srv:
+    with Server(repo, home, extra=["--grpc-transport", request.param]) as srv:
         yield srv
 
 
@@ -140,8 +145,9 @@ def test_grpc_stream_infer(grpc_client: grpcclient.InferenceServerClient) -> Non
     assert got == {str(i): 2.0 * i + 1 for i in range(8)}
 
 
-def test_two_workers_share_the_grpc_port(repo: Path, tmp_path: Path) -> None:
-    srv = Server(repo, tmp_path, workers=2)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_two_workers_share_the_grpc_port(repo: Path, tmp_path: Path, transport: str) -> None:
+    srv = Server(repo, tmp_path, workers=2, extra=["--grpc-transport", transport])
     try:
         srv.wait_ready()
         deadline = time.monotonic() + 30

@@ -1,4 +1,5 @@
-"""The SDK against a real `inferd serve` process, over HTTP (binary and JSON) and gRPC."""
+"""The SDK against a real `inferd serve` process, over HTTP (binary and JSON) and gRPC (the
+default grpcio core, and the native core in a second process)."""
 
 from __future__ import annotations
 
@@ -15,28 +16,46 @@ from inferd.client import AsyncClient, Client, ClientError, Retry
 
 pytestmark = pytest.mark.slow
 
-KINDS = ("http", "http-json", "grpc")
+KINDS = ("http", "http-json", "grpc", "grpc-native")
 
 
-@pytest.fixture(scope="module")
-def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path, *extra: str) -> Server:
     home = tmp_path_factory.mktemp("sdk-server")
     repo = home / "repo"
     shutil.copytree(examples_dir, repo)
     write_identity_model(repo)
-    with Server(repo, home) as srv:
+    return Server(repo, home, extra=list(extra))
+
+
+@pytest.fixture(scope="module")
+def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(tmp_path_factory, examples_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def native_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(tmp_path_factory, examples_dir, "--grpc-transport", "native") as srv:
         yield srv
 
 
 def url(server: Server, kind: str) -> str:
-    if kind == "grpc":
+    if kind.startswith("grpc"):
         return f"grpc://127.0.0.1:{server.grpc_port}"
     return f"http://127.0.0.1:{server.port}"
 
 
+def server_for(request: pytest.FixtureRequest, kind: str) -> Server:
+    """The native-core server for ``grpc-native``, the default one otherwise."""
+    name = "native_server" if kind == "grpc-native" else "server"
+    server: Server = request.getfixturevalue(name)
+    return server
+
+
 @pytest.fixture(params=KINDS)
-def client(request: pytest.FixtureRequest, server: Server) -> Iterator[Client]:
-    with Client(url(server, request.param), binary=request.param != "http-json") as c:
+def client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    kind = request.param
+    with Client(url(server_for(request, kind), kind), binary=kind != "http-json") as c:
         yield c
 
 
@@ -106,7 +125,8 @@ def test_statistics_and_repository(client: Client) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_async_client(server: Server, kind: str) -> None:
+async def test_async_client(request: pytest.FixtureRequest, kind: str) -> None:
+    server = server_for(request, kind)
     async with AsyncClient(url(server, kind), binary=kind != "http-json") as client:
         assert await client.ready()
         assert (await client.model_metadata("linear"))["name"] == "linear"

@@ -1,4 +1,4 @@
-"""API keys over gRPC: a real grpc.aio server on port 0 with the auth interceptor."""
+"""API keys over gRPC: a real server on port 0 with the auth interceptor, on both cores."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from inferd.transport.grpc.server import GrpcServer
 ADMIN = "bootstrap-admin-key-0123456789"
 
 
-@pytest.fixture
-async def served(repo: Path, tmp_path: Path) -> AsyncIterator[tuple[GrpcServer, KeyStore, Guard]]:
+@pytest.fixture(params=["grpcio", "native"])
+async def served(
+    request: pytest.FixtureRequest, repo: Path, tmp_path: Path
+) -> AsyncIterator[tuple[GrpcServer, KeyStore, Guard]]:
     settings = Settings(home=tmp_path, model_repository=repo, admin_key=ADMIN)
     app = build_app(settings)
     assert await app.dataplane.start() == {}
@@ -34,7 +36,10 @@ async def served(repo: Path, tmp_path: Path) -> AsyncIterator[tuple[GrpcServer, 
     assert app.guard.store is not None
     assert app.limits is not None
     security = Security(app.guard, app.limits, "on", app.guard.store)
-    server = inference_server(app.dataplane, "127.0.0.1", 0, interceptors=security.interceptors())
+    server = inference_server(
+        app.dataplane, "127.0.0.1", 0, interceptors=security.interceptors(),
+        transport=request.param,
+    )  # fmt: skip
     await server.start()
     yield server, app.guard.store, app.guard
     await server.stop(0)

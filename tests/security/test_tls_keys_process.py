@@ -136,14 +136,17 @@ def test_keys_cli_direct(tmp_path: Path) -> None:
     assert "not found" in bad.stderr
 
 
-async def test_grpc_mutual_tls(repo: Path, tmp_path: Path, ca: trustme.CA) -> None:
-    from inferd.transport.grpc.tls import grpc_ssl_context
+@pytest.mark.parametrize("transport", ["grpcio", "native"])
+async def test_grpc_mutual_tls(repo: Path, tmp_path: Path, ca: trustme.CA, transport: str) -> None:
+    from inferd.transport.grpc.tls import server_tls
 
     cert, key, ca_file = write_pem(ca, tmp_path)
     settings = Settings(home=tmp_path, model_repository=repo, tls_certfile=cert,
                         tls_keyfile=key, tls_ca_file=ca_file)  # fmt: skip
     app = build_app(settings)
-    server = inference_server(app.dataplane, "127.0.0.1", 0, ssl_context=grpc_ssl_context(settings))
+    server = inference_server(
+        app.dataplane, "127.0.0.1", 0, tls=server_tls(settings), transport=transport
+    )
     port = await server.start()
     client_cert = ca.issue_cert("client@example")
 

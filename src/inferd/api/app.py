@@ -29,7 +29,7 @@ from inferd.serving.importer import RepositoryImporter
 from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
-from inferd.transport.grpc.tls import grpc_ssl_context
+from inferd.transport.grpc.tls import server_tls
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     grpc_server = inference_server(
         dataplane, settings.host, settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes, reuse_port=settings.workers > 1,
-        interceptors=security.interceptors(), ssl_context=grpc_ssl_context(settings),
+        interceptors=security.interceptors(), tls=server_tls(settings),
         limits=security.limits, max_connections=settings.max_connections,
         request_read_timeout_s=settings.request_read_timeout_s,
         max_buffered_bytes=settings.grpc_max_buffered_bytes,
+        transport=settings.grpc_transport,
     )  # fmt: skip
 
     async def load() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -26,7 +27,7 @@ from inferd.security.keys import ApiKey, KeyStore
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import Group, classify_grpc, grpc_model
 from inferd.settings import Settings
-from inferd.transport.grpc._call import ServicerContext
+from inferd.transport.grpc.context import ServicerContext
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def _has_keys(store: KeyStore) -> bool:
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Context = ServicerContext  # what inferd's gRPC transport hands a handler
+Context = ServicerContext  # what either gRPC core hands a handler
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -276,8 +277,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _peer_host(peer: str | None) -> str | None:
-    """``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5`` -> the address without the port."""
+    """``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5`` -> the address without the port (grpcio writes
+    ``ipv6:%5B::1%5D:5``: percent-encoded brackets, decoded here)."""
     if not peer:
         return None
-    _, _, rest = peer.partition(":")
+    _, _, rest = urllib.parse.unquote(peer).partition(":")
     return rest.rsplit(":", 1)[0] if rest else peer

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,12 +22,13 @@ from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE, decode_infer_request, encode_infer_response
 from inferd.security.limits import RequestLimits
 from inferd.serving.dataplane import DataPlane
-from inferd.transport.grpc._call import ServicerContext
+from inferd.transport.grpc.context import ServicerContext
 from inferd.transport.grpc.server import GrpcServer
+from inferd.transport.grpc.tls import ServerTls
 
 logger = logging.getLogger(__name__)
 
-Context = ServicerContext
+Context = ServicerContext  # either core's: grpc.aio's or inferd's own transport's
 
 
 def grpc_status(err: InferdError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
@@ -227,7 +227,7 @@ def inference_server(
     *,
     limits: RequestLimits | None = None,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    tls: ServerTls | None = None,
     **options: Any,
 ) -> GrpcServer:
     """A gRPC server of ``inference.GRPCInferenceService`` over ``dataplane``.
@@ -238,11 +238,11 @@ def inference_server(
         port: port to listen on; 0 picks a free one.
         limits: size limits on decoded inference requests; None for none.
         interceptors: ``grpc.aio`` server interceptors (authentication).
-        ssl_context: TLS (with ALPN ``h2``); None listens in plain text.
-        **options: the transport's limits, as :class:`GrpcServer` takes them.
+        tls: the gRPC port's TLS; None listens in plain text.
+        **options: the core (``transport``) and its limits, as :class:`GrpcServer` takes them.
     """
     service = InferenceService(dataplane, limits)
     return GrpcServer(
         {SERVICE: service.handlers()}, dataplane.ready, host, port,
-        interceptors=interceptors, ssl_context=ssl_context, **options,
+        interceptors=interceptors, tls=tls, **options,
     )  # fmt: skip

@@ -29,6 +29,7 @@ _SERVE_FLAGS = {
     "host": "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     "http_port": "HTTP port (default 8000)",
     "grpc_port": "gRPC port (default 8001)",
+    "grpc_transport": "gRPC core: grpcio (C-core, the default) or native (inferd's own)",
     "workers": "server processes sharing the HTTP port (default 1)",
     "max_body_bytes": "largest request body in bytes (default 64 MiB)",
     "graceful_timeout_s": "seconds in-flight requests may take to finish on SIGTERM",
@@ -55,6 +56,7 @@ _INT_FLAGS = {
     "device_memory_budget_bytes",
 }  # fmt: skip
 _FLOAT_FLAGS = {"graceful_timeout_s", "poll_interval_s", "request_read_timeout_s"}
+_CHOICES = {"grpc_transport": ("grpcio", "native")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a model repository over HTTP")
     for field, text in _SERVE_FLAGS.items():
         kind: type = int if field in _INT_FLAGS else float if field in _FLOAT_FLAGS else str
-        serve.add_argument("--" + field.replace("_", "-"), type=kind, help=text)
+        flag = "--" + field.replace("_", "-")
+        serve.add_argument(flag, type=kind, choices=_CHOICES.get(field), help=text)
     serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
     models.add_parser(commands)
     jobs.add_parser(commands)

@@ -80,7 +80,9 @@ class Served:
 async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
     app = build_app(Settings(home=tmp_path, model_repository=repo))
     assert await app.dataplane.start() == {}
-    server = inference_server(app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT)
+    server = inference_server(
+        app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT, transport="native"
+    )
     port = await server.start()
     yield Served(server, port, repo)
     await server.stop(1.0)

@@ -1,17 +1,22 @@
-"""The gRPC server of one process: a gRPC transport with health checking and reflection.
+"""The gRPC server of one process: a gRPC core with health checking and reflection.
 
-It serves the method handlers it is given (the API layer's, :mod:`inferd.api.grpc`) on
-inferd's own HTTP/2 transport (:mod:`inferd.transport.grpc.native`), which takes grpc.aio's
-handlers and interceptors; the standard health checking service (``grpc.health.v1.Health``,
-SERVING once ``ready()`` says so) and server reflection run beside them.
+It serves the method handlers it is given (the API layer's, :mod:`inferd.api.grpc`) on one
+of two cores, which take the same grpc.aio handlers and interceptors:
+
+- ``grpcio`` (the default): grpcio's C-core server (:mod:`inferd.transport.grpc.grpcio`),
+  the maintained HTTP/2 implementation the reference gRPC servers run;
+- ``native``: inferd's own HTTP/2 transport on asyncio (:mod:`inferd.transport.grpc.native`).
+
+The standard health checking service (``grpc.health.v1.Health``, SERVING once ``ready()``
+says so) and server reflection run beside the handlers on either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -20,12 +25,17 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from inferd.errors import ConfigError
 from inferd.protocol._gen import grpc_service_pb2, model_config_pb2
+from inferd.transport.grpc.grpcio import GrpcioServer
 from inferd.transport.grpc.native import GrpcTransportServer
+from inferd.transport.grpc.tls import ServerTls
+
+logger = logging.getLogger(__name__)
 
 _HEALTH_POLL_S = 0.5
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 Handlers = Mapping[str, Mapping[str, "grpc.RpcMethodHandler[Any, Any]"]]
+Transport = Literal["grpcio", "native"]
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
@@ -50,10 +60,14 @@ class GrpcServer:
         reuse_port: let several processes listen on the port (``--workers N``). Off for one
             process, so that a port already in use fails the start instead of being shared.
         interceptors: ``grpc.aio`` server interceptors (authentication); none by default.
-        ssl_context: TLS (with ALPN ``h2``); None listens in plain text.
+        tls: the certificate and key (and CA, for client certificates); None listens in
+            plain text.
         max_connections: connections served at once (``--max-connections``).
-        request_read_timeout_s: how long a unary call's request may take to arrive whole.
-        max_buffered_bytes: request bytes still arriving held at most, over all connections.
+        request_read_timeout_s: native: how long a unary call's request may take to arrive
+            whole; grpcio: how long a connection's handshake may take.
+        max_buffered_bytes: native only: request bytes still arriving held at most, over
+            all connections (grpcio has no such budget; see :mod:`.grpcio`).
+        transport: the core, ``grpcio`` or ``native``.
     """
 
     def __init__(
@@ -66,26 +80,38 @@ class GrpcServer:
         max_message_bytes: int = 64 * 1024 * 1024,
         reuse_port: bool = False,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
+        tls: ServerTls | None = None,
         max_connections: int = 2048,
         request_read_timeout_s: float = 30.0,
         max_buffered_bytes: int = 512 * 1024 * 1024,
+        transport: Transport = "grpcio",
     ) -> None:
         self._ready = ready
         self._services = tuple(services)
         self.host = host
         self.port = port
+        self.transport = transport
         self._reuse_port = reuse_port
-        self._ssl = ssl_context
-        self._server = GrpcTransportServer(
-            interceptors=interceptors or (), max_message_bytes=max_message_bytes,
-            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
-            max_buffered_bytes=max_buffered_bytes,
-        )  # fmt: skip
+        self._tls = tls
+        self._server: GrpcioServer | GrpcTransportServer
+        if transport == "grpcio":
+            self._server = GrpcioServer(
+                interceptors=interceptors or (), max_message_bytes=max_message_bytes,
+                max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+            )  # fmt: skip
+        elif transport == "native":
+            self._server = GrpcTransportServer(
+                interceptors=interceptors or (), max_message_bytes=max_message_bytes,
+                max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+                max_buffered_bytes=max_buffered_bytes,
+            )  # fmt: skip
+        else:
+            problem = f"expected 'grpcio' or 'native', got {transport!r}"
+            raise ConfigError("settings", "grpc_transport", problem)
         for name, handlers in services.items():
             self._server.add_registered_method_handlers(name, dict(handlers))
         self._health = health.aio.HealthServicer()
-        # Typed for grpc.aio.Server; it only calls the two add_*_handlers methods ours has.
+        # Typed for grpc.aio.Server; it only calls the two add_*_handlers methods ours have.
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)  # type: ignore[arg-type]
         names = (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
@@ -100,13 +126,21 @@ class GrpcServer:
             ConfigError: the port cannot be bound.
         """
         try:
-            self.port = await self._server.start(
-                self.host, self.port, ssl_context=self._ssl, reuse_port=self._reuse_port
-            )
+            if isinstance(self._server, GrpcioServer):
+                self.port = await self._server.start(
+                    self.host, self.port, tls=self._tls, reuse_port=self._reuse_port
+                )
+            else:
+                context = self._tls.ssl_context() if self._tls is not None else None
+                self.port = await self._server.start(
+                    self.host, self.port, ssl_context=context, reuse_port=self._reuse_port
+                )
         except OSError as err:
             address = f"{_bracket(self.host)}:{self.port}"
             problem = f"cannot listen on {address} ({err}); pass a free port with --grpc-port"
             raise ConfigError("settings", "grpc_port", problem) from err
+        tls = " with TLS" if self._tls is not None else ""
+        logger.info("gRPC on %s:%d%s (%s core)", self.host, self.port, tls, self.transport)
         self._watch = asyncio.create_task(self._watch_readiness())
         return self.port
 
