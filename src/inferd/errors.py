@@ -321,6 +321,18 @@ class KeyNotFound(InferdError):
         super().__init__(f"API key '{key_id}' not found; list keys with `inferd keys list`")
 
 
+class ExperimentNotFound(InferdError):
+    """No experiment has this id."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+    def __init__(self, exp_id: str) -> None:
+        super().__init__(
+            f"experiment '{exp_id}' not found; list experiments with `inferd experiments list`"
+        )
+
+
 class MethodNotAllowed(InferdError):
     """The path exists but not for this HTTP method (405, with the allowed ones)."""
 

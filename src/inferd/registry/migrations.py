@@ -50,11 +50,30 @@ def _api_keys(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.api_keys])
 
 
+def _experiments(conn: Connection) -> None:
+    tables = [
+        schema.experiments,
+        schema.experiment_aggregates,
+        schema.experiment_outcomes,
+        schema.experiment_exposures,
+    ]
+    schema.metadata.create_all(conn, tables=tables)
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS ix_experiments_state ON experiments (state)",
+        "CREATE INDEX IF NOT EXISTS ix_outcomes_experiment ON experiment_outcomes "
+        "(experiment_id, variant)",
+        "CREATE INDEX IF NOT EXISTS ix_exposures_request ON experiment_exposures "
+        "(experiment_id, request_id)",
+    ):
+        conn.execute(text(statement))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
     (3, "batch inference jobs and their chunks", _jobs),
     (10, "API keys (hashes, roles, model scopes)", _api_keys),
+    (11, "A/B experiments, their aggregates, outcomes and exposure log", _experiments),
 ]
 
 

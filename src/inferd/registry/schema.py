@@ -5,6 +5,9 @@ models ─┬─< model_versions
 registry_state: one row whose ``revision`` grows with every change; replicas poll it.
 jobs ─< job_chunks: batch inference jobs and their planned chunks (inferd.jobs).
 api_keys: API keys (inferd.security); only a SHA-256 of each key is stored.
+experiments ─┬─< experiment_aggregates (one row per variant and process, cumulative)
+             ├─< experiment_outcomes (conversions, values, labels by request or unit)
+             └─< experiment_exposures (a sample of routed requests, to join outcomes)
 """
 
 from __future__ import annotations
@@ -158,4 +161,83 @@ api_keys = Table(
     Column("created_by", String(200), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# A/B/n experiments (inferd.traffic). ``spec`` is the validated ExperimentSpec; ``weights`` the
+# history of weight vectors, oldest first, from which every process builds the same routing table.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("weights", JSON, nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("winner", String(100), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Each process upserts its own cumulative aggregates per variant; results sum the rows, so a
+# process that restarts starts a new row (its ``source`` differs) and nothing is counted twice.
+experiment_aggregates = Table(
+    "experiment_aggregates",
+    metadata,
+    Column(
+        "experiment_id",
+        String(40),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("variant", String(100), primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+experiment_outcomes = Table(
+    "experiment_outcomes",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "experiment_id",
+        String(40),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("request_id", String(200), nullable=True),
+    Column("unit", String(200), nullable=True),
+    Column("variant", String(100), nullable=True),  # None until the request id is joined
+    Column("kind", String(20), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("label", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+experiment_exposures = Table(
+    "experiment_exposures",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "experiment_id",
+        String(40),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("request_id", String(200), nullable=True),
+    Column("unit", String(200), nullable=True),
+    Column("variant", String(100), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
