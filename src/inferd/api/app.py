@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from inferd.api.auth import Security
+from inferd.api.experiments import ExperimentRoutes
 from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
 from inferd.api.jobs import JobRoutes
@@ -29,6 +30,9 @@ from inferd.serving.importer import RepositoryImporter
 from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
+from inferd.traffic.experiments import ExperimentService
+from inferd.traffic.policy import TrafficPolicy
+from inferd.traffic.store import ExperimentStore
 from inferd.transport.grpc.tls import server_tls
 
 logger = logging.getLogger(__name__)
@@ -87,7 +91,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     )
     importer = RepositoryImporter(root, registry) if root is not None else None
     control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
-    dataplane = DataPlane(manager, metrics, control)
+    experiments = ExperimentStore(registry)
+    traffic = TrafficPolicy(experiments)  # routing state in memory, tallies flushed every 5 s
+    dataplane = DataPlane(manager, metrics, control, traffic)
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
     jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
@@ -119,6 +125,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         for what, reason in failures.items():
             logger.error("not serving %s: %s", what, reason)
         logger.info("serving models: %s", ", ".join(manager.names()) or "none")
+        await asyncio.to_thread(traffic.refresh)  # after start(): the schema is migrated
+        experiment_task = asyncio.create_task(traffic.run(settings.poll_interval_s))
+        tasks.add(experiment_task)
+        experiment_task.add_done_callback(tasks.discard)
         await control.run()
 
     async def startup() -> None:
@@ -152,6 +162,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     if app.management is not None:
         app.management.jobs = JobRoutes(jobs)
         app.management.keys = KeyRoutes(security.store, security.refresh)
+        service = ExperimentService(experiments, management.promote, control.preload)
+        app.management.experiments = ExperimentRoutes(service, traffic)
     return app
 
 

@@ -159,7 +159,9 @@ class InferenceService:
         except InferdError as err:
             self.dataplane.record_rejected(msg.model_name, "grpc", err.http_status)
             raise
-        return encode_infer_response(await self.dataplane.infer(request, "grpc"))
+        keys = self.dataplane.routing_headers  # empty unless an experiment routes by metadata
+        found = _routing_metadata(context, keys) if keys else None
+        return encode_infer_response(await self.dataplane.infer(request, "grpc", found))
 
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -201,6 +203,15 @@ class InferenceService:
         finally:
             for task in (reader, *running):
                 task.cancel()
+
+
+def _routing_metadata(context: Context, keys: frozenset[str]) -> dict[str, str]:
+    """The call's values of the metadata keys running experiments route by."""
+    return {
+        key: value if isinstance(value, str) else value.decode("latin-1")
+        for key, value in context.invocation_metadata() or ()
+        if key in keys
+    }
 
 
 def _stream_error(msg: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:

@@ -161,7 +161,9 @@ class HttpApp:
             if caller is not None:  # auth on: the key, not a header, says who acts
                 actor = f"{actor} (key {caller.id})"
             body = await self._body(scope, receive)
-            status, payload = await self.management.handle(method, parts[1:], query, body, actor)
+            status, payload = await self.management.handle(
+                method, parts[1:], query, body, actor, caller
+            )
             return _json(status, payload)
         if head == "openapi.json" and len(parts) == 1:
             require_method(method, "GET")
@@ -235,10 +237,14 @@ class HttpApp:
         except InferdError as err:
             self.dataplane.record_rejected(name, "http", err.http_status)
             raise
-        response = await self.dataplane.infer(request, "http")
+        keys = self.dataplane.routing_headers  # empty unless an experiment routes by header
+        found = _routing_headers(scope, keys) if keys else None
+        response = await self.dataplane.infer(request, "http", found)
         payload, extra = encode_infer_response(response, fmt)
         headers = [(k.encode(), v.encode()) for k, v in extra.items()]
         headers.append((b"x-model-version", response.model_version.encode()))
+        if response.parameters:
+            _experiment_headers(response.parameters, headers)
         return 200, payload, headers
 
     async def _predict(self, scope: Scope, receive: Receive) -> Result:
@@ -252,8 +258,12 @@ class HttpApp:
         except InferdError as err:
             self.dataplane.record_rejected("", "predict", err.http_status)
             raise
-        response = await self.dataplane.infer(request, "predict")
+        keys = self.dataplane.routing_headers
+        found = _routing_headers(scope, keys) if keys else None
+        response = await self.dataplane.infer(request, "predict", found)
         headers = [(b"x-model-version", response.model_version.encode())]
+        if response.parameters:
+            _experiment_headers(response.parameters, headers)
         return 200, encode_predict_response(response), headers
 
     async def _repository(self, method: str, parts: list[str]) -> Result:
@@ -298,6 +308,22 @@ class HttpApp:
 
 def _not_found(path: str) -> Result:
     return 404, encode_error(f"path '{path}' not found; see the endpoint list in the README"), []
+
+
+def _routing_headers(scope: Scope, keys: frozenset[str]) -> dict[str, str]:
+    """The request's values of the headers running experiments route by."""
+    return {
+        name: value.decode("latin-1")
+        for key, value in scope["headers"]
+        if (name := key.decode("latin-1")) in keys
+    }
+
+
+def _experiment_headers(parameters: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    variant = parameters.get("experiment_variant")
+    if variant is not None:
+        headers.append((b"inferd-experiment-id", str(parameters["experiment_id"]).encode()))
+        headers.append((b"inferd-experiment-variant", str(variant).encode()))
 
 
 def _int_header(value: bytes) -> int:

@@ -17,6 +17,7 @@ POST   /v1/models/{m}/rollback
 GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/jobs...                                            batch jobs (inferd.api.jobs)
 /v1/keys...                                            API keys (inferd.api.keys)
+/v1/experiments...                                     A/B experiments (inferd.api.experiments)
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.api._request import json_object, query_choice, query_limit
+from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
 from inferd.registry.records import Stage
+from inferd.security.keys import ApiKey
 from inferd.serving.management import ManagementPlane
 
 Reply = tuple[int, Any]
@@ -64,12 +67,17 @@ class ManagementRoutes:
         self.management = management
         self.jobs: JobRoutes | None = None  # batch jobs, set by the app when it runs them
         self.keys: KeyRoutes | None = None  # API keys, set by the app
+        self.experiments: ExperimentRoutes | None = None  # A/B experiments, set by the app
 
     async def handle(
-        self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str
-    ) -> Reply:
-        """Answer one request; ``parts`` is the path after ``/v1``."""
+        self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
+        caller: ApiKey | None = None,
+    ) -> Reply:  # fmt: skip
+        """Answer one request; ``parts`` is the path after ``/v1``; ``caller`` is the key
+        (auth on), for routes whose model is not in the path."""
         mp = self.management
+        if parts and parts[0] == "experiments" and self.experiments is not None:
+            return await self.experiments.handle(method, parts[1:], query, body, actor, caller)
         if parts and parts[0] == "jobs" and self.jobs is not None:
             return await self.jobs.handle(method, parts[1:], query, body, actor)
         if parts and parts[0] == "keys" and self.keys is not None:

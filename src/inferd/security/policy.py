@@ -5,15 +5,18 @@ group       endpoints                                          least role
 =========== ================================================== ==============
 open        /v2/health/*, gRPC ServerLive/ServerReady, health  none
 read        /v2, model metadata, ready, config, stats          predict
-infer       .../infer, /predict, gRPC ModelInfer[Stream]       predict
+infer       .../infer, /predict, gRPC ModelInfer[Stream],      predict
+            /v1/experiments/{id}/outcomes
 metrics     /metrics (open when metrics_auth is off)           operator
 repository  /v2/repository/*, gRPC Repository*                 operator
-manage      /v1/models..., /v1/jobs..., /v1/audit              operator
+manage      /v1/models..., /v1/jobs..., /v1/audit,             operator
+            /v1/experiments...
 admin       /v1/keys...                                        admin
 =========== ================================================== ==============
 
 A request's model is the model its path (or message) names, ``*`` for endpoints that span
-every model (refused to keys scoped to some models), or None for endpoints about no model.
+every model (refused to keys scoped to some models), or None for endpoints about no model or
+whose model the route checks itself (``/predict``'s body, an experiment's outcomes).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def classify_http(path: str) -> Target:
     if head == "v1":
         if n >= 2 and parts[1] == "keys":
             return Group.ADMIN, None
+        if n == 4 and parts[1] == "experiments" and parts[3] == "outcomes":
+            return Group.INFER, None  # the route checks the experiment's model
         if n >= 3 and parts[1] == "models":
             return Group.MANAGE, parts[2]
         return Group.MANAGE, ALL_MODELS

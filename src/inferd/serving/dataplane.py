@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from inferd import __version__
@@ -16,6 +17,7 @@ from inferd.monitoring import Metrics
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
+from inferd.traffic.policy import Route, TrafficPolicy
 from inferd.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
@@ -40,14 +42,17 @@ class DataPlane:
         metrics: the server's metrics.
         control: the model control (registry reconciler, on-demand loads); None serves only
             what the manager holds (tests).
+        traffic: experiment routing; None routes nothing.
     """
 
     def __init__(
-        self, manager: ModelManager, metrics: Metrics, control: ModelControl | None = None
-    ) -> None:
+        self, manager: ModelManager, metrics: Metrics, control: ModelControl | None = None,
+        traffic: TrafficPolicy | None = None,
+    ) -> None:  # fmt: skip
         self.manager = manager
         self.metrics = metrics
         self.control = control
+        self.traffic = traffic or TrafficPolicy(None)
         self._started = False
         self._stopping = False
 
@@ -163,17 +168,34 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
 
-    async def infer(self, request: InferenceRequest, protocol: str) -> InferenceResponse:
+    @property
+    def routing_headers(self) -> frozenset[str]:
+        """Header / gRPC metadata keys running experiments read their unit id from."""
+        return self.traffic.header_keys
+
+    async def infer(
+        self, request: InferenceRequest, protocol: str, headers: Mapping[str, str] | None = None
+    ) -> InferenceResponse:
         """Validate, batch and run one request.
+
+        Args:
+            request: the decoded request.
+            protocol: the label metrics use (http, grpc, predict).
+            headers: the values of :attr:`routing_headers` the request carried, if any.
 
         Raises:
             InferdError: a subclass for each way a request can fail.
         """
         start = time.perf_counter()
+        # The traffic policy's one call site; with no experiment running, one dict test.
+        route = self.traffic.route(request, headers) if self.traffic.live else None
+        wanted = request.model_version if route is None else route.version
         try:
-            version = await self._resolve(request.model_name, request.model_version)
+            version = await self._resolve(request.model_name, wanted)
         except InferdError as err:
             self.record_rejected(request.model_name, protocol, err.http_status)
+            if route is not None:
+                self._routed_failure(route, request, err, start)
             raise
         try:
             response = await self._run(version, request, start)
@@ -183,6 +205,8 @@ class DataPlane:
                 version.name, version.label, protocol, err.http_status, elapsed
             )
             version.stats.record_request(False, elapsed, 0.0, 0.0)
+            if route is not None:
+                self._routed_failure(route, request, err, start)
             raise
         info = response.batch
         self.metrics.observe_request(
@@ -192,7 +216,16 @@ class DataPlane:
         version.stats.record_request(
             True, response.latency_ms / 1000.0, info.wait_time_ms / 1000.0, info.compute_ms / 1000.0
         )
+        if route is not None:
+            self.traffic.record(route, request, 200, response.latency_ms)
+            route.annotate(response)
         return response
+
+    def _routed_failure(
+        self, route: Route, request: InferenceRequest, err: InferdError, start: float
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self.traffic.record(route, request, err.http_status, elapsed_ms)
 
     async def _resolve(self, name: str, version: str | None) -> ModelVersion:
         try:

@@ -168,13 +168,17 @@ class ExperimentService:
         )
         return result
 
-    def expire_overdue(self) -> list[str]:
-        """Stop running experiments past their maximum duration (blocking); returns their ids."""
+    def expire_overdue(self, records: list[ExperimentRecord] | None = None) -> list[str]:
+        """Stop running experiments past their maximum duration (blocking); returns their ids.
+
+        Args:
+            records: the running experiments as a process holds them; None reads them.
+        """
         now = self.clock()
         stopped = []
-        for record in self.store.find(states=["running"]):
+        for record in self.store.find(states=["running"]) if records is None else records:
             started = record.started_at.timestamp() if record.started_at else now
-            if now - started < record.spec.max_duration_s:
+            if record.state != "running" or now - started < record.spec.max_duration_s:
                 continue
             reason = f"maximum duration of {record.spec.max_duration_s:g} s reached"
             try:

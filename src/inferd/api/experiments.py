@@ -1,0 +1,136 @@
+"""REST endpoints of A/B/n experiments, under ``/v1/experiments``.
+
+GET   /v1/experiments[?model=&state=]          list, newest first
+POST  /v1/experiments                          create a draft {"name", "model", "variants", ...}
+GET   /v1/experiments/{id}                     definition, state, weights
+POST  /v1/experiments/{id}/start|pause|resume  lifecycle actions
+POST  /v1/experiments/{id}/stop                {"reason"?}
+POST  /v1/experiments/{id}/conclude            {"winner"?, "reason"?}: the winner is promoted
+POST  /v1/experiments/{id}/weights             {"weights": [...]}
+GET   /v1/experiments/{id}/results             per-variant counts, effects, p-values, SRM
+POST  /v1/experiments/{id}/outcomes            one outcome, a list, or {"outcomes": [...]}
+
+Changing needs an operator key; posting outcomes a predict key whose scope has the model.
+Each change refreshes this process's routing at once (other replicas within a poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from inferd.api._request import json_object
+from inferd.errors import ExperimentNotFound, InvalidInput, PermissionDenied, require_method
+from inferd.security.keys import ApiKey
+from inferd.traffic import outcomes as outcome_rules
+from inferd.traffic.experiments import ExperimentService
+from inferd.traffic.policy import TrafficPolicy
+from inferd.traffic.results import compute
+from inferd.traffic.store import ExperimentRecord
+
+Reply = tuple[int, Any]
+_ACTIONS = ("start", "pause", "resume", "stop", "conclude", "weights")
+
+
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"body.{name}", "a string", repr(value)[:80])
+    return value
+
+
+class ExperimentRoutes:
+    """Dispatches ``/v1/experiments...`` to the experiment service."""
+
+    def __init__(self, service: ExperimentService, traffic: TrafficPolicy) -> None:
+        self.service = service
+        self.traffic = traffic
+
+    async def handle(
+        self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
+        caller: ApiKey | None = None,
+    ) -> Reply:  # fmt: skip
+        """Answer one request; ``parts`` is the path after ``/v1/experiments``."""
+        svc = self.service
+        if not parts:
+            if method == "GET":
+                found = await svc.find(query.get("model"), query.get("state"))
+                return 200, [r.to_dict() for r in found]
+            require_method(method, "POST", listed="GET, POST")
+            record = await svc.create(json_object(body, required=True), actor)
+            return 201, record.to_dict()
+        exp_id, rest = parts[0], parts[1:]
+        if not rest:
+            require_method(method, "GET", listed="GET")
+            return 200, (await svc.get(exp_id)).to_dict()
+        if rest == ["results"]:
+            require_method(method, "GET", listed="GET")
+            return 200, await self.results(exp_id)
+        if rest == ["outcomes"]:
+            require_method(method, "POST", listed="POST")
+            return 200, await self.outcomes(exp_id, body, caller)
+        if len(rest) == 1 and rest[0] in _ACTIONS:
+            require_method(method, "POST", listed="POST")
+            record = await self._act(exp_id, rest[0], json_object(body), actor)
+            await asyncio.to_thread(self.traffic.refresh)
+            return 200, record.to_dict()
+        raise ExperimentNotFound("/".join(parts))
+
+    async def _act(
+        self, exp_id: str, action: str, data: dict[str, Any], actor: str
+    ) -> ExperimentRecord:
+        svc = self.service
+        if action == "start":
+            return await svc.start(exp_id, actor)
+        if action == "pause":
+            return await svc.pause(exp_id, actor)
+        if action == "resume":
+            return await svc.resume(exp_id, actor)
+        if action == "stop":
+            return await svc.stop(exp_id, actor, _optional_text(data, "reason") or "")
+        if action == "weights":
+            return await svc.set_weights(exp_id, data.get("weights"), actor)
+        winner, reason = _optional_text(data, "winner"), _optional_text(data, "reason")
+        return await svc.conclude(exp_id, winner, actor, reason or "")
+
+    async def results(self, exp_id: str) -> dict[str, Any]:
+        """Flush this process's tallies first, so the results include its latest requests."""
+        record = await self.service.get(exp_id)
+        store = self.service.store
+        await asyncio.to_thread(self.traffic.flush)
+        tallies = await asyncio.to_thread(store.aggregates, exp_id)
+        totals, pending = await asyncio.to_thread(store.outcome_totals, exp_id)
+        return compute(record, tallies, totals, pending)
+
+    async def outcomes(self, exp_id: str, body: bytes, caller: ApiKey | None) -> dict[str, Any]:
+        record = await self.service.get(exp_id)
+        if caller is not None and not caller.allows_model(record.model):
+            raise PermissionDenied(f"API key '{caller.id}' may not use model '{record.model}'")
+        parsed = outcome_rules.parse_outcomes(_json(body))
+        store = self.service.store
+
+        def from_memory(ids: list[str]) -> dict[str, str]:
+            return self.traffic.pending_variant(exp_id, ids)
+
+        def from_registry(ids: list[str]) -> dict[str, str]:
+            return store.exposure_variants(exp_id, ids)
+
+        def attach_and_store() -> int:
+            unknown = outcome_rules.attach_variants(record, parsed, from_memory, from_registry)
+            store.add_outcomes(exp_id, parsed, self.service.now())
+            return unknown
+
+        pending = await asyncio.to_thread(attach_and_store)
+        return {"accepted": len(parsed), "pending": pending}
+
+
+def _json(body: bytes) -> Any:
+    expected = 'one outcome, a list of them, or {"outcomes": [...]}'
+    if not body.strip():
+        raise InvalidInput("body", expected, "nothing")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput("body", expected, f"invalid JSON ({err})") from None

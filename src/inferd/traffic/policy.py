@@ -1,0 +1,226 @@
+"""The traffic policy: the one place the serving path asks which version serves a request.
+
+    TrafficPolicy ── live: model -> _Live (a running experiment: splitter, tallies, unit rule)
+         │                 refreshed from the registry when its revision moves
+         └── tick(): every ``flush_s`` each process upserts its cumulative tallies and the
+                     sampled exposures, and stops experiments past their maximum duration
+
+``route`` reads memory only: with no experiment running it costs one dict lookup (the data
+plane checks ``live`` before calling). A request that names a version is never routed. A
+routed request is tallied per variant (count, errors, latency sums, a reservoir) and, at the
+spec's sample rate, kept in a bounded exposure buffer (dropped and counted when full); both
+reach the registry in the next flush, never one write per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from inferd.errors import RegistryUnavailable
+from inferd.traffic.experiments import Clock, ExperimentService
+from inferd.traffic.router import Splitter
+from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
+from inferd.traffic.tally import Tally
+from inferd.types import InferenceRequest, InferenceResponse
+
+logger = logging.getLogger(__name__)
+
+FALLBACK = "(fallback)"  # the tally of requests without a unit id, left out of the statistics
+MAX_PENDING_EXPOSURES = 50_000
+
+
+@dataclass(slots=True)
+class Route:
+    """Where one request goes: the version to serve and the experiment arm it counts for."""
+
+    version: str
+    experiment: str
+    variant: str
+    tally: Tally
+    unit: str | None
+    logged: bool  # kept in the exposure log (never for fallback requests)
+
+    def annotate(self, response: InferenceResponse) -> None:
+        """Name the experiment and variant in the response's V2 parameters."""
+        response.parameters["experiment_id"] = self.experiment
+        response.parameters["experiment_variant"] = self.variant
+
+
+class _Live:
+    """A running experiment as the serving path needs it."""
+
+    def __init__(self, record: ExperimentRecord, tallies: dict[str, Tally]) -> None:
+        spec = record.spec
+        self.record = record
+        self.splitter = Splitter(record.salt, spec.variant_names, record.weights)
+        self.versions = {v.name: str(v.version) for v in spec.variants}
+        self.tallies = tallies
+        self.kind = spec.unit.kind
+        self.key = spec.unit.key or ("session_id" if self.kind == "session" else "")
+        fallback = spec.fallback_index()
+        self.fallback = None if fallback is None else spec.variant_names[fallback]
+        self.sample_rate = spec.exposure_sample_rate
+
+    def unit(self, request: InferenceRequest, headers: Mapping[str, str] | None) -> str | None:
+        kind = self.kind
+        if kind == "user_id":
+            return request.routing_key
+        if kind == "session":
+            value = request.parameters.get(self.key)
+            return None if value is None or isinstance(value, bool) else str(value)
+        if kind == "header":
+            return headers.get(self.key) if headers is not None else None
+        return request.id or uuid.uuid4().hex  # per request: each request is its own unit
+
+    def route(self, request: InferenceRequest, headers: Mapping[str, str] | None) -> Route | None:
+        unit = self.unit(request, headers)
+        if unit is None or unit == "":
+            if self.fallback is None:
+                return None
+            variant = self.fallback
+            return Route(self.versions[variant], self.record.id, variant,
+                         self.tallies[FALLBACK], None, False)  # fmt: skip
+        variant = self.splitter.variant(unit)
+        logged = self.sample_rate >= 1.0 or random.random() < self.sample_rate
+        return Route(self.versions[variant], self.record.id, variant, self.tallies[variant], unit,
+                     logged)  # fmt: skip
+
+
+class TrafficPolicy:
+    """Experiment routing and exposure accounting of one server process.
+
+    Args:
+        store: the experiment tables; None routes nothing (tests, tools).
+        clock: seconds since the epoch, for flushes and maximum durations.
+        flush_s: how often tallies and exposures are written to the registry.
+        source: this process's name in the aggregate rows (unique per process start).
+    """
+
+    def __init__(
+        self, store: ExperimentStore | None, *, clock: Clock = time.time, flush_s: float = 5.0,
+        source: str | None = None,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.clock = clock
+        self.flush_s = flush_s
+        self.source = source or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.live: dict[str, _Live] = {}
+        self.header_keys: frozenset[str] = frozenset()
+        self.dropped_exposures = 0
+        self._tallies: dict[str, dict[str, Tally]] = {}
+        self._flushed: dict[str, int] = {}
+        self._exposures: list[tuple[str, Exposure]] = []
+        self._revision = -1
+        self._last_flush = clock()
+        self._service = ExperimentService(store, clock=clock) if store is not None else None
+
+    # -- the serving path --------------------------------------------------------------------
+
+    def route(
+        self, request: InferenceRequest, headers: Mapping[str, str] | None = None
+    ) -> Route | None:
+        """The version and arm for ``request``; None when no experiment applies to it."""
+        live = self.live.get(request.model_name)
+        if live is None or request.model_version is not None:
+            return None
+        return live.route(request, headers)
+
+    def record(
+        self, route: Route, request: InferenceRequest, status: int, latency_ms: float
+    ) -> None:
+        """Count a routed request once it is answered (or failed)."""
+        route.tally.add(status < 400, latency_ms)
+        if route.logged:
+            if len(self._exposures) >= MAX_PENDING_EXPOSURES:
+                self.dropped_exposures += 1
+                return
+            at = datetime.fromtimestamp(self.clock(), UTC)
+            exposure = Exposure(request.id, route.unit, route.variant, status, latency_ms, at)
+            self._exposures.append((route.experiment, exposure))
+
+    # -- refresh and flush -------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Rebuild the routing state from the registry (blocking: call it in a thread)."""
+        if self.store is None:
+            return
+        revision = self.store.registry.revision()
+        live: dict[str, _Live] = {}
+        for record in self.store.find(states=["running"]):
+            names = [*record.spec.variant_names, FALLBACK]
+            tallies = self._tallies.setdefault(record.id, {})
+            for name in names:
+                tallies.setdefault(name, Tally())
+            live[record.model] = _Live(record, tallies)
+        self.live = live
+        self.header_keys = frozenset(x.key for x in live.values() if x.kind == "header")
+        self._revision = revision
+
+    def flush(self) -> None:
+        """Write changed tallies and pending exposures (blocking: call it in a thread)."""
+        if self.store is None:
+            return
+        pending, self._exposures = self._exposures, []
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        for exp_id, tallies in list(self._tallies.items()):
+            total = sum(t.count for t in tallies.values())
+            if total == self._flushed.get(exp_id, 0):
+                continue
+            data = {name: t.to_dict() for name, t in tallies.items() if t.count}
+            self.store.save_aggregates(exp_id, self.source, data, now)
+            self._flushed[exp_id] = total
+        by_experiment: dict[str, list[Exposure]] = {}
+        for exp_id, exposure in pending:
+            by_experiment.setdefault(exp_id, []).append(exposure)
+        for exp_id, exposures in by_experiment.items():
+            self.store.add_exposures(exp_id, exposures)
+
+    def pending_variant(self, exp_id: str, request_ids: Iterable[str]) -> dict[str, str]:
+        """Request id -> variant for exposures of this process not yet flushed."""
+        wanted = set(request_ids)
+        return {
+            e.request_id: e.variant
+            for x, e in list(self._exposures)
+            if x == exp_id and e.request_id in wanted
+        }
+
+    async def tick(self) -> None:
+        """Refresh when the revision moved; flush and expire when ``flush_s`` has passed."""
+        if self.store is None or self._service is None:
+            return
+        if await asyncio.to_thread(self.store.registry.revision) != self._revision:
+            await asyncio.to_thread(self.refresh)
+        if self.clock() - self._last_flush < self.flush_s:
+            return
+        self._last_flush = self.clock()
+        await asyncio.to_thread(self.flush)
+        records = [x.record for x in self.live.values()]
+        if await asyncio.to_thread(self._service.expire_overdue, records):
+            await asyncio.to_thread(self.refresh)
+
+    async def run(self, poll_s: float) -> None:
+        """Tick every ``poll_s`` until cancelled; a last flush on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(poll_s)
+                try:
+                    await self.tick()
+                except RegistryUnavailable as err:
+                    logger.warning("experiments not refreshed or flushed: %s", err.message)
+                except Exception:
+                    logger.exception("experiment refresh or flush failed")
+        finally:
+            try:
+                await asyncio.shield(asyncio.to_thread(self.flush))
+            except Exception:
+                logger.exception("last experiment flush failed")

@@ -1,0 +1,176 @@
+"""Experiment results from the merged per-process tallies and the outcomes.
+
+For each metric (the primary and the guards) every variant is compared with the control
+(the first variant): the effect with its confidence interval, the relative lift with its
+interval, a fixed-horizon p-value adjusted across the comparisons (Holm or BH, as the spec
+says), an always-valid sequential p-value, and whether the difference is significant. Around
+that: request counts per variant, whether each reached the minimum sample size, and a
+sample-ratio-mismatch check of the request counts against the current weights.
+
+    metric       observations             test
+    conversion   outcomes kind=conversion two-proportion z
+    value        outcomes kind=value      Welch's t
+    label        outcomes kind=label      chi-square of variant x label (no pairwise effect)
+    error_rate   routed requests          two-proportion z
+    latency_ms   routed requests          Welch's t on means, Mann-Whitney U on reservoirs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from inferd.traffic import _stats
+from inferd.traffic.policy import FALLBACK
+from inferd.traffic.spec import LOWER_IS_BETTER
+from inferd.traffic.store import ExperimentRecord, OutcomeTotals
+from inferd.traffic.tally import merge
+
+SRM_ALPHA = 0.001  # the usual threshold: a mismatch this unlikely means broken assignment
+
+
+def compute(
+    record: ExperimentRecord,
+    tallies: Mapping[str, list[dict[str, Any]]],
+    outcomes: Mapping[tuple[str, str], OutcomeTotals],
+    pending: int,
+) -> dict[str, Any]:
+    """The results document (``GET /v1/experiments/{id}/results``)."""
+    spec = record.spec
+    names = spec.variant_names
+    merged = {name: merge(tallies.get(name, [])) for name in [*names, FALLBACK]}
+    requests = [merged[n]["count"] for n in names]
+    srm_p = _stats.srm_p_value(requests, record.weights[-1])
+    metrics = {}
+    for metric in [
+        spec.primary_metric,
+        *[m for m in spec.guard_metrics if m != spec.primary_metric],
+    ]:
+        metrics[metric] = _metric(record, metric, merged, outcomes)
+        metrics[metric]["primary"] = metric == spec.primary_metric
+    primary = metrics[spec.primary_metric]
+    reached = all(v["n"] >= spec.min_sample_size for v in primary["variants"])
+    breaches = [
+        f"{metric}: {c['variant']} is significantly worse than {names[0]}"
+        for metric, doc in metrics.items()
+        if not doc["primary"]
+        for c in doc["comparisons"]
+        if c["significant"] and not c["better"]
+    ]
+    return {
+        "experiment": record.id, "model": record.model, "state": record.state,
+        "control": names[0],
+        "variants": [
+            {"name": v.name, "version": v.version, "weight": w, "requests": merged[v.name]["count"],
+             "errors": merged[v.name]["errors"]}
+            for v, w in zip(spec.variants, record.weights[-1], strict=True)
+        ],
+        "fallback_requests": merged[FALLBACK]["count"],
+        "srm": {"p_value": srm_p, "warning": srm_p is not None and srm_p < SRM_ALPHA,
+                "threshold": SRM_ALPHA},
+        "sample_size": {"minimum_per_variant": spec.min_sample_size, "reached": reached},
+        "metrics": metrics,
+        "guard_breaches": breaches,
+        "pending_outcomes": pending,
+    }  # fmt: skip
+
+
+def _observations(
+    metric: str, name: str, merged: Mapping[str, dict[str, Any]],
+    outcomes: Mapping[tuple[str, str], OutcomeTotals],
+) -> tuple[int, float, float]:  # fmt: skip
+    """(n, sum, sum of squares) of one variant's observations of a metric."""
+    if metric == "error_rate":
+        errors = merged[name]["errors"]
+        return merged[name]["count"], float(errors), float(errors)
+    if metric == "latency_ms":
+        tally = merged[name]
+        return tally["count"], tally["latency_sum"], tally["latency_sq"]
+    totals = outcomes.get((name, metric), OutcomeTotals())
+    return totals.count, totals.total, totals.total_sq
+
+
+def _metric(
+    record: ExperimentRecord, metric: str, merged: Mapping[str, dict[str, Any]],
+    outcomes: Mapping[tuple[str, str], OutcomeTotals],
+) -> dict[str, Any]:  # fmt: skip
+    spec = record.spec
+    names = spec.variant_names
+    if metric == "label":
+        return _labels(names, outcomes)
+    observed = {n: _observations(metric, n, merged, outcomes) for n in names}
+    rate = metric in ("conversion", "error_rate")
+    variants = []
+    for name in names:
+        n, total, sq = observed[name]
+        mean, var = _stats.mean_var(n, total, sq)
+        variants.append({"name": name, "n": n, "mean": _num(mean), "variance": _num(var)})
+    comparisons = []
+    for name in names[1:]:
+        c_obs, t_obs = observed[names[0]], observed[name]
+        if rate:
+            found = _stats.proportions(c_obs[:2], t_obs[:2], spec.alpha)
+        else:
+            a = (c_obs[0], *_stats.mean_var(*c_obs))
+            b = (t_obs[0], *_stats.mean_var(*t_obs))
+            found = _stats.welch(a, b, spec.alpha)
+        comparisons.append(_comparison(name, found, metric))
+    if metric == "latency_ms":
+        for entry in comparisons:
+            entry["p_value_rank"] = _stats.rank_p_value(
+                merged[names[0]]["reservoir"], merged[entry["variant"]]["reservoir"]
+            )
+    _adjust(comparisons, spec.correction, spec.alpha)
+    test = "two-proportion z" if rate else "Welch t"
+    return {"test": test, "variants": variants, "comparisons": comparisons}
+
+
+def _comparison(name: str, found: _stats.Comparison | None, metric: str) -> dict[str, Any]:
+    if found is None:
+        return {
+            "variant": name,
+            "effect": None,
+            "ci": None,
+            "relative_lift": None,
+            "relative_ci": None,
+            "p_value": None,
+            "p_value_sequential": None,
+            "better": False,
+        }
+    better = found.effect < 0 if metric in LOWER_IS_BETTER else found.effect > 0
+    return {
+        "variant": name, "effect": _num(found.effect), "ci": [_num(x) for x in found.ci],
+        "relative_lift": _num(found.lift),
+        "relative_ci": [_num(x) for x in found.lift_ci] if found.lift_ci else None,
+        "p_value": found.p_value, "p_value_sequential": found.p_sequential, "better": better,
+    }  # fmt: skip
+
+
+def _adjust(comparisons: list[dict[str, Any]], method: str, alpha: float) -> None:
+    tested = [c for c in comparisons if c["p_value"] is not None]
+    adjusted = _stats.adjust([c["p_value"] for c in tested], method) if tested else []
+    for entry in comparisons:
+        entry["p_value_adjusted"] = None
+        entry["significant"] = False
+    for entry, p in zip(tested, adjusted, strict=True):
+        entry["p_value_adjusted"] = p
+        entry["significant"] = p < alpha
+
+
+def _labels(names: list[str], outcomes: Mapping[tuple[str, str], OutcomeTotals]) -> dict[str, Any]:
+    found = {n: outcomes.get((n, "label"), OutcomeTotals()).labels for n in names}
+    labels = sorted({label for counts in found.values() for label in counts})
+    table = [[found[n].get(label, 0) for label in labels] for n in names]
+    return {
+        "test": "chi-square",
+        "variants": [{"name": n, "n": sum(found[n].values()), "counts": found[n]} for n in names],
+        "comparisons": [],
+        "p_value": _stats.label_p_value(table),
+    }
+
+
+def _num(value: float | None) -> float | None:
+    # JSON has no NaN: undefined statistics (one observation, no control mean) become null.
+    return (
+        None if value is None or value != value or value in (float("inf"), float("-inf")) else value
+    )
