@@ -1,8 +1,10 @@
 """gRPC vs HTTP benchmark: req/s and p99 of gRPC, HTTP binary and HTTP JSON, in one run.
 
 Run ``.venv/bin/python bench/grpc_vs_http.py`` (after ``make perf-analyzer bench-tools``);
-``--quick`` for 2 s cells. It serves the example repository (``linear``, ``mlp``) with one
-``inferd serve`` and measures every (model, protocol) cell at concurrency 64 twice:
+``--quick`` for 2 s cells; ``--grpc-transport grpcio|native|both`` picks the gRPC core (the
+default ``grpcio``; ``both`` serves with one, then the other, in one run). It serves the
+example repository (``linear``, ``mlp``) with one ``inferd serve`` and measures every
+(model, protocol) cell at concurrency 64 twice:
 
 - with Triton's ``perf_analyzer`` (gRPC unary, gRPC streaming, HTTP binary, HTTP JSON);
 - with the project's own load generators, C programs that spend little of the shared CPU:
@@ -11,7 +13,8 @@ Run ``.venv/bin/python bench/grpc_vs_http.py`` (after ``make perf-analyzer bench
   on the same two cores caps what it can measure.
 
 Each cell also records the server's CPU per request and the mean batch size. It prints the
-table and the issue's target (gRPC >= HTTP JSON for ``mlp``) and writes
+table, the issue's target (gRPC >= HTTP JSON for ``mlp``) per core, grpcio against native
+for each gRPC cell when both ran, and writes
 ``bench/results/grpc-<timestamp>.json``. The exit code is 0 whatever the numbers.
 """
 
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +58,7 @@ class Row:
     errors: int
     server_cpu_us_per_req: float
     mean_batch: float | None
+    core: str = "grpcio"
 
 
 def _perf_command(server: Server, model: str, protocol: str, args: argparse.Namespace) -> list[str]:
@@ -95,7 +99,12 @@ def perf_analyzer_cell(
     command = [*_perf_command(server, model, protocol, args), "-f", str(out)]
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        # perf_analyzer waits forever for answers that never come: bound it, count a failure.
+        limit = 30 + 6 * args.seconds  # warm-up and up to 3 trials, with room to spare
+        try:
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(command, 124, "", f"no result in {limit} s")
 
     done, cpu, batch = measured(server, model, run)
     errors = int(done.returncode != 0 or "error" in (done.stdout + done.stderr).lower())
@@ -160,28 +169,64 @@ def _python_grpc_cell(server: Server, model: str, args: argparse.Namespace) -> R
 
 def report(rows: list[Row]) -> list[str]:
     lines = [
-        f"{'tool':14} {'model':6} {'protocol':12} {'req/s':>9} {'p99 ms':>8} {'errors':>6} "
-        f"{'cpu µs/req':>10} {'batch':>6}"
+        f"{'core':6} {'tool':14} {'model':6} {'protocol':12} {'req/s':>9} {'p99 ms':>8} "
+        f"{'errors':>6} {'cpu µs/req':>10} {'batch':>6}"
     ]
     for r in rows:
         batch = f"{r.mean_batch:6.1f}" if r.mean_batch is not None else "     -"
         lines.append(
-            f"{r.tool:14} {r.model:6} {r.protocol:12} {r.rps:9,.0f} {r.p99_ms:8.2f} "
+            f"{r.core:6} {r.tool:14} {r.model:6} {r.protocol:12} {r.rps:9,.0f} {r.p99_ms:8.2f} "
             f"{r.errors:6d} {r.server_cpu_us_per_req:10.0f} {batch}"
         )
-    cells = {(r.tool, r.model, r.protocol): r for r in rows}
-    for name, grpc_tool, http_tool in (
-        ("perf_analyzer", "perf_analyzer", "perf_analyzer"), ("own", "own (h2load)", "own (wrk)")
-    ):  # fmt: skip
-        grpc, json_ = (
-            cells.get((grpc_tool, "mlp", "grpc")),
-            cells.get((http_tool, "mlp", "http-json")),
-        )
-        if grpc and json_ and json_.rps:
-            ratio = grpc.rps / json_.rps
-            verdict = "PASS" if ratio >= 1 else "FAIL"
-            lines.append(f"target [{name}] mlp gRPC >= HTTP JSON req/s: {ratio:.2f}x {verdict}")
+    cells = {(r.core, r.tool, r.model, r.protocol): r for r in rows}
+    cores = sorted({r.core for r in rows})
+    for core in cores:
+        for name, grpc_tool, http_tool in (
+            ("perf_analyzer", "perf_analyzer", "perf_analyzer"),
+            ("own", "own (h2load)", "own (wrk)"),
+        ):
+            grpc = cells.get((core, grpc_tool, "mlp", "grpc"))
+            json_ = cells.get((core, http_tool, "mlp", "http-json"))
+            if grpc and json_ and json_.rps:
+                ratio = grpc.rps / json_.rps
+                verdict = "PASS" if ratio >= 1 else "FAIL"
+                lines.append(
+                    f"target [{core}, {name}] mlp gRPC >= HTTP JSON req/s: {ratio:.2f}x {verdict}"
+                )
+    if len(cores) == 2:
+        lines += _cores_compared(rows, cells)
     return lines
+
+
+def _cores_compared(rows: list[Row], cells: dict[tuple[str, str, str, str], Row]) -> list[str]:
+    """grpcio against native for each gRPC cell: req/s and server CPU per request."""
+    lines = []
+    for r in rows:
+        other = cells.get(("native", r.tool, r.model, r.protocol))
+        if r.core != "grpcio" or not r.protocol.startswith("grpc") or other is None:
+            continue
+        if other.rps and other.server_cpu_us_per_req:
+            rps = r.rps / other.rps
+            cpu = r.server_cpu_us_per_req / other.server_cpu_us_per_req
+            lines.append(
+                f"grpcio/native {r.tool:14} {r.model:6} {r.protocol:12} req/s {rps:5.2f}x, "
+                f"server cpu/req {cpu:5.2f}x"
+            )
+    return lines
+
+
+def serve_cells(server: Server, core: str, args: argparse.Namespace, tmp: Path) -> list[Row]:
+    """Every (model, protocol) cell against ``server``, printed as it is measured."""
+    rows: list[Row] = []
+    for model in MODELS:
+        for protocol in PA_PROTOCOLS:
+            cell = perf_analyzer_cell(server, model, protocol, args, tmp / "pa.csv")
+            rows.append(replace(cell, core=core))
+            print("  " + report([rows[-1]])[1], flush=True)
+        for protocol in OWN_PROTOCOLS:
+            rows.append(replace(own_cell(server, model, protocol, args, tmp), core=core))
+            print("  " + report([rows[-1]])[1], flush=True)
+    return rows
 
 
 def main() -> int:
@@ -189,24 +234,26 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=5, help="seconds per cell (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 s cells")
+    parser.add_argument(
+        "--grpc-transport", choices=("grpcio", "native", "both"), default="grpcio",
+        help="the gRPC core to serve with (default grpcio); both: one, then the other",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.quick:
         args.seconds = 2
     from inferd.serving.examples import ensure_examples
 
+    both = args.grpc_transport == "both"
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="inferd-bench-grpc-") as name:
         tmp = Path(name)
         repo = ensure_examples(tmp / "repo")
-        with Server(repo, 1, tmp / "home") as server:
-            for model in MODELS:
-                for protocol in PA_PROTOCOLS:
-                    rows.append(perf_analyzer_cell(server, model, protocol, args, tmp / "pa.csv"))
-                    print("  " + report([rows[-1]])[1], flush=True)
-                for protocol in OWN_PROTOCOLS:
-                    rows.append(own_cell(server, model, protocol, args, tmp))
-                    print("  " + report([rows[-1]])[1], flush=True)
+        for core in ("grpcio", "native") if both else (args.grpc_transport,):
+            # The server process takes its settings from the environment it inherits.
+            os.environ["INFERD_GRPC_TRANSPORT"] = core
+            with Server(repo, 1, tmp / f"home-{core}") as server:
+                rows += serve_cells(server, core, args, tmp)
     print("\n".join(report(rows)))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"grpc-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import grpc
@@ -93,21 +93,11 @@ class GrpcServer:
         self.transport = transport
         self._reuse_port = reuse_port
         self._tls = tls
-        self._server: GrpcioServer | GrpcTransportServer
-        if transport == "grpcio":
-            self._server = GrpcioServer(
-                interceptors=interceptors or (), max_message_bytes=max_message_bytes,
-                max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
-            )  # fmt: skip
-        elif transport == "native":
-            self._server = GrpcTransportServer(
-                interceptors=interceptors or (), max_message_bytes=max_message_bytes,
-                max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
-                max_buffered_bytes=max_buffered_bytes,
-            )  # fmt: skip
-        else:
-            problem = f"expected 'grpcio' or 'native', got {transport!r}"
-            raise ConfigError("settings", "grpc_transport", problem)
+        self._server = _core(
+            transport, interceptors or (), max_message_bytes=max_message_bytes,
+            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+            max_buffered_bytes=max_buffered_bytes,
+        )  # fmt: skip
         for name, handlers in services.items():
             self._server.add_registered_method_handlers(name, dict(handlers))
         self._health = health.aio.HealthServicer()
@@ -161,6 +151,26 @@ class GrpcServer:
                     await self._health.set(name, status)
                 serving = ready
             await asyncio.sleep(_HEALTH_POLL_S)
+
+
+def _core(
+    transport: str, interceptors: Sequence[grpc.aio.ServerInterceptor], *, max_message_bytes: int,
+    max_connections: int, request_read_timeout_s: float, max_buffered_bytes: int,
+) -> GrpcioServer | GrpcTransportServer:  # fmt: skip
+    """The core ``transport`` names, with the limits it has."""
+    if transport == "grpcio":
+        return GrpcioServer(
+            interceptors=interceptors, max_message_bytes=max_message_bytes,
+            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+        )  # fmt: skip
+    if transport == "native":
+        return GrpcTransportServer(
+            interceptors=interceptors, max_message_bytes=max_message_bytes,
+            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
+            max_buffered_bytes=max_buffered_bytes,
+        )  # fmt: skip
+    problem = f"expected 'grpcio' or 'native', got {transport!r}"
+    raise ConfigError("settings", "grpc_transport", problem)
 
 
 def _bracket(host: str) -> str:
