@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferd import __version__
-from inferd.cli import jobs, keys, models
+from inferd.cli import experiments, jobs, keys, models
 from inferd.errors import InferdError
 from inferd.settings import Settings, load_settings
 
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_parser(commands)
     jobs.add_parser(commands)
     keys.add_parser(commands)
+    experiments.add_parser(commands)
     return parser
 
 
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return jobs.run(args)
         if args.command == "keys":
             return keys.run(args)
+        if args.command == "experiments":
+            return experiments.run(args)
     except InferdError as err:
         print(f"inferd: {err.message}", file=sys.stderr)
         return 2

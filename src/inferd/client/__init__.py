@@ -8,16 +8,26 @@ Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as 
 (503 / UNAVAILABLE) are retried with backoff (:class:`Retry`); every other refusal raises
 :class:`ClientError` with the server's message. Over ``http(s)://`` the clients also
 manage the registry (``list_models``, ``register_version``, ``promote``, ``rollback``,
-``audit``), batch jobs (``submit_job``, ``wait_for_job``) and API keys (``create_key``).
+``audit``), batch jobs (``submit_job``, ``wait_for_job``), API keys (``create_key``) and
+A/B experiments (``create_experiment``, ``experiment_action``, ``post_outcomes``,
+``experiment_results``).
 """
 
 from inferd.client._async import AsyncClient
 from inferd.client._client import Client
-from inferd.client._manage import AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
+from inferd.client._manage import (
+    AuditInfo,
+    ExperimentInfo,
+    JobInfo,
+    KeyInfo,
+    ModelInfo,
+    VersionInfo,
+)
 from inferd.client._transport import Tls
 from inferd.client._types import ClientError, InferResult, Retry
 
 __all__ = [
-    "AsyncClient", "AuditInfo", "Client", "ClientError", "InferResult", "JobInfo", "KeyInfo",
+    "AsyncClient", "AuditInfo", "Client", "ClientError", "ExperimentInfo", "InferResult",
+    "JobInfo", "KeyInfo",
     "ModelInfo", "Retry", "Tls", "VersionInfo",
 ]  # fmt: skip

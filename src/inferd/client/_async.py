@@ -29,7 +29,15 @@ from inferd.client._grpc import (
     stream_result,
 )
 from inferd.client._http import HttpCall, HttpProtocol
-from inferd.client._manage import JOB_DONE, AuditInfo, JobInfo, KeyInfo, ModelInfo, VersionInfo
+from inferd.client._manage import (
+    JOB_DONE,
+    AuditInfo,
+    ExperimentInfo,
+    JobInfo,
+    KeyInfo,
+    ModelInfo,
+    VersionInfo,
+)
 from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry
 
@@ -300,6 +308,35 @@ class AsyncClient:
     async def revoke_key(self, key_id: str) -> KeyInfo:
         """Revoke a key at once (admin)."""
         return await self._manage(MANAGE.revoke_key(key_id))
+
+    async def create_experiment(self, spec: Mapping[str, Any]) -> ExperimentInfo:
+        """Create a draft A/B/n experiment (docs/experiments.md: model, variants, unit, ...)."""
+        return await self._manage(MANAGE.create_experiment(spec))
+
+    async def list_experiments(
+        self, *, model: str | None = None, state: str | None = None
+    ) -> list[ExperimentInfo]:
+        """Experiments, newest first, optionally of one model or in one state."""
+        return await self._manage(MANAGE.list_experiments(model, state))
+
+    async def get_experiment(self, exp_id: str) -> ExperimentInfo:
+        """An experiment's definition, state and weights."""
+        return await self._manage(MANAGE.get_experiment(exp_id))
+
+    async def experiment_action(self, exp_id: str, action: str, **body: Any) -> ExperimentInfo:
+        """``start``, ``pause``, ``resume``, ``stop`` (reason=), ``conclude`` (winner=,
+        reason=: the winner's version is promoted) or ``weights`` (weights=[...])."""
+        return await self._manage(MANAGE.experiment_action(exp_id, action, body))
+
+    async def experiment_results(self, exp_id: str) -> dict[str, Any]:
+        """Per-variant counts, effects with intervals, p-values, sample size, SRM check."""
+        return await self._manage(MANAGE.experiment_results(exp_id))
+
+    async def post_outcomes(
+        self, exp_id: str, outcomes: Sequence[Mapping[str, Any]]
+    ) -> dict[str, int]:
+        """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
+        return await self._manage(MANAGE.post_outcomes(exp_id, outcomes))
 
     async def wait_for_job(
         self,

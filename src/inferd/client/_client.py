@@ -23,6 +23,7 @@ from inferd.client._http import HttpCall, HttpProtocol
 from inferd.client._manage import (
     JOB_DONE,
     AuditInfo,
+    ExperimentInfo,
     JobInfo,
     KeyInfo,
     ManagementCalls,
@@ -369,6 +370,33 @@ class Client:
     def revoke_key(self, key_id: str) -> KeyInfo:
         """Revoke a key at once (admin)."""
         return self._manage(MANAGE.revoke_key(key_id))
+
+    def create_experiment(self, spec: Mapping[str, Any]) -> ExperimentInfo:
+        """Create a draft A/B/n experiment (docs/experiments.md: model, variants, unit, ...)."""
+        return self._manage(MANAGE.create_experiment(spec))
+
+    def list_experiments(
+        self, *, model: str | None = None, state: str | None = None
+    ) -> list[ExperimentInfo]:
+        """Experiments, newest first, optionally of one model or in one state."""
+        return self._manage(MANAGE.list_experiments(model, state))
+
+    def get_experiment(self, exp_id: str) -> ExperimentInfo:
+        """An experiment's definition, state and weights."""
+        return self._manage(MANAGE.get_experiment(exp_id))
+
+    def experiment_action(self, exp_id: str, action: str, **body: Any) -> ExperimentInfo:
+        """``start``, ``pause``, ``resume``, ``stop`` (reason=), ``conclude`` (winner=,
+        reason=: the winner's version is promoted) or ``weights`` (weights=[...])."""
+        return self._manage(MANAGE.experiment_action(exp_id, action, body))
+
+    def experiment_results(self, exp_id: str) -> dict[str, Any]:
+        """Per-variant counts, effects with intervals, p-values, sample size, SRM check."""
+        return self._manage(MANAGE.experiment_results(exp_id))
+
+    def post_outcomes(self, exp_id: str, outcomes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
+        return self._manage(MANAGE.post_outcomes(exp_id, outcomes))
 
     def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, poll: float = 1.0) -> JobInfo:
         """Poll until the job succeeded, failed or was cancelled; return its last record.

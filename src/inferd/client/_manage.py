@@ -1,6 +1,7 @@
 """The ``/v1`` management calls of the SDK, without I/O, and the shapes they return.
 
-Models and versions (registry, stages, hot swaps, rollback, audit), batch jobs and API keys.
+Models and versions (registry, stages, hot swaps, rollback, audit), batch jobs, API keys and
+A/B experiments.
 Each method of :class:`ManagementCalls` returns an :class:`HttpCall` that :class:`Client`
 and :class:`AsyncClient` send; the answers are the server's JSON, typed as the
 ``TypedDict`` shapes below (fields may be added by later servers, never removed).
@@ -111,6 +112,28 @@ class KeyInfo(TypedDict, total=False):
     key: str
 
 
+class ExperimentInfo(TypedDict, total=False):
+    """An A/B/n experiment (``GET /v1/experiments/{id}``)."""
+
+    id: str
+    name: str
+    model: str
+    state: str  # draft | running | paused | concluded | stopped
+    spec: dict[str, Any]
+    weights: list[float]
+    weight_history: list[list[float]]
+    winner: str | None
+    reason: str
+    created_by: str
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    updated_at: str | None
+
+
+EXPERIMENT_ACTIONS = frozenset({"start", "pause", "resume", "stop", "conclude", "weights"})
+
+
 def _q(part: str | int) -> str:
     return quote(str(part), safe="")
 
@@ -213,6 +236,35 @@ class ManagementCalls:
 
     def revoke_key(self, key_id: str) -> HttpCall[KeyInfo]:
         return self.call("DELETE", f"keys/{_q(key_id)}")
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def create_experiment(self, spec: Mapping[str, Any]) -> HttpCall[ExperimentInfo]:
+        return self.call("POST", "experiments", spec, _CREATED)
+
+    def list_experiments(
+        self, model: str | None, state: str | None
+    ) -> HttpCall[list[ExperimentInfo]]:
+        return self.call("GET", "experiments" + _query(model=model, state=state))
+
+    def get_experiment(self, exp_id: str) -> HttpCall[ExperimentInfo]:
+        return self.call("GET", f"experiments/{_q(exp_id)}")
+
+    def experiment_action(
+        self, exp_id: str, action: str, body: Mapping[str, Any]
+    ) -> HttpCall[ExperimentInfo]:
+        if action not in EXPERIMENT_ACTIONS:
+            raise ValueError(f"action must be one of {sorted(EXPERIMENT_ACTIONS)}, not {action!r}")
+        return self.call("POST", f"experiments/{_q(exp_id)}/{action}", body)
+
+    def experiment_results(self, exp_id: str) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"experiments/{_q(exp_id)}/results")
+
+    def post_outcomes(
+        self, exp_id: str, outcomes: Sequence[Mapping[str, Any]]
+    ) -> HttpCall[dict[str, int]]:
+        return self.call("POST", f"experiments/{_q(exp_id)}/outcomes",
+                         {"outcomes": list(outcomes)})  # fmt: skip
 
 
 JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})
