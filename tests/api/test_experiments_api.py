@@ -112,7 +112,7 @@ async def test_requests_without_a_unit_follow_the_fallback(client: httpx.AsyncCl
 
 
 async def test_header_unit_and_excluded_fallback(client: httpx.AsyncClient) -> None:
-    await started(client, unit={"kind": "header", "key": "x-visitor"}, fallback="exclude")
+    await started(client, unit={"kind": "header", "key": "X-Visitor"}, fallback="exclude")
     r = await predict(client, None)
     assert "inferd-experiment-variant" not in r.headers  # excluded: the default version
     variants = set()
@@ -183,3 +183,37 @@ async def test_outcomes_and_results(client: httpx.AsyncClient) -> None:
     assert results["sample_size"]["reached"] is True
     assert results["srm"]["warning"] is False
     assert set(results["metrics"]) == {"conversion", "error_rate", "latency_ms"}
+
+
+HOSTILE = [
+    ("POST", "", b"[]"),
+    ("POST", "", b"{"),
+    ("POST", "", b'{"name": "e", "model": "linear", "variants": "ab"}'),
+    ("POST", "", b'{"name": "e", "model": "linear", "variants": [{"name": "(x)", "version": 1}]}'),
+    ("GET", "?state=bogus", b""),
+    ("POST", "/{id}/weights", b'{"weights": "x"}'),
+    ("POST", "/{id}/weights", b'{"weights": [true, false]}'),
+    ("POST", "/{id}/weights", b'{"weights": [1e308, -1e308]}'),
+    ("POST", "/{id}/conclude", b'{"winner": 5}'),
+    ("POST", "/{id}/stop", b'{"reason": []}'),
+    ("POST", "/{id}/outcomes", b""),
+    ("POST", "/{id}/outcomes", b"7"),
+    ("POST", "/{id}/outcomes", b'{"outcomes": {"a": 1}}'),
+    ("POST", "/{id}/outcomes", b'[{"unit_id": {"a": 1}, "kind": "value", "value": 1}]'),
+    (
+        "POST",
+        "/{id}/outcomes",
+        b'{"unit_id": "u", "kind": "label", "label": "' + b"x" * 300 + b'"}',
+    ),
+    ("GET", "/{id}/outcomes", b""),
+    ("DELETE", "/{id}", b""),
+    ("POST", "/{id}/explode", b""),
+]
+
+
+async def test_hostile_requests_get_4xx_with_a_message(client: httpx.AsyncClient) -> None:
+    exp_id = (await client.post("/v1/experiments", json=spec())).json()["id"]
+    for method, path, body in HOSTILE:  # one app for all: starting one loads two models
+        r = await client.request(method, "/v1/experiments" + path.format(id=exp_id), content=body)
+        assert 400 <= r.status_code < 500, (method, path, body[:60], r.text)
+        assert r.json()["error"]

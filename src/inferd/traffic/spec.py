@@ -48,6 +48,18 @@ class Unit(BaseModel):
         description="Parameter (session, default session_id) or header / metadata key (header).",
     )  # fmt: skip
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lower_header(cls, data: Any) -> Any:
+        # HTTP/2, ASGI and gRPC metadata carry header names in lower case.
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == "header"
+            and isinstance(data.get("key"), str)
+        ):
+            return {**data, "key": data["key"].lower()}
+        return data
+
     @model_validator(mode="after")
     def _key(self) -> Unit:
         if self.kind == "header" and not self.key:
