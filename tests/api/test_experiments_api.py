@@ -152,7 +152,7 @@ async def test_lifecycle_over_http_and_illegal_moves(client: httpx.AsyncClient) 
 
 
 async def test_outcomes_and_results(client: httpx.AsyncClient) -> None:
-    exp_id = await started(client, primary_metric="conversion")
+    exp_id = await started(client, primary_metric="conversion", exposure_sample_rate=1.0)
     outcomes = []
     for i in range(400):
         r = await predict(client, f"user-{i}", request_id=f"req-{i}")

@@ -71,7 +71,7 @@ async def test_tallies_flush_on_the_clock_and_sum_across_processes(
     store: ExperimentStore,
 ) -> None:
     clock = Clock()
-    exp_id = run(store)
+    exp_id = run(store, exposure_sample_rate=1.0)
     one = TrafficPolicy(store, clock=clock, flush_s=5, source="p1")
     two = TrafficPolicy(store, clock=clock, flush_s=5, source="p2")
     for policy in (one, two):
@@ -120,7 +120,7 @@ async def test_the_exposure_buffer_is_bounded(
     store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(policy_module, "MAX_PENDING_EXPOSURES", 10)
-    run(store)
+    run(store, exposure_sample_rate=1.0)
     policy = TrafficPolicy(store, clock=Clock())
     policy.refresh()
     for i in range(25):
@@ -143,3 +143,17 @@ async def test_an_experiment_past_its_duration_stops_and_routing_ends(
     await policy.tick()
     assert store.get(exp_id).state == "stopped"
     assert policy.live == {}
+
+
+async def test_only_sampled_requests_with_an_id_are_logged(store: ExperimentStore) -> None:
+    run(store)  # the default rate: 0.1
+    policy = TrafficPolicy(store, clock=Clock())
+    policy.refresh()
+    logged = 0
+    for i in range(2_000):
+        route = policy.route(request(f"u{i}"))
+        assert route is not None
+        logged += route.logged
+    assert 120 < logged < 280  # 10% of 2,000, sd about 13
+    anonymous = InferenceRequest("m", None, {}, routing_key="u1")  # no request id
+    assert not any(policy.route(anonymous).logged for _ in range(50))  # type: ignore[union-attr]

@@ -91,7 +91,10 @@ class _Live:
             return Route(self.versions[variant], self.record.id, variant,
                          self.tallies[FALLBACK], None, False)  # fmt: skip
         variant = self.splitter.variant(unit)
-        logged = self.sample_rate >= 1.0 or random.random() < self.sample_rate
+        # Only requests with an id can be joined with outcomes; each logged one costs a row.
+        logged = request.id is not None and (
+            self.sample_rate >= 1.0 or random.random() < self.sample_rate
+        )
         return Route(self.versions[variant], self.record.id, variant, self.tallies[variant], unit,
                      logged)  # fmt: skip
 

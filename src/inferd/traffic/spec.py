@@ -101,7 +101,11 @@ class ExperimentSpec(BaseModel):
         "holm", description="Multiple-comparison correction across variants: Holm or BH."
     )
     exposure_sample_rate: float = Field(
-        1.0, ge=0.0, le=1.0, description="Share of routed requests kept in the exposure log."
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of routed requests with a request id kept in the exposure log, "
+        "which outcomes posted by request id are joined with (1.0 to join every one).",
     )
 
     @model_validator(mode="after")
