@@ -83,7 +83,7 @@ class TensorMetadata(BaseModel):
     shape: list[Annotated[int, Field(ge=-1)]]
 
 
-class VersionState(BaseModel):
+class VersionDetails(BaseModel):
     """inferd's additions to the V2 metadata: where and how the version runs here."""
 
     version: str
@@ -102,7 +102,7 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-    parameters: VersionState
+    parameters: VersionDetails
 
 
 class ServerMetadata(BaseModel):
