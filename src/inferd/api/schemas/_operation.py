@@ -86,6 +86,7 @@ PATH_PARAMETERS: dict[str, Param] = {
         # V2 version labels are strings; /v1 uses version numbers (see VERSION_NUMBER).
         Param("model_version", "path", NonEmpty, "version number", True, "1"),
         Param("job_id", "path", NonEmpty, "job id", True, "0123456789ab"),
+        Param("experiment_id", "path", NonEmpty, "experiment id", True, "exp-0123456789ab"),
         Param(
             "key_id", "path", NonEmpty, "the public id of an API key (8 hex digits)", True,
             "1a2b3c4d",
