@@ -151,10 +151,13 @@ class Splitter:
         self.salt = salt
         self.variants = tuple(variants)
         self._table = allocation(salt, history)
+        # A list indexes ~3x faster than a numpy array and returns a plain int: variant() runs
+        # once per routed request.
+        self._index: list[int] = self._table.tolist()
 
     def variant(self, unit: str) -> str:
         """The variant ``unit`` is assigned to."""
-        return self.variants[int(self._table[unit_bucket(self.salt, unit)])]
+        return self.variants[self._index[unit_bucket(self.salt, unit)]]
 
     def shares(self) -> dict[str, float]:
         """Each variant's share of the buckets (its weight, to one bucket in 10,000)."""
