@@ -157,3 +157,15 @@ async def test_only_sampled_requests_with_an_id_are_logged(store: ExperimentStor
     assert 120 < logged < 280  # 10% of 2,000, sd about 13
     anonymous = InferenceRequest("m", None, {}, routing_key="u1")  # no request id
     assert not any(policy.route(anonymous).logged for _ in range(50))  # type: ignore[union-attr]
+
+
+async def test_close_writes_what_the_last_interval_counted(store: ExperimentStore) -> None:
+    exp_id = run(store)
+    policy = TrafficPolicy(store, clock=Clock(), flush_s=5)
+    await policy.tick()
+    req = request("u1")
+    route = policy.route(req)
+    assert route is not None
+    policy.record(route, req, 200, 1.0)
+    await policy.close()  # before 5 s passed: shutdown must not lose the tallies
+    assert sum(d["count"] for parts in store.aggregates(exp_id).values() for d in parts) == 1

@@ -147,6 +147,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await asyncio.to_thread(jobs.stop)
         await grpc_server.stop(settings.graceful_timeout_s)
         await dataplane.stop()
+        await traffic.close()  # the last tallies and exposures, once no request runs
         registry.close()
         mark_worker_dead(os.getpid())
 

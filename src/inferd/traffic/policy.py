@@ -212,18 +212,20 @@ class TrafficPolicy:
             await asyncio.to_thread(self.refresh)
 
     async def run(self, poll_s: float) -> None:
-        """Tick every ``poll_s`` until cancelled; a last flush on the way out."""
-        try:
-            while True:
-                await asyncio.sleep(poll_s)
-                try:
-                    await self.tick()
-                except RegistryUnavailable as err:
-                    logger.warning("experiments not refreshed or flushed: %s", err.message)
-                except Exception:
-                    logger.exception("experiment refresh or flush failed")
-        finally:
+        """Tick every ``poll_s`` until cancelled (then :meth:`close` writes what is left)."""
+        while True:
+            await asyncio.sleep(poll_s)
             try:
-                await asyncio.shield(asyncio.to_thread(self.flush))
+                await self.tick()
+            except RegistryUnavailable as err:
+                logger.warning("experiments not refreshed or flushed: %s", err.message)
             except Exception:
-                logger.exception("last experiment flush failed")
+                logger.exception("experiment refresh or flush failed")
+
+    async def close(self) -> None:
+        """Flush once more; call it after the last request was answered."""
+        try:
+            await asyncio.to_thread(self.flush)
+        except Exception:
+            logger.exception("last experiment flush failed; up to %.0f s of tallies lost",
+                             self.flush_s)  # fmt: skip
