@@ -82,8 +82,8 @@ async def test_seventy_thirty_through_the_data_plane_and_sticky_units(
         seen[f"user-{i}"] = variant
     share = Counter(seen.values())["control"] / len(seen)
     assert abs(share - 0.7) < 0.035  # 2,000 units: sd of the share is about 0.01
-    for i in range(0, 2_000, 97):  # every unit's later requests land on the same variant
-        for _ in range(5):
+    for i in range(0, 2_000, 100):  # every unit's next 50 requests land on its variant
+        for _ in range(50):
             r = await predict(client, f"user-{i}")
             assert r.headers["inferd-experiment-variant"] == seen[f"user-{i}"]
 
