@@ -8,6 +8,7 @@ a handler sees the same context on both.
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -86,17 +87,23 @@ def test_the_flag_and_the_environment_choose_the_core(monkeypatch: pytest.Monkey
 
 def test_limits_map_to_channel_arguments() -> None:
     options = dict(channel_options(
-        max_message_bytes=1 << 20, max_connections=7, request_read_timeout_s=2.5,
-        idle_timeout_s=300.0, reuse_port=False,
+        max_message_bytes=1 << 20, request_read_timeout_s=2.5, idle_timeout_s=300.0,
+        reuse_port=False,
     ))  # fmt: skip
     assert options["grpc.max_receive_message_length"] == 1 << 20
     assert options["grpc.max_send_message_length"] == 1 << 20
-    assert options["grpc.max_allowed_incoming_connections"] == 7
     assert options["grpc.server_handshake_timeout_ms"] == 2500
     assert options["grpc.max_connection_idle_ms"] == 300_000
     assert options["grpc.so_reuseport"] == 0  # C-core's default is on
     assert options["grpc.max_concurrent_streams"] == 1000
     assert options["grpc.http2.max_ping_strikes"] > 0
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert options["grpc.max_allowed_incoming_connections"] == soft // 2
+    long_read = dict(channel_options(
+        max_message_bytes=1024, request_read_timeout_s=30.0, idle_timeout_s=1.0, reuse_port=True,
+    ))  # fmt: skip
+    assert long_read["grpc.server_handshake_timeout_ms"] == 5000  # the handshake: 5 s at most
+    assert long_read["grpc.so_reuseport"] == 1
 
 
 @pytest.mark.parametrize("transport", CORES)
@@ -124,17 +131,14 @@ async def test_a_handler_sees_the_same_context_on_both_cores(
     assert ("retry-after", "3") in tuple(info.value.trailing_metadata() or ())
 
 
-async def test_connections_past_the_cap_are_closed() -> None:
-    server = await serve(Slow(), "grpcio", max_connections=1)
-    first = await asyncio.open_connection("127.0.0.1", server.port)
-    second = await asyncio.open_connection("127.0.0.1", server.port)
-    empty_settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-    for _, writer in (first, second):
-        writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + empty_settings)
-    assert (await asyncio.wait_for(first[0].readexactly(9), 5))[3] == 4  # the server's SETTINGS
-    assert await asyncio.wait_for(second[0].read(9), 5) == b""  # closed at once
-    for _, writer in (first, second):
-        writer.close()
+async def test_a_connection_that_never_sends_its_preface_is_closed() -> None:
+    server = await serve(Slow(), "grpcio", request_read_timeout_s=0.2)
+    silent_reader, silent = await asyncio.open_connection("127.0.0.1", server.port)
+    await asyncio.wait_for(silent_reader.read(), 3)  # the server's SETTINGS, then its close
+    assert silent_reader.at_eof()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        assert (await call(channel, "Echo")(b"", timeout=5)).endswith(b"|None|True")
+    silent.close()
     await server.stop(0)
 
 

@@ -13,13 +13,16 @@ inferd's limits map to channel arguments (:func:`channel_options`):
 ============================  ==================================================================
 ``max_message_bytes``         ``grpc.max_receive_message_length`` / ``max_send_message_length``
                               (RESOURCE_EXHAUSTED above)
-``max_connections``           ``grpc.max_allowed_incoming_connections``: at the cap a new
-                              connection is closed at once (the native core instead closes the
-                              oldest connection without calls to make room)
-``request_read_timeout_s``    ``grpc.server_handshake_timeout_ms``: a connection must finish
-                              its TLS and HTTP/2 handshake in time. C-core has no deadline on
-                              a unary request arriving slowly: the flow-control window bounds
-                              what it holds, the client's deadline ends the call
+``max_connections``           not applied: C-core cannot close an idle connection to make room
+                              (the native core does), so a cap this low would let idle
+                              connections keep new clients out. The cap is half the process's
+                              file descriptor limit (``grpc.max_allowed_incoming_connections``),
+                              which keeps descriptors for HTTP and files
+``request_read_timeout_s``    ``grpc.server_handshake_timeout_ms``, at most 5 s (as the native
+                              core's preface timeout): a connection must finish its TLS and
+                              HTTP/2 handshake in time. C-core has no deadline on a unary
+                              request arriving slowly: the flow-control window bounds what it
+                              holds, the client's deadline ends the call
 ``idle_timeout_s``            ``grpc.max_connection_idle_ms`` (GOAWAY after it without calls)
 ``reuse_port``                ``grpc.so_reuseport`` (C-core's default is on: set off explicitly)
 ``max_buffered_bytes``        none: grpcio exposes no per-process memory budget to Python;
@@ -35,7 +38,7 @@ maximum connection age: it would cut long ``ModelStreamInfer`` streams.
 
 from __future__ import annotations
 
-import logging
+import resource
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,25 +46,25 @@ import grpc
 
 from inferd.transport.grpc.tls import ServerTls
 
-logger = logging.getLogger(__name__)
-
 Handler = Any  # grpc.RpcMethodHandler: typeshed has no usable generic for it
 MAX_CONCURRENT_STREAMS = 1000
 MAX_METADATA_BYTES = 64 * 1024
 MIN_PING_INTERVAL_MS = 10_000
 MAX_PING_STRIKES = 2
+HANDSHAKE_TIMEOUT_S = 5.0
 
 
 def channel_options(
-    *, max_message_bytes: int, max_connections: int, request_read_timeout_s: float,
-    idle_timeout_s: float, reuse_port: bool,
+    *, max_message_bytes: int, request_read_timeout_s: float, idle_timeout_s: float,
+    reuse_port: bool,
 ) -> list[tuple[str, int]]:  # fmt: skip
     """The C-core channel arguments that carry inferd's limits (see the module docstring)."""
+    handshake_s = min(request_read_timeout_s, HANDSHAKE_TIMEOUT_S)
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_allowed_incoming_connections", max_connections),
-        ("grpc.server_handshake_timeout_ms", _ms(request_read_timeout_s)),
+        ("grpc.max_allowed_incoming_connections", connection_cap()),
+        ("grpc.server_handshake_timeout_ms", _ms(handshake_s)),
         ("grpc.max_connection_idle_ms", _ms(idle_timeout_s)),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
@@ -71,6 +74,14 @@ def channel_options(
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
         ("grpc.keepalive_permit_without_calls", 1),  # the ping policy above, calls or not
     ]
+
+
+def connection_cap() -> int:
+    """Connections C-core accepts at once: half the file descriptors this process may open."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 2**31 - 1
+    return max(1, soft // 2)
 
 
 def _ms(seconds: float) -> int:
@@ -83,19 +94,18 @@ class GrpcioServer:
     Args:
         interceptors: ``grpc.aio.ServerInterceptor`` instances, run per call in order.
         max_message_bytes: largest request and response message (RESOURCE_EXHAUSTED above).
-        max_connections: connections served at once; more are closed at once.
-        request_read_timeout_s: how long a new connection may take over its handshake.
+        request_read_timeout_s: how long a new connection may take over its handshake
+            (at most :data:`HANDSHAKE_TIMEOUT_S`).
         idle_timeout_s: a connection without calls this long is told GOAWAY.
     """
 
     def __init__(
         self, *, interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-        max_message_bytes: int = 64 * 1024 * 1024, max_connections: int = 2048,
-        request_read_timeout_s: float = 30.0, idle_timeout_s: float = 300.0,
+        max_message_bytes: int = 64 * 1024 * 1024, request_read_timeout_s: float = 30.0,
+        idle_timeout_s: float = 300.0,
     ) -> None:  # fmt: skip
         self.interceptors = list(interceptors)
         self.max_message_bytes = max_message_bytes
-        self.max_connections = max_connections
         self.request_read_timeout_s = request_read_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self._methods: list[tuple[str, dict[str, Handler]]] = []
@@ -115,7 +125,7 @@ class GrpcioServer:
     ) -> int:
         """Listen; return the bound port. Raises OSError when the address cannot be bound."""
         options = channel_options(
-            max_message_bytes=self.max_message_bytes, max_connections=self.max_connections,
+            max_message_bytes=self.max_message_bytes,
             request_read_timeout_s=self.request_read_timeout_s,
             idle_timeout_s=self.idle_timeout_s, reuse_port=reuse_port,
         )  # fmt: skip

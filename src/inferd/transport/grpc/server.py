@@ -62,9 +62,10 @@ class GrpcServer:
         interceptors: ``grpc.aio`` server interceptors (authentication); none by default.
         tls: the certificate and key (and CA, for client certificates); None listens in
             plain text.
-        max_connections: connections served at once (``--max-connections``).
+        max_connections: native only: connections served at once (``--max-connections``);
+            grpcio caps them at half the file descriptor limit (see :mod:`.grpcio`).
         request_read_timeout_s: native: how long a unary call's request may take to arrive
-            whole; grpcio: how long a connection's handshake may take.
+            whole; grpcio: how long a connection's handshake may take (at most 5 s).
         max_buffered_bytes: native only: request bytes still arriving held at most, over
             all connections (grpcio has no such budget; see :mod:`.grpcio`).
         transport: the core, ``grpcio`` or ``native``.
@@ -159,10 +160,12 @@ def _core(
 ) -> GrpcioServer | GrpcTransportServer:  # fmt: skip
     """The core ``transport`` names, with the limits it has."""
     if transport == "grpcio":
+        # No max_connections: C-core cannot make room by closing an idle connection (.grpcio).
         return GrpcioServer(
-            interceptors=interceptors, max_message_bytes=max_message_bytes,
-            max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
-        )  # fmt: skip
+            interceptors=interceptors,
+            max_message_bytes=max_message_bytes,
+            request_read_timeout_s=request_read_timeout_s,
+        )
     if transport == "native":
         return GrpcTransportServer(
             interceptors=interceptors, max_message_bytes=max_message_bytes,
