@@ -183,11 +183,20 @@ def run_transport(transport: str, names: list[str], seconds: float) -> dict[str,
         home = Path(tmp)
         repo = ensure_examples(home / "repo")
         rows: dict[str, Row] = {}
-        with Server(repo, home, extra=TRANSPORTS[transport]) as server:
+        server = Server(repo, home, extra=TRANSPORTS[transport])
+        try:
+            server.wait_ready()
             rows["baseline"] = measure(server, seconds, None)
             for name in names:
                 rows[name] = measure(server, seconds, ATTACKS[name])
                 print(f"  {transport:7} {name:20} done", file=sys.stderr, flush=True)
+        finally:
+            server.stop()
+        log = (home / "server.log").read_bytes()  # bytes: C-core may log what attackers sent
+        if b"Traceback" in log:
+            print(f"{transport}: traceback in the server log:\n{log[-3000:]!r}", file=sys.stderr)
+            for row in rows.values():
+                row.alive = False
         return rows
 
 

@@ -37,8 +37,11 @@ GAPS: dict[str, dict[str, str]] = {
         "settings_large": _NO_GOAWAY, "settings_flood": _NO_GOAWAY, "empty_data": _NO_GOAWAY,
         "window_update": _NO_GOAWAY, "priority": _NO_GOAWAY,
         "idle_connections": "idle connections at the cap keep new clients out",
+        "zero_window": "a legitimate call beside it is CANCELLED",
     },
 }  # fmt: skip
+# Of those, the ones that fail in some runs only (not strict: they may pass).
+SOMETIMES = {("grpcio", "idle_connections"), ("grpcio", "zero_window")}
 DURATION_S = 1.0
 MAX_CONNECTIONS = 128
 # Growth of the server's RSS an attack may cause (docs/security.md has the measured figures).
@@ -74,7 +77,8 @@ def known_gap(request: pytest.FixtureRequest, transport: str, attack: str) -> No
     """Mark the case a strict xfail where the transport is known not to hold (GAPS)."""
     reason = GAPS.get(transport, {}).get(attack)
     if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{transport}: {reason}"))
+        strict = (transport, attack) not in SOMETIMES
+        request.applymarker(pytest.mark.xfail(strict=strict, reason=f"{transport}: {reason}"))
 
 
 def rss_mb(server: Server) -> float:
