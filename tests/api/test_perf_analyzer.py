@@ -31,6 +31,14 @@ def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield srv
 
 
+@pytest.fixture(scope="module")
+def native_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same server on the native HTTP/2 core (`--grpc-transport native`)."""
+    home = tmp_path_factory.mktemp("perf-server-native")
+    with Server(examples_dir, home, extra=["--grpc-transport", "native"]) as srv:
+        yield srv
+
+
 def perf_analyzer(args: list[str], out: Path) -> list[dict[str, str]]:
     """Run perf_analyzer with a short, bounded measurement; return its CSV rows."""
     if not BINARY.is_file():
@@ -69,4 +77,19 @@ def test_perf_analyzer_runs_without_errors(
     assert sorted(int(r["Concurrency"]) for r in rows) == [1, 4]
     assert all(float(r["Inferences/Second"]) > 0 for r in rows)
     stats = httpx.get(f"{server.url}/v2/models/{model}/stats").json()["model_stats"][0]
+    assert stats["inference_stats"]["fail"]["count"] == 0
+
+
+@pytest.mark.parametrize("core", ["grpcio", "native"])
+def test_perf_analyzer_streams_over_grpc(
+    request: pytest.FixtureRequest, tmp_path: Path, core: str
+) -> None:
+    # One ModelStreamInfer stream per client thread, kept open for the whole run: the client
+    # acknowledges every answer (WINDOW_UPDATE, PING) on a stream opened once.
+    server: Server = request.getfixturevalue("server" if core == "grpcio" else "native_server")
+    args = ["-m", "mlp", "-u", f"127.0.0.1:{server.grpc_port}", "-i", "grpc", "--streaming"]
+    rows = perf_analyzer(args, tmp_path / "result.csv")
+    assert sorted(int(r["Concurrency"]) for r in rows) == [1, 4]
+    assert all(float(r["Inferences/Second"]) > 0 for r in rows)
+    stats = httpx.get(f"{server.url}/v2/models/mlp/stats").json()["model_stats"][0]
     assert stats["inference_stats"]["fail"]["count"] == 0

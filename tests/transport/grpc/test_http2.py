@@ -56,6 +56,7 @@ from inferd.transport.grpc._h2_wire import (
     HEADERS,
     NO_ERROR,
     PADDED,
+    PING,
     PREFACE,
     PROTOCOL_ERROR,
     SETTINGS,
@@ -496,3 +497,74 @@ def test_inflation_stops_past_the_limit() -> None:
     truncated = Inflation(zlib.compress(b"abc" * 100)[:-4], zlib.MAX_WBITS, limit=300)
     with pytest.raises(zlib.error):
         truncated.run(301)
+
+
+@pytest.fixture
+async def stream_echo() -> AsyncIterator[int]:
+    """A bare transport with one bidirectional echo method and a budget of 10 frames that
+    do no work, refilled by work only (a frozen clock)."""
+
+    async def echo(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            yield request
+
+    server = GrpcTransportServer(
+        limits=Http2Limits(useless_burst=10, useless_rate=0.0, clock=lambda: 0.0)
+    )
+    handlers = {"Echo": grpc.stream_stream_rpc_method_handler(echo)}
+    server.add_registered_method_handlers("t.Stream", handlers)
+    yield await server.start("127.0.0.1", 0)
+    await server.stop(0.5)
+
+
+async def open_echo_stream(
+    port: int, settings: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection with stream 1 open on ``/t.Stream/Echo``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    block = Encoder().encode(grpc_headers("/t.Stream/Echo"))
+    writer.write(PREFACE + frame(SETTINGS, 0, 0, settings) + frame(HEADERS, END_HEADERS, 1, block))
+    return reader, writer
+
+
+async def next_data(reader: asyncio.StreamReader) -> bytes:
+    """The payload of the next DATA frame on stream 1 (no GOAWAY before it)."""
+    async for kind, _, stream_id, payload in read_frames(reader):
+        assert kind != GOAWAY, payload[8:]
+        if kind == DATA and stream_id == 1:
+            return payload
+    raise AssertionError("the server closed the connection")
+
+
+async def test_a_long_bidirectional_stream_may_acknowledge_every_answer(stream_echo: int) -> None:
+    # grpc C-core clients (perf_analyzer --streaming, grpcio) keep one ModelStreamInfer
+    # stream open and answer each message we send with WINDOW_UPDATEs of the stream and the
+    # connection and, now and then, a bandwidth PING: frames that move no request, but
+    # acknowledge our answers. Counting them against the streams opened alone ended such a
+    # stream after ~1,000 messages.
+    reader, writer = await open_echo_stream(stream_echo)
+    body = b"\x00\x00\x00\x00\x02hi"
+    for i in range(100):  # 300 acknowledging frames, against a budget of 10 (+4 per stream)
+        writer.write(frame(DATA, 0, 1, body))
+        assert await next_data(reader) == body
+        size = len(body).to_bytes(4)
+        writer.write(frame(WINDOW_UPDATE, 0, 1, size) + frame(WINDOW_UPDATE, 0, 0, size)
+                     + frame(PING, 0, 0, i.to_bytes(8)))  # fmt: skip
+    # The same frames with no answer to acknowledge are still a flood.
+    writer.write(frame(WINDOW_UPDATE, 0, 0, (1).to_bytes(4)) * 1000)
+    assert await goaway_code(reader) == ENHANCE_YOUR_CALM
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_window_opened_a_byte_at_a_time_earns_no_frames(stream_echo: int) -> None:
+    # A peer that grants one byte of window at a time gets one-byte DATA frames: were they
+    # acknowledgeable work, each would pay for more frames that do no work (here PINGs).
+    reader, writer = await open_echo_stream(stream_echo, struct.pack(">HI", 4, 1))
+    writer.write(frame(DATA, 0, 1, b"\x00" + (100).to_bytes(4) + b"z" * 100))
+    assert len(await next_data(reader)) == 1  # the answer waits for window
+    writer.write(b"".join(frame(WINDOW_UPDATE, 0, 1, (1).to_bytes(4))
+                          + frame(PING, 0, 0, i.to_bytes(8)) for i in range(100)))  # fmt: skip
+    assert await goaway_code(reader) == ENHANCE_YOUR_CALM
+    writer.close()
+    await writer.wait_closed()

@@ -11,7 +11,8 @@ counters per connection with budgets, and GOAWAY ``ENHANCE_YOUR_CALM`` past them
 
 A :class:`Budget` is a token bucket: it starts full, refills with time on an injectable
 clock and with useful work (a stream that ends normally gives back a reset token; a stream
-opened gives back a few "useless frame" tokens), so a busy legitimate connection keeps its
+opened, or a DATA frame sent that the peer will acknowledge with a WINDOW_UPDATE or a
+PING, gives back a few "useless frame" tokens), so a busy legitimate connection keeps its
 allowance while a flood spends it in milliseconds. The work is a counter the connection
 keeps anyway and hands over only when a token is spent, so the calls that do not spend
 any (the fast path) pay nothing for it.
@@ -82,7 +83,9 @@ class Http2Limits:
         useless_burst, useless_rate: frames that do no work (empty DATA, PRIORITY, unknown
             types, WINDOW_UPDATE that unblocks nothing, PING, SETTINGS, RST_STREAM of a
             closed stream): ``useless_burst`` at once, ``useless_rate`` more per second,
-            ``useless_refund`` more per stream opened.
+            ``useless_refund`` more per stream opened and per DATA frame sent (full, or
+            the end of an answer: a long bidirectional stream is acknowledged frame by
+            frame, while a window opened a byte at a time earns nothing).
         max_unsent_acks: PING and SETTINGS ACKs queued while the peer is not reading
             (nghttp2 and Go: 1,000 and 10,000 queued control frames).
         max_pending_bytes: answer bytes held for a peer whose flow-control window is shut

@@ -102,6 +102,11 @@ class Http2Connection(asyncio.Protocol):
             limits.useless_burst, limits.useless_rate, limits.useless_refund, clock
         )
         self._served = 0  # streams that ended normally: the work that earns resets back
+        # DATA frames sent: a client acknowledges what it reads with WINDOW_UPDATEs (and
+        # grpc C-core probes its bandwidth with PINGs) for as long as a stream lives, so
+        # each frame we send earns those frames back (a bidirectional stream opens once;
+        # counting only streams opened ended perf_analyzer --streaming within a second).
+        self._data_sent = 0
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._goaway_sent = False
@@ -317,7 +322,8 @@ class Http2Connection(asyncio.Protocol):
 
     def _useless_frame(self, name: str) -> None:
         """Count a frame that does no work: a flood of them ends the connection."""
-        if not self._useless.spend(self._last_stream >> 1):  # work: the streams opened
+        # Work: the streams opened and the DATA frames sent (which the peer acknowledges).
+        if not self._useless.spend((self._last_stream >> 1) + self._data_sent):
             raise H2Error(
                 wire.ENHANCE_YOUR_CALM,
                 f"too many frames that do no work ({name}): more than "
@@ -521,6 +527,9 @@ class Http2Connection(asyncio.Protocol):
         else:
             for i in range(0, allowed, limit):
                 self._write(frame(DATA, 0, sid, bytes(data[i : min(i + limit, allowed)])))
+        # Frames the peer may acknowledge: full ones and the last of what was asked, not the
+        # slivers a peer gets by opening its window a byte at a time (they earn nothing).
+        self._data_sent += allowed // limit + (allowed == len(data) and allowed % limit > 0)
         self._send_window -= allowed
         stream.send_delta -= allowed
         return allowed
