@@ -88,6 +88,9 @@ class Server:
         self.port = free_port()
         self.grpc_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.extra_args: list[str] = []  # appended to the command line
+        self.extra_env: dict[str, str] = {}  # added to the environment
+        self.cwd: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -117,7 +120,17 @@ class Server:
         self.home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, INFERD_HOME=str(self.home))
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        command = [
+        env.update(self.extra_env)
+        self._log = open(self.home / "server.log", "ab")  # noqa: SIM115 (closed in stop())
+        self._process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True, cwd=self.cwd,
+        )  # fmt: skip
+        self._wait_ready(self._process)
+
+    def command(self) -> list[str]:
+        """The server's command line (subclasses serve something else on ``self.port``)."""
+        return [
             sys.executable, "-m", "inferd.cli.main", "serve",
             "--model-repository", str(self.repository),
             "--host", "127.0.0.1",
@@ -125,12 +138,8 @@ class Server:
             "--grpc-port", str(self.grpc_port),
             "--workers", str(self.workers),
             "--log-level", "warning",
+            *self.extra_args,
         ]  # fmt: skip
-        self._log = open(self.home / "server.log", "ab")  # noqa: SIM115 (closed in stop())
-        self._process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        self._wait_ready(self._process)
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.ready_timeout_s

@@ -96,9 +96,15 @@ def model_input(model: str, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((1, MLP_FEATURES)).astype(np.float32)
 
 
-def payload(model: str, protocol: str) -> Payload:
-    """The V2 JSON or V2 binary-extension request for one row of ``model``."""
-    x = model_input(model)
+def payload(model: str, protocol: str, x: np.ndarray | None = None) -> Payload:
+    """The V2 JSON or V2 binary-extension request for one row of ``model``.
+
+    Args:
+        model: ``linear`` or ``mlp``, whose input is :func:`model_input`.
+        protocol: ``json`` or ``binary``.
+        x: the FP32 input ``x`` instead (another model), first dimension the rows.
+    """
+    x = model_input(model) if x is None else x
     shape = list(x.shape)
     if protocol == "json":
         # str(np.float32) is the shortest text that round-trips, as a float32 client sends it.

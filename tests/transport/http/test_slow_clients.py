@@ -55,3 +55,23 @@ def test_a_slow_but_steady_keep_alive_client_is_served(server: Server) -> None:
             assert client.post("/v2/models/linear/infer", json=X).status_code == 200
             time.sleep(1.5)
     assert "Traceback" not in server.output()
+
+
+def test_a_later_request_on_a_connection_gets_its_own_deadline(server: Server) -> None:
+    request = (
+        b"POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n"
+    )
+    body = b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.0]}]}'
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request % len(body) + body)  # answered at once
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+        while not answer.endswith(b"]}]}"):  # headers and body may come in two reads
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.5)  # the connection's timer was set for the first request
+        sock.sendall(request % 500 + b"{")  # the second request never completes
+        data, waited = _read_until_closed(sock, limit_s=10)
+    assert 0.7 < waited < 5  # its own 1 s deadline: neither the first one's nor none
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout"), data
