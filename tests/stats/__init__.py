@@ -1,0 +1,1 @@
+"""Tests of inferd.stats (a package, so its module names cannot clash with other folders')."""
