@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import doctest
 import subprocess
 import sys
 
 import inferd.stats
+from inferd.stats import multiple, power, srm
 
 
 def test_every_export_exists_and_callables_have_docstrings() -> None:
@@ -24,3 +26,9 @@ def test_stats_depends_on_no_other_inferd_package() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_docstring_examples_hold() -> None:
+    for module in (inferd.stats, power, srm, multiple):
+        result = doctest.testmod(module)
+        assert (result.failed, result.attempted > 0) == (0, True), module.__name__

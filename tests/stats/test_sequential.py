@@ -47,12 +47,14 @@ def test_the_confidence_sequence_is_the_set_the_test_does_not_reject() -> None:
     assert float(low) < 0.7 < float(high)
 
 
-def _normal_looks(rng: np.random.Generator, mean: float, sd: float) -> np.ndarray:
-    """(runs, looks, 3) cumulative n, sum, sum of squares of one arm."""
-    sums = rng.normal(BLOCK * mean, math.sqrt(BLOCK) * sd, (RUNS, LOOKS))
-    deviations = sd**2 * rng.chisquare(BLOCK - 1, (RUNS, LOOKS))
-    n = np.broadcast_to(BLOCK * np.arange(1, LOOKS + 1, dtype=float), (RUNS, LOOKS))
-    return np.stack([n, sums.cumsum(1), (deviations + sums**2 / BLOCK).cumsum(1)], axis=-1)
+def _normal_looks(
+    rng: np.random.Generator, mean: float, sd: float, block: int = BLOCK
+) -> np.ndarray:
+    """(runs, looks, 3) cumulative n, sum, sum of squares of one arm, ``block`` per look."""
+    sums = rng.normal(block * mean, math.sqrt(block) * sd, (RUNS, LOOKS))
+    deviations = sd**2 * rng.chisquare(block - 1, (RUNS, LOOKS))
+    n = np.broadcast_to(block * np.arange(1, LOOKS + 1, dtype=float), (RUNS, LOOKS))
+    return np.stack([n, sums.cumsum(1), (deviations + sums**2 / block).cumsum(1)], axis=-1)
 
 
 def _mean_var(arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +64,10 @@ def _mean_var(arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sequential_and_naive_p(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both p-values at every look, computed as sequential_means and welch compute them."""
-    (ma, va), (mb, vb), n = _mean_var(a), _mean_var(b), a[..., 0]
-    tau = DEFAULT_TAU * np.sqrt((va + vb) / 2)  # the pooled sd, arms being equal in size
-    p_sequential = always_valid_p_value(mb - ma, (va + vb) / n, tau)
-    p_naive = sps.ttest_ind_from_stats(mb, np.sqrt(vb), n, ma, np.sqrt(va), n, equal_var=False)
+    (ma, va), (mb, vb), na, nb = _mean_var(a), _mean_var(b), a[..., 0], b[..., 0]
+    tau = DEFAULT_TAU * np.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+    p_sequential = always_valid_p_value(mb - ma, va / na + vb / nb, tau)
+    p_naive = sps.ttest_ind_from_stats(mb, np.sqrt(vb), nb, ma, np.sqrt(va), na, equal_var=False)
     return p_sequential, p_naive.pvalue
 
 
@@ -91,6 +93,14 @@ def test_an_aa_test_peeked_every_100_samples_stays_within_alpha_only_when_sequen
     assert rate_bounds(naive_alarms, RUNS)[0] > ALPHA
     # A test read once at the end is fine: the inflation comes from peeking.
     assert rate_bounds(int((p_naive[:, -1] < ALPHA).sum()), RUNS)[0] <= ALPHA
+
+
+def test_an_unbalanced_70_30_aa_test_peeked_every_200_samples_stays_within_alpha() -> None:
+    rng = np.random.default_rng(70)
+    a, b = _normal_looks(rng, 50, 10, block=140), _normal_looks(rng, 50, 10, block=60)
+    p_sequential, p_naive = _sequential_and_naive_p(a, b)
+    assert rate_bounds(int((p_sequential < ALPHA).any(axis=1).sum()), RUNS)[1] <= ALPHA
+    assert rate_bounds(int((p_naive < ALPHA).any(axis=1).sum()), RUNS)[0] > ALPHA
 
 
 def test_an_aa_test_of_rates_peeked_every_100_samples_stays_within_alpha() -> None:
