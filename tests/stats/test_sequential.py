@@ -107,10 +107,9 @@ def test_an_aa_test_of_rates_peeked_every_100_samples_stays_within_alpha() -> No
     rng = np.random.default_rng(7)
     xa, xb = (rng.binomial(BLOCK, 0.1, (RUNS, LOOKS)).cumsum(1) for _ in range(2))
     n = BLOCK * np.arange(1, LOOKS + 1)
-    pa, pb = xa / n, xb / n
-    pooled = (xa + xb) / (2 * n)
+    qa, qb, pooled = (xa + 1) / (n + 2), (xb + 1) / (n + 2), (xa + xb + 1) / (2 * n + 2)
     tau = DEFAULT_TAU * np.sqrt(pooled * (1 - pooled))
-    p = always_valid_p_value(pb - pa, (pa * (1 - pa) + pb * (1 - pb)) / n, tau)
+    p = always_valid_p_value((xb - xa) / n, (qa * (1 - qa) + qb * (1 - qb)) / n, tau)
     assert sequential_proportions(Rate(int(xa[5, 9]), 1000), Rate(int(xb[5, 9]), 1000)).p_value == (
         pytest.approx(p[5, 9], rel=1e-9)
     )
@@ -141,6 +140,13 @@ def test_previous_looks_carry_the_running_minimum_and_narrow_the_interval() -> N
         Moments.of([1.0, 2.0]), Moments.of([1.0, 2.0]), variances=(1.0, 1.0), tau=0.5
     )
     assert (known.variance, known.tau, known.p_value) == (1.0, 0.5, 1.0)
+
+
+def test_a_tiny_sample_of_rates_is_never_a_certainty() -> None:
+    result = sequential_proportions(Rate(0, 2), Rate(2, 2))
+    assert result.difference == 1.0
+    assert result.p_value > 0.5
+    assert result.ci == (-1.0, 1.0)
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -19,8 +19,9 @@ theta0, mixed over theta ~ N(theta0, tau**2), is
 a martingale under theta0, so by Ville's inequality P(sup Lambda_n >= 1/alpha) <= alpha.
 p_n = min(1, 1 / Lambda_n) (and its running minimum over looks); CI_n = every theta0 with
 Lambda_n(theta0) < 1/alpha. This is exact for normal data with known variances; with variances
-estimated from the data (Welch-style, or p (1 - p) for rates) it holds asymptotically, which
-for a few hundred observations per arm is close (see tests/stats/test_sequential.py).
+estimated from the data (Welch-style, or q (1 - q) with q = (x + 1) / (n + 2) for rates) it
+holds asymptotically, which for a few hundred observations per arm is close (see
+tests/stats/test_sequential.py).
 
 ``tau`` is the scale of effects the test is tuned to find fastest. Fix it before the experiment
 (the effect you hope to detect); by default it is DEFAULT_TAU per-observation standard
@@ -31,7 +32,7 @@ sample size the mSPRT needs a larger effect than a test read once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -153,16 +154,29 @@ def sequential_proportions(
 ) -> Sequential:
     """Always-valid test of a difference in rates (treatment minus control).
 
-    The variance is each arm's own ``p (1 - p) / n``; ``tau`` defaults to DEFAULT_TAU times
-    the pooled ``sqrt(p (1 - p))``. Arguments as in :func:`sequential_means`.
+    The variance is each arm's own ``q (1 - q) / n`` with ``q = (successes + 1) / (trials + 2)``
+    (never 0, so 0 of 2 against 2 of 2 is not a certainty); ``tau`` defaults to DEFAULT_TAU
+    times the pooled ``sqrt(q (1 - q))``. Arguments as in :func:`sequential_means`.
     """
     check_alpha(alpha)
     for name, r in (("control", control), ("treatment", treatment)):
         if r.trials < 1:
             raise ValueError(f"{name}.trials: expected at least 1 trial, got {r.trials}")
-    pa, pb = control.value, treatment.value
     if tau is None:
-        pooled = (control.successes + treatment.successes) / (control.trials + treatment.trials)
-        tau = DEFAULT_TAU * math.sqrt(pooled * (1 - pooled)) if 0 < pooled < 1 else 0.01
-    v = pa * (1 - pa) / control.trials + pb * (1 - pb) / treatment.trials
-    return _result("msprt_proportions", pb - pa, v, tau, alpha, previous)
+        pooled = _smoothed(
+            control.successes + treatment.successes, control.trials + treatment.trials
+        )
+        tau = DEFAULT_TAU * math.sqrt(pooled * (1 - pooled))
+    qa, qb = (
+        _smoothed(control.successes, control.trials),
+        _smoothed(treatment.successes, treatment.trials),
+    )
+    v = qa * (1 - qa) / control.trials + qb * (1 - qb) / treatment.trials
+    d = treatment.value - control.value
+    result = _result("msprt_proportions", d, v, tau, alpha, previous)
+    # A difference of rates lies in [-1, 1] whatever the normal approximation says.
+    return replace(result, ci=(max(result.ci[0], -1.0), min(result.ci[1], 1.0)))
+
+
+def _smoothed(successes: int, trials: int) -> float:
+    return (successes + 1) / (trials + 2)
