@@ -50,6 +50,14 @@ def test_a_merged_reservoir_samples_each_side_by_its_share_of_the_data() -> None
     assert abs(np.mean(shares) - 0.1) < 0.01
 
 
+def test_merging_reservoirs_of_different_sizes_keeps_the_smaller() -> None:
+    small = _filled(np.zeros(500), np.zeros(500, dtype=bool), 100, 1)
+    large = _filled(np.ones(500), np.zeros(500, dtype=bool), 300, 2)
+    for merged in (small.merge(large), large.merge(small)):
+        assert merged.capacity == len(merged.reservoir) == 100
+        assert merged.count == 1000
+
+
 def test_the_reservoir_is_a_uniform_sample_of_one_stream() -> None:
     aggregate = Aggregate(capacity=1000, seed=9)
     aggregate.extend(np.arange(50_000, dtype=float).tolist())

@@ -82,15 +82,16 @@ class Aggregate:
     def merge(self, other: Aggregate) -> Aggregate:
         """A new aggregate of both: moments added, reservoirs merged uniformly.
 
-        The result keeps this aggregate's capacity and draws from this aggregate's RNG.
+        The result's capacity is the smaller of the two (a uniform sample of the union cannot
+        be larger than the smaller reservoir allows); it draws from this aggregate's RNG.
         """
-        merged = Aggregate(self.capacity)
+        merged = Aggregate(min(self.capacity, other.capacity))
         merged._rng = self._rng
         merged.count = self.count + other.count
         merged.total = self.total + other.total
         merged.total_sq = self.total_sq + other.total_sq
         merged.conversions = self.conversions + other.conversions
-        size = min(self.capacity, merged.count)
+        size = min(merged.capacity, merged.count)
         # Positions in the union of both streams; those below self.count fall on this side.
         from_self = sum(1 for i in self._rng.sample(range(merged.count), size) if i < self.count)
         from_other = size - from_self
