@@ -20,7 +20,7 @@ Subclasses implement :meth:`Http2Connection.on_request`, :meth:`~Http2Connection
 
     asyncio.Protocol
     └── Http2Connection          frames, HPACK, flow control, streams (this module)
-        └── GrpcConnection       one gRPC call per stream (server/grpc_transport.py)
+        └── GrpcConnection       one gRPC call per stream (transport/grpc/native.py)
 
 A peer that stops reading what we send is not read either once ``WRITE_BUFFER_HIGH`` bytes
 wait for it (``pause_writing``), and answers for it wait in their streams' queues, as they do
@@ -30,6 +30,11 @@ budgets against abuse (rapid reset, CONTINUATION and SETTINGS floods, frames tha
 work) are in :mod:`inferd.transport.grpc._h2_limits`; each ends the connection with GOAWAY
 ``ENHANCE_YOUR_CALM``. The peer's initial window is kept once per connection and each
 stream's window as an offset from it, so a SETTINGS change costs O(1), not O(streams).
+
+Why past 500 lines: the receiving state machine and the sending side (per-stream queues while
+a window is shut, the write flush, the budgets' refills on what we send) share the
+connection's per-frame state on the hot path. TODO(#11) move the sending side into its own
+module behind a small interface, measured with bench/http2_transport.py.
 """
 
 from __future__ import annotations
