@@ -69,6 +69,16 @@ def test_request_limits() -> None:
             limits.check(InferenceRequest("m", None, inputs))
 
 
+def test_request_limits_on_a_declaration_name_the_same_setting() -> None:
+    limits = RequestLimits(max_elements=100, max_rows=10, max_string_bytes=4)
+    limits.check_declared("x", [10, 10], 100)
+    limits.check_declared("x", None, 100)  # /predict: only a count is known before parsing
+    with pytest.raises(RequestTooLarge, match="input 'x' elements: expected at most 100, got 101"):
+        limits.check_declared("x", None, 101)
+    with pytest.raises(RequestTooLarge, match=r"input 'x' rows: .* INFERD_MAX_BATCH_ROWS"):
+        limits.check_declared("x", [11, 1], 11)
+
+
 async def test_http_rate_limit_answers_429_with_retry_after(repo: Path, tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path, model_repository=repo, admin_key=ADMIN, key_rate_limit=0.5,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inferd.errors import InvalidInput
-from inferd.serving.validation import validate_request
+from inferd.serving.validation import check_declared, validate_request
 from inferd.types import InferenceRequest, Signature, TensorSpec
 
 SIG = Signature(
@@ -45,6 +45,29 @@ def test_each_problem_names_the_input(change: dict[str, object], field: str, fra
         validate_request(request(**inputs), SIG)
     assert caught.value.field == field
     assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"x": np.zeros((2, 3), np.float64)},
+        {"x": np.zeros((2, 4), np.float32)},
+        {"x": np.zeros((6,), np.float32)},
+        {"extra": np.zeros(1, np.float32)},
+    ],
+)
+def test_a_declaration_is_refused_as_its_decoded_input_would_be(
+    change: dict[str, np.ndarray],
+) -> None:
+    (name, array), datatype = next(iter(change.items())), {"f": "FP", "i": "INT"}
+    declared = f"{datatype[array.dtype.kind]}{array.dtype.itemsize * 8}"
+    with pytest.raises(InvalidInput) as decoded:
+        validate_request(request(**{**ok_inputs(), **change}), SIG)
+    with pytest.raises(InvalidInput) as early:
+        check_declared(SIG, name, declared, array.shape)
+    assert str(early.value) == str(decoded.value)
+    check_declared(SIG, "x", "FP32", [5, 3])  # a valid declaration passes
+    check_declared(SIG, "x", None, None)  # /predict declares neither
 
 
 def test_missing_input_is_named() -> None:

@@ -3,13 +3,17 @@
 No web framework: routing is a split of the path, and each endpoint is a few lines that
 decode, call the data plane and encode. This keeps the per-request cost close to a bare ASGI
 app (see docs/performance.md for the measurements behind the choice).
+
+Bodies of LARGE_BODY_BYTES or more are decoded in a worker thread, after a pre-scan that
+checks every input's declared shape against the server's limits and the model's signature,
+and counts its data, before any data is parsed (docs/security.md, "Request bodies").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,13 +23,21 @@ from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from inferd.protocol.predict import decode_predict_request, encode_predict_response
-from inferd.protocol.v2 import decode_infer_request, encode_error, encode_infer_response
+from inferd.protocol._prescan import PRESCAN_BYTES
+from inferd.protocol.predict import CountCheck, decode_predict_request, encode_predict_response
+from inferd.protocol.v2 import (
+    DeclaredCheck,
+    decode_infer_request,
+    encode_error,
+    encode_infer_response,
+)
 from inferd.security.guard import Guard
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import classify_http
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
+from inferd.serving.validation import check_declared
+from inferd.types import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +48,9 @@ Send = Callable[[Message], Awaitable[None]]
 Result = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 JSON = b"application/json"
+# From this size on a body is pre-scanned and decoded off the event loop; below it, decoding
+# costs microseconds and a thread hop would cost more.
+LARGE_BODY_BYTES = PRESCAN_BYTES
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
 
 
@@ -231,7 +246,13 @@ class HttpApp:
             body = await self._body(scope, receive)
             header = _header(scope, b"inference-header-content-length")
             header_length = _int_header(header) if header is not None else None
-            request, fmt = decode_infer_request(body, header_length, name, version)
+            if len(body) < LARGE_BODY_BYTES:
+                request, fmt = decode_infer_request(body, header_length, name, version)
+            else:
+                check = self._declared_check(name, version)
+                request, fmt = await asyncio.to_thread(
+                    decode_infer_request, body, header_length, name, version, check
+                )
             if self.limits is not None:
                 self.limits.check(request)
         except InferdError as err:
@@ -249,7 +270,14 @@ class HttpApp:
 
     async def _predict(self, scope: Scope, receive: Receive) -> Result:
         try:
-            request = decode_predict_request(await self._body(scope, receive))
+            body = await self._body(scope, receive)
+            if len(body) < LARGE_BODY_BYTES:
+                request = decode_predict_request(body)
+            else:
+                count: CountCheck | None = None
+                if (limits := self.limits) is not None:
+                    count = lambda name, n: limits.check_declared(name, None, n)  # noqa: E731
+                request = await asyncio.to_thread(decode_predict_request, body, count)
             if self.limits is not None:
                 self.limits.check(request)
             caller = scope.get("inferd.caller")
@@ -265,6 +293,32 @@ class HttpApp:
         if response.parameters:
             _experiment_headers(response.parameters, headers)
         return 200, encode_predict_response(response), headers
+
+    def _declared_check(self, name: str, version: str | None) -> DeclaredCheck:
+        """What a large body's inputs are checked against before their data is parsed."""
+        limits = self.limits
+        signature = self._signature(name, version)
+
+        def check(
+            input_name: str, datatype: str | None, shape: Sequence[int] | None, elements: int
+        ) -> None:
+            if limits is not None:
+                limits.check_declared(input_name, shape, elements)
+            if signature is not None:
+                check_declared(signature, input_name, datatype, shape)
+
+        return check
+
+    def _signature(self, name: str, version: str | None) -> Signature | None:
+        """The signature a request will be validated against, when it is known now: not when
+        an experiment may route an unversioned request to another version, nor when the
+        model is not loaded (the data plane then loads it and validates)."""
+        if version is None and self.dataplane.traffic.live:
+            return None
+        try:
+            return self.dataplane.manager.get(name, version).signature
+        except InferdError:
+            return None
 
     async def _repository(self, method: str, parts: list[str]) -> Result:
         require_method(method, "POST")
@@ -303,6 +357,8 @@ class HttpApp:
             if size > limit:
                 raise PayloadTooLarge(size, limit)
             chunks.append(chunk)
+        if size >= LARGE_BODY_BYTES:  # a join this large releases the GIL: not on the loop
+            return await asyncio.to_thread(b"".join, chunks)
         return b"".join(chunks)
 
 

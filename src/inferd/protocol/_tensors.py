@@ -125,6 +125,30 @@ def array_from_json(
         array = _bytes_from_json(field, data)
     else:
         array = _numbers_from_json(field, datatype, data)
+    return _shaped(field, shape, array)
+
+
+def array_from_parsed(
+    name: str, index: int, datatype: str, shape: list[int], parsed: np.ndarray
+) -> np.ndarray | None:
+    """:func:`array_from_json` for numeric data numpy already parsed (``np.array(data)``).
+
+    Returns:
+        The array, or None when only the JSON values themselves can tell (numbers that
+        numpy parsed as floats or objects for an integer datatype): then call
+        :func:`array_from_json`.
+
+    Raises:
+        InvalidInput: as :func:`array_from_json`.
+    """
+    target = DATATYPE_TO_DTYPE[datatype]
+    if datatype == "BYTES" or (target.kind in "iu" and parsed.dtype.kind in "fO"):
+        return None
+    field = f"inputs[{index}] '{name}'.data"
+    return _shaped(field, shape, _numbers_from_parsed(field, datatype, target, parsed))
+
+
+def _shaped(field: str, shape: list[int], array: np.ndarray) -> np.ndarray:
     expected = math.prod(shape)
     if array.size != expected:
         raise InvalidInput(field, f"{expected} elements for shape {shape}", f"{array.size}")
@@ -137,13 +161,19 @@ def _numbers_from_json(field: str, datatype: str, data: list[Any]) -> np.ndarray
         parsed = np.array(data)
     except (ValueError, TypeError) as err:
         raise InvalidInput(field, "a rectangular (non-ragged) array", f"{err}") from None
-    if parsed.size == 0:
-        return np.empty(0, dtype=target)
-    if target.kind in "iu" and parsed.dtype.kind in "fO":
+    if parsed.size and target.kind in "iu" and parsed.dtype.kind in "fO":
         # numpy turns integers past INT64 (valid UINT64 values) into floats: look closer.
         exact = _exact_integers(field, datatype, target, data)
         if exact is not None:
             return exact
+    return _numbers_from_parsed(field, datatype, target, parsed)
+
+
+def _numbers_from_parsed(
+    field: str, datatype: str, target: np.dtype[Any], parsed: np.ndarray
+) -> np.ndarray:
+    if parsed.size == 0:
+        return np.empty(0, dtype=target)
     if parsed.dtype.kind not in _ACCEPTED_KINDS[target.kind]:
         got = _KIND_NAMES.get(parsed.dtype.kind, "mixed or non-numeric values")
         expected = "true/false" if datatype == "BOOL" else f"{_KIND_NAMES[target.kind]}"
@@ -370,6 +400,7 @@ def _to_str(item: object) -> str:
 __all__ = [
     "array_from_bytes",
     "array_from_json",
+    "array_from_parsed",
     "array_to_bytes",
     "array_to_json_data",
     "describe",

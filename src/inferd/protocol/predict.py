@@ -18,12 +18,14 @@ The request carries no datatypes, so inputs are decoded as whatever numpy infers
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
 
 from inferd.errors import InferenceFailed, InvalidInput
+from inferd.protocol._prescan import PRESCAN_BYTES, Cut, Path, load_scanned
 from inferd.protocol._tensors import array_to_json_data, describe, json_object, load_json_object
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -32,12 +34,19 @@ from inferd.types import InferenceRequest, InferenceResponse
 _INPUT_KINDS = frozenset("biufU")
 _OUTPUT_KINDS = frozenset("biufOSU")
 
+# Called with an input's name and (at most) its element count before its data is parsed.
+CountCheck = Callable[[str, int], None]
 
-def decode_predict_request(body: bytes) -> InferenceRequest:
+
+def decode_predict_request(body: bytes, check: CountCheck | None = None) -> InferenceRequest:
     """Decode a ``/predict`` request body.
+
+    A body of PRESCAN_BYTES or more is pre-scanned (:mod:`inferd.protocol._prescan`): each
+    large input is counted, and ``check`` called, before any input is parsed.
 
     Args:
         body: the HTTP body, a JSON object.
+        check: called for each large input before its data is parsed; None for none.
 
     Returns:
         An untyped request (``typed=False``). ``user_id`` becomes ``routing_key`` and
@@ -48,7 +57,11 @@ def decode_predict_request(body: bytes) -> InferenceRequest:
     Raises:
         InvalidInput: naming the field, what was expected and what came.
     """
-    doc = load_json_object(body)
+    if len(body) >= PRESCAN_BYTES:
+        doc = load_scanned(body, 3, _is_tensor_data)
+        _check_counts(doc.get("input_data"), check)
+    else:
+        doc = load_json_object(body)
     model_name = doc.get("model_name")
     if not isinstance(model_name, str) or not model_name:
         raise InvalidInput("model_name", "a non-empty string", describe(model_name))
@@ -65,6 +78,18 @@ def decode_predict_request(body: bytes) -> InferenceRequest:
     return request
 
 
+def _is_tensor_data(path: Path) -> bool:
+    return len(path) == 2 and path[0] == "input_data"
+
+
+def _check_counts(raw: object, check: CountCheck | None) -> None:
+    if check is None or not isinstance(raw, dict):
+        return
+    for name, value in raw.items():
+        if isinstance(value, Cut):
+            check(name, value.values)
+
+
 def _decode_inputs(raw: object) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict) or not raw:
         raise InvalidInput("input_data", "an object mapping input names to lists", describe(raw))
@@ -72,6 +97,11 @@ def _decode_inputs(raw: object) -> dict[str, np.ndarray]:
 
 
 def _decode_array(field: str, value: object) -> np.ndarray:
+    if isinstance(value, Cut):
+        parsed = value.parse_numbers()
+        if parsed is not None:
+            return parsed  # its kind is a number's or a boolean's
+        value = value.load(field)
     expected = "a number, a string, a boolean or a rectangular nested list of them"
     if not isinstance(value, list | int | float | str):
         raise InvalidInput(field, expected, describe(value))

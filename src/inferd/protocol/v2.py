@@ -11,6 +11,8 @@ Outputs go back binary per ``outputs[i].parameters.binary_data``, else per the r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +20,11 @@ import numpy as np
 import orjson
 
 from inferd.errors import InferenceFailed, InvalidInput
+from inferd.protocol._prescan import PRESCAN_BYTES, Cut, Path, load_scanned
 from inferd.protocol._tensors import (
     array_from_bytes,
     array_from_json,
+    array_from_parsed,
     describe,
     json_name,
     json_object,
@@ -38,6 +42,10 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 _DATATYPE_SET = frozenset(DATATYPES)
 _DATATYPE_CHOICES = f"one of {', '.join(DATATYPES)}"
 _NO_SHM = "no shared memory (the shared-memory extension is not supported)"
+
+# Called with each input's name, datatype, declared shape and element count before its data
+# is parsed (the server's limits, the model's signature); raises to refuse the request.
+DeclaredCheck = Callable[[str, str | None, Sequence[int] | None, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +70,17 @@ class ResponseFormat:
 
 
 def decode_infer_request(
-    body: bytes, header_length: int | None, model_name: str, model_version: str | None
+    body: bytes,
+    header_length: int | None,
+    model_name: str,
+    model_version: str | None,
+    check: DeclaredCheck | None = None,
 ) -> tuple[InferenceRequest, ResponseFormat]:
     """Decode a V2 inference request body.
+
+    A JSON part of PRESCAN_BYTES or more is pre-scanned (:mod:`inferd.protocol._prescan`):
+    every input's declared datatype and shape is checked, and its ``data`` counted, before
+    any ``data`` is parsed.
 
     Args:
         body: the whole HTTP body.
@@ -72,6 +88,7 @@ def decode_infer_request(
             the request had none (then the whole body is JSON).
         model_name: the model named by the URL.
         model_version: the version named by the URL, or None.
+        check: called for each input before its data is parsed; None for none.
 
     Returns:
         The request and the format its response must take. ``parameters.timeout``
@@ -84,7 +101,7 @@ def decode_infer_request(
     """
     doc, binary = _split_body(body, header_length)
     params = json_object(doc.get("parameters"), "parameters")
-    inputs = _decode_inputs(doc.get("inputs"), binary)
+    inputs = _decode_inputs(doc.get("inputs"), binary, check)
     outputs, fmt = _decode_outputs(doc.get("outputs"), params.pop("binary_data_output", False))
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -104,19 +121,47 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any],
             f"a length from 0 to the body length {len(view)}",
             str(header_length),
         )
-    return load_json_object(view[:header_length]), view[header_length:]
+    header = view[:header_length]
+    if header_length >= PRESCAN_BYTES:
+        return load_scanned(header, 4, _is_tensor_data), view[header_length:]
+    return load_json_object(header), view[header_length:]
 
 
-def _decode_inputs(raw: object, binary: memoryview) -> dict[str, np.ndarray]:
+def _is_tensor_data(path: Path) -> bool:
+    return len(path) == 3 and path[0] == "inputs" and path[2] == "data"
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """An input as its JSON entry declares it, before its data is looked at."""
+
+    index: int
+    name: str
+    datatype: str
+    shape: list[int]
+    data: object  # the JSON data, a Cut of it, or None for binary data
+    binary: slice | None
+
+
+def _decode_inputs(
+    raw: object, binary: memoryview, check: DeclaredCheck | None
+) -> dict[str, np.ndarray]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("inputs", "a non-empty list of tensors", describe(raw))
-    inputs: dict[str, np.ndarray] = {}
+    # Every input's declaration is checked before any input's data is parsed.
+    declared: list[_Declared] = []
+    names: set[str] = set()
     offset = 0
     for index, entry in enumerate(raw):
-        name, array, offset = _decode_input(index, entry, binary, offset)
-        if name in inputs:
-            raise InvalidInput(f"inputs[{index}].name", "unique input names", f"'{name}' again")
-        inputs[name] = array
+        tensor, offset = _declare(index, entry, binary, offset)
+        if tensor.name in names:
+            raise InvalidInput(
+                f"inputs[{index}].name", "unique input names", f"'{tensor.name}' again"
+            )
+        names.add(tensor.name)
+        if check is not None:
+            check(tensor.name, tensor.datatype, tensor.shape, math.prod(tensor.shape))
+        declared.append(tensor)
     if offset != len(binary):
         raise InvalidInput(
             "body",
@@ -124,13 +169,36 @@ def _decode_inputs(raw: object, binary: memoryview) -> dict[str, np.ndarray]:
             "(the sum of the inputs' binary_data_size)",
             f"{len(binary)} bytes",
         )
-    return inputs
+    return {t.name: _array(t, binary) for t in declared}
 
 
-def _decode_input(
-    index: int, entry: object, binary: memoryview, offset: int
-) -> tuple[str, np.ndarray, int]:
-    """Decode ``inputs[index]``; return its name, array and the next binary offset."""
+def _array(tensor: _Declared, binary: memoryview) -> np.ndarray:
+    name, datatype, shape = tensor.name, tensor.datatype, tensor.shape
+    if tensor.binary is not None:
+        return array_from_bytes(name, datatype, shape, binary[tensor.binary])
+    data = tensor.data
+    if isinstance(data, Cut):
+        field = f"inputs[{tensor.index}] '{name}'.data"
+        _check_count(field, shape, data)
+        if datatype != "BYTES" and (parsed := data.parse_numbers()) is not None:
+            array = array_from_parsed(name, tensor.index, datatype, shape, parsed)
+            if array is not None:
+                return array
+        data = data.load(field)
+    return array_from_json(name, tensor.index, datatype, shape, data)
+
+
+def _check_count(field: str, shape: list[int], cut: Cut) -> None:
+    """Refuse data whose commas contradict the shape, before parsing it."""
+    expected = math.prod(shape)
+    if expected == 0:  # a large array cannot be empty
+        raise InvalidInput(field, f"0 elements for shape {shape}", f"{cut.nbytes} bytes of data")
+    if cut.values != expected:
+        raise InvalidInput(field, f"{expected} elements for shape {shape}", f"{cut.values}")
+
+
+def _declare(index: int, entry: object, binary: memoryview, offset: int) -> tuple[_Declared, int]:
+    """Check ``inputs[index]``'s declaration; return it and the next binary offset."""
     if not isinstance(entry, dict):
         raise InvalidInput(f"inputs[{index}]", "a tensor object", describe(entry))
     name = json_name(f"inputs[{index}].name", entry.get("name"))
@@ -143,7 +211,7 @@ def _decode_input(
     if size is None:
         if "data" not in entry:
             raise InvalidInput(where, "'data' or parameters.binary_data_size", "neither")
-        return name, array_from_json(name, index, datatype, shape, entry["data"]), offset
+        return _Declared(index, name, datatype, shape, entry["data"], None), offset
     if "data" in entry:
         raise InvalidInput(where, "either 'data' or parameters.binary_data_size", "both")
     end = offset + size
@@ -154,7 +222,7 @@ def _decode_input(
             "binary inputs (is Inference-Header-Content-Length set?)",
             str(size),
         )
-    return name, array_from_bytes(name, datatype, shape, binary[offset:end]), end
+    return _Declared(index, name, datatype, shape, None, slice(offset, end)), end
 
 
 def _binary_size(where: str, raw: object) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -113,17 +113,22 @@ class RequestLimits:
     def check(self, request: InferenceRequest) -> None:
         """Raises RequestTooLarge (413) naming the input and the setting to raise."""
         for name, array in request.inputs.items():
-            if array.size > self.max_elements:
-                raise RequestTooLarge(
-                    f"input '{name}' elements", self.max_elements, array.size,
-                    "INFERD_MAX_TENSOR_ELEMENTS",
-                )  # fmt: skip
-            if array.ndim and array.shape[0] > self.max_rows:
-                raise RequestTooLarge(
-                    f"input '{name}' rows", self.max_rows, array.shape[0], "INFERD_MAX_BATCH_ROWS"
-                )
+            self.check_declared(name, array.shape, array.size)
             if array.dtype.kind in "OSU" and array.size:
                 self._check_strings(name, array)
+
+    def check_declared(self, name: str, shape: Sequence[int] | None, elements: int) -> None:
+        """Check an input from its declared shape (or, with None, only its element count)
+        before its data is parsed. Raises RequestTooLarge as :meth:`check` does."""
+        if elements > self.max_elements:
+            raise RequestTooLarge(
+                f"input '{name}' elements", self.max_elements, elements,
+                "INFERD_MAX_TENSOR_ELEMENTS",
+            )  # fmt: skip
+        if shape and shape[0] > self.max_rows:
+            raise RequestTooLarge(
+                f"input '{name}' rows", self.max_rows, shape[0], "INFERD_MAX_BATCH_ROWS"
+            )
 
     def _check_strings(self, name: str, array: np.ndarray) -> None:
         if array.dtype.kind == "O":

@@ -6,6 +6,8 @@ This runs on the event loop for every request, so it only does cheap checks on w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from inferd.errors import InvalidInput
@@ -31,7 +33,7 @@ def validate_request(request: InferenceRequest, signature: Signature) -> dict[st
             array = _cast(spec, array)
         elif array.dtype != spec.dtype:
             raise InvalidInput(f"input '{spec.name}'.datatype", spec.datatype, _datatype(array))
-        _check_shape(spec, array)
+        _check_shape(spec, array.shape)
         if not spec.allow_nan and array.dtype.kind in _FLOAT_KINDS and not np.isfinite(array).all():
             raise InvalidInput(
                 f"input '{spec.name}'", "finite values (no NaN or Inf)", "NaN or Inf"
@@ -45,6 +47,24 @@ def validate_request(request: InferenceRequest, signature: Signature) -> dict[st
     return checked
 
 
+def check_declared(
+    signature: Signature, name: str, datatype: str | None, shape: Sequence[int] | None
+) -> None:
+    """Check one input from its declared datatype and shape, before its data is parsed.
+
+    Raises:
+        InvalidInput: as :func:`validate_request` would for the decoded input.
+    """
+    spec = next((s for s in signature.inputs if s.name == name), None)
+    if spec is None:
+        expected = [s.name for s in signature.inputs]
+        raise InvalidInput("inputs", f"names among {expected}", f"unknown input '{name}'")
+    if datatype is not None and datatype != spec.datatype:
+        raise InvalidInput(f"input '{name}'.datatype", spec.datatype, datatype)
+    if shape is not None:
+        _check_shape(spec, tuple(shape))
+
+
 def _explain_names(inputs: dict[str, np.ndarray], signature: Signature) -> None:
     expected = [s.name for s in signature.inputs]
     for name in inputs:
@@ -54,19 +74,19 @@ def _explain_names(inputs: dict[str, np.ndarray], signature: Signature) -> None:
     raise InvalidInput("inputs", f"every input of the model {expected}", f"missing {missing}")
 
 
-def _check_shape(spec: TensorSpec, array: np.ndarray) -> None:
-    if array.ndim != len(spec.shape):
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    if len(shape) != len(spec.shape):
         raise InvalidInput(
             f"input '{spec.name}'.shape",
             f"rank {len(spec.shape)} like {list(spec.shape)}",
-            f"{list(array.shape)} (rank {array.ndim})",
+            f"{list(shape)} (rank {len(shape)})",
         )
-    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
         if want != -1 and want != got:
             raise InvalidInput(
                 f"input '{spec.name}'.shape[{axis}]",
                 f"{want} (model shape {list(spec.shape)})",
-                f"{got} (request shape {list(array.shape)})",
+                f"{got} (request shape {list(shape)})",
             )
 
 
