@@ -96,8 +96,13 @@ def test_outcomes_join_the_exposure_log_late(store: ExperimentStore) -> None:
     value = totals[("treatment", "value")]
     assert (value.count, value.total, value.total_sq) == (2, 8.0, 34.0)
     assert totals[("treatment", "label")].labels == {"cat": 1}
-    store.add_exposures(record.id, [Exposure("r1", "u9", "treatment", 200, 1.5, NOW)])
-    assert store.exposure_variants(record.id, ["r1", "r2"]) == {"r1": "treatment"}
+    store.add_exposures(record.id, [
+        Exposure("r1", "u9", "treatment", 200, 1.5, NOW),
+        Exposure("r2", "u9", "treatment", 200, 1.5, NOW),
+        Exposure(None, "u8", "control", 500, 1.5, NOW),
+    ])  # fmt: skip
+    assert store.exposure_variants(record.id, ["r1", "r3"]) == {"r1": "treatment"}
+    assert store.exposure_units(record.id) == {"treatment": 1, "control": 1}
     totals, pending = store.outcome_totals(record.id)
     assert pending == 0
     assert totals[("treatment", "conversion")].count == 1

@@ -99,8 +99,14 @@ def test_results_flag_sample_ratio_mismatch_and_guard_breaches() -> None:
     assert any(b.startswith("latency_ms: b") for b in result["guard_breaches"])
     latency = result["metrics"]["latency_ms"]["comparisons"][0]
     assert latency["p_value_rank"] < 1e-6
+    assert result["srm"]["basis"] == "requests"  # no logged units to count
     balanced = compute(record([0.6, 0.4]), tallies, outcomes, pending=0)
     assert balanced["srm"]["warning"] is False
+    # Heavy users skew request counts; the distinct logged units follow the weights.
+    by_units = compute(record([0.5, 0.5]), tallies, outcomes, 0, units={"a": 510, "b": 490})
+    assert by_units["srm"]["basis"] == "units"
+    assert by_units["srm"]["observed"] == [510, 490]
+    assert by_units["srm"]["warning"] is False
 
 
 def test_results_with_no_data_are_null_not_errors() -> None:

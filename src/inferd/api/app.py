@@ -117,7 +117,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     async def load() -> None:
         while True:
             try:
-                failures = await dataplane.start()
+                failures = await dataplane.start()  # loads experiments too
                 break
             except RegistryUnavailable as err:
                 logger.error("%s; retrying in %.1f s", err.message, settings.poll_interval_s)
@@ -125,7 +125,6 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         for what, reason in failures.items():
             logger.error("not serving %s: %s", what, reason)
         logger.info("serving models: %s", ", ".join(manager.names()) or "none")
-        await asyncio.to_thread(traffic.refresh)  # after start(): the schema is migrated
         experiment_task = asyncio.create_task(traffic.run(settings.poll_interval_s))
         tasks.add(experiment_task)
         experiment_task.add_done_callback(tasks.discard)

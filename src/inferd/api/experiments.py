@@ -102,7 +102,8 @@ class ExperimentRoutes:
         await asyncio.to_thread(self.traffic.flush)
         tallies = await asyncio.to_thread(store.aggregates, exp_id)
         totals, pending = await asyncio.to_thread(store.outcome_totals, exp_id)
-        return compute(record, tallies, totals, pending)
+        units = await asyncio.to_thread(store.exposure_units, exp_id)
+        return compute(record, tallies, totals, pending, units)
 
     async def outcomes(self, exp_id: str, body: bytes, caller: ApiKey | None) -> dict[str, Any]:
         record = await self.service.get(exp_id)

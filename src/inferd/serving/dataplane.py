@@ -6,6 +6,7 @@ here, once, whatever the protocol.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -60,6 +61,11 @@ class DataPlane:
 
     async def start(self) -> dict[str, str]:
         """Load the desired state; return the problems by model (or model/version)."""
+        # Routing state before any model loads: models answer as soon as each is loaded, and
+        # none may answer unrouted while an experiment runs (the tables may be new: migrate).
+        if self.control is not None:
+            await asyncio.to_thread(self.control.registry.migrate)
+        await asyncio.to_thread(self.traffic.refresh)
         problems = await self.control.start() if self.control is not None else {}
         self._started = True
         return problems
@@ -194,7 +200,7 @@ class DataPlane:
             version = await self._resolve(request.model_name, wanted)
         except InferdError as err:
             self.record_rejected(request.model_name, protocol, err.http_status)
-            if route is not None:
+            if route is not None and self._started:  # "still starting" is no variant's fault
                 self._routed_failure(route, request, err, start)
             raise
         try:

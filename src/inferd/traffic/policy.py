@@ -91,10 +91,9 @@ class _Live:
             return Route(self.versions[variant], self.record.id, variant,
                          self.tallies[FALLBACK], None, False)  # fmt: skip
         variant = self.splitter.variant(unit)
-        # Only requests with an id can be joined with outcomes; each logged one costs a row.
-        logged = request.id is not None and (
-            self.sample_rate >= 1.0 or random.random() < self.sample_rate
-        )
+        # A sample of routed requests (each a row): joins outcomes posted by request id, and
+        # its distinct units per variant are what the sample-ratio-mismatch check counts.
+        logged = self.sample_rate >= 1.0 or random.random() < self.sample_rate
         return Route(self.versions[variant], self.record.id, variant, self.tallies[variant], unit,
                      logged)  # fmt: skip
 

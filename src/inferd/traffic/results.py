@@ -27,6 +27,7 @@ from inferd.traffic.store import ExperimentRecord, OutcomeTotals
 from inferd.traffic.tally import merge
 
 SRM_ALPHA = 0.001  # the usual threshold: a mismatch this unlikely means broken assignment
+SRM_MIN_UNITS = 100  # fewer distinct logged units: check the request counts instead
 
 
 def compute(
@@ -34,13 +35,21 @@ def compute(
     tallies: Mapping[str, list[dict[str, Any]]],
     outcomes: Mapping[tuple[str, str], OutcomeTotals],
     pending: int,
+    units: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The results document (``GET /v1/experiments/{id}/results``)."""
+    """The results document (``GET /v1/experiments/{id}/results``).
+
+    Args:
+        record: the experiment.
+        tallies: variant -> every process's tally.
+        outcomes: (variant, kind) -> outcome totals.
+        pending: outcomes still waiting for their request's exposure.
+        units: variant -> distinct units in the exposure log, if counted.
+    """
     spec = record.spec
     names = spec.variant_names
     merged = {name: merge(tallies.get(name, [])) for name in [*names, FALLBACK]}
-    requests = [merged[n]["count"] for n in names]
-    srm_p = _stats.srm_p_value(requests, record.weights[-1])
+    srm = _srm(names, record.weights[-1], merged, units or {})
     metrics = {}
     for metric in [
         spec.primary_metric,
@@ -66,13 +75,25 @@ def compute(
             for v, w in zip(spec.variants, record.weights[-1], strict=True)
         ],
         "fallback_requests": merged[FALLBACK]["count"],
-        "srm": {"p_value": srm_p, "warning": srm_p is not None and srm_p < SRM_ALPHA,
-                "threshold": SRM_ALPHA},
+        "srm": srm,
         "sample_size": {"minimum_per_variant": spec.min_sample_size, "reached": reached},
         "metrics": metrics,
         "guard_breaches": breaches,
         "pending_outcomes": pending,
     }  # fmt: skip
+
+
+def _srm(
+    names: list[str], weights: list[float], merged: Mapping[str, dict[str, Any]],
+    units: Mapping[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    counted = [units.get(n, 0) for n in names]
+    basis = "units"
+    if sum(counted) < SRM_MIN_UNITS:
+        counted, basis = [merged[n]["count"] for n in names], "requests"
+    p = _stats.srm_p_value(counted, weights)
+    return {"p_value": p, "warning": p is not None and p < SRM_ALPHA, "threshold": SRM_ALPHA,
+            "basis": basis, "observed": counted}  # fmt: skip
 
 
 def _observations(

@@ -232,6 +232,16 @@ class ExperimentStore:
             )
             return {r: v for r, v in conn.execute(stmt)}
 
+    def exposure_units(self, exp_id: str) -> dict[str, int]:
+        """Variant -> distinct units in the exposure log (the sample-ratio-mismatch basis)."""
+        with self.registry.connection() as conn:
+            stmt = (
+                select(EX.c.variant, func.count(func.distinct(EX.c.unit)))
+                .where(EX.c.experiment_id == exp_id, EX.c.unit.is_not(None))
+                .group_by(EX.c.variant)
+            )
+            return {variant: int(n) for variant, n in conn.execute(stmt)}
+
     def add_outcomes(self, exp_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
         with self.registry.transaction(bump=False) as conn:
             self._row(conn, exp_id)

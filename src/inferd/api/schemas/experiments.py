@@ -113,9 +113,15 @@ class MetricResult(BaseModel):
 
 
 class Srm(BaseModel):
+    """Sample ratio mismatch: chi-square of the split against the weights."""
+
     p_value: float | None
-    warning: bool
+    warning: bool = Field(description="p below the threshold: assignment is broken")
     threshold: float
+    basis: Literal["units", "requests"] = Field(
+        description="distinct units in the exposure log, or requests when it has too few"
+    )
+    observed: list[int] = Field(description="the counts tested, one per variant")
 
 
 class SampleSize(BaseModel):
