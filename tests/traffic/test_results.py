@@ -10,7 +10,6 @@ import pytest
 from scipy import stats as sps
 
 from inferd.errors import InvalidInput
-from inferd.traffic import _stats
 from inferd.traffic.outcomes import parse_outcomes
 from inferd.traffic.results import compute
 from inferd.traffic.spec import parse_spec
@@ -18,53 +17,21 @@ from inferd.traffic.store import ExperimentRecord, OutcomeTotals
 from inferd.traffic.tally import Tally
 
 
-def sums(x: np.ndarray) -> tuple[int, float, float]:
-    return len(x), float(x.sum()), float((x**2).sum())
-
-
-def test_welch_matches_scipy_and_finds_a_five_point_difference() -> None:
+def test_a_five_point_difference_in_means_is_found_and_matches_scipy() -> None:
     rng = np.random.default_rng(7)
     a, b = rng.normal(100, 15, 1000), rng.normal(95, 15, 1000)
-    found = _stats.welch((1000, *_stats.mean_var(*sums(a))), (1000, *_stats.mean_var(*sums(b))),
-                         0.05)  # fmt: skip
-    assert found is not None
+    values = {"a": OutcomeTotals(1000, float(a.sum()), float((a**2).sum())),
+              "b": OutcomeTotals(1000, float(b.sum()), float((b**2).sum()))}  # fmt: skip
+    outcomes = {(name, "value"): totals for name, totals in values.items()}
+    result = compute(record([0.5, 0.5], primary_metric="value"), {}, outcomes, pending=0)
+    [found] = result["metrics"]["value"]["comparisons"]
     expected = sps.ttest_ind(b, a, equal_var=False)
-    assert found.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-12)
+    assert found["p_value"] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-12)
     interval = expected.confidence_interval(0.95)
-    assert found.ci == pytest.approx((interval.low, interval.high), rel=1e-9)
-    assert found.p_value < 0.05
-    assert found.effect < 0
-    assert found.lift is not None
-    assert found.lift == pytest.approx(b.mean() / a.mean() - 1)
-
-
-def test_two_proportions_chi_square_and_rank_tests_match_scipy() -> None:
-    found = _stats.proportions((1000, 100), (1000, 130), 0.05)
-    assert found is not None
-    table = np.array([[100, 900], [130, 870]])
-    chi = sps.chi2_contingency(table, correction=False)
-    assert found.p_value == pytest.approx(chi.pvalue, rel=1e-9)  # z^2 is the 2x2 chi-square
-    assert _stats.srm_p_value([5200, 4800], [0.5, 0.5]) == pytest.approx(
-        sps.chisquare([5200, 4800]).pvalue, rel=1e-12)  # fmt: skip
-    assert _stats.label_p_value(table.tolist()) == pytest.approx(chi.pvalue, rel=1e-12)
-    rng = np.random.default_rng(1)
-    a, b = rng.exponential(1, 200).tolist(), rng.exponential(1.3, 200).tolist()
-    assert _stats.rank_p_value(a, b) == pytest.approx(
-        sps.mannwhitneyu(a, b, alternative="two-sided").pvalue, rel=1e-12)  # fmt: skip
-
-
-def test_holm_and_bh_adjustments() -> None:
-    p = [0.01, 0.04, 0.03, 0.005]
-    # Holm: sorted 0.005*4, 0.01*3, 0.03*2, 0.04*1, made monotone.
-    assert _stats.adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    # BH: p * m / rank, made monotone from the top.
-    assert _stats.adjust(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
-
-
-def test_the_sequential_p_value_is_more_conservative_than_the_fixed_one() -> None:
-    found = _stats.proportions((1000, 100), (1000, 130), 0.05)
-    assert found is not None
-    assert found.p_sequential >= found.p_value
+    assert found["ci"] == pytest.approx([interval.low, interval.high], rel=1e-9)
+    assert found["significant"] is True
+    assert found["better"] is False  # lower value than the control
+    assert found["p_value_sequential"] >= found["p_value"]
 
 
 def record(weights: list[float], **changes: Any) -> ExperimentRecord:

@@ -20,7 +20,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from inferd.traffic import _stats
+from inferd.stats import (
+    Comparison,
+    Correction,
+    Moments,
+    Rate,
+    adjust,
+    check_sample_ratio,
+    contingency,
+    mann_whitney,
+    sequential_means,
+    sequential_proportions,
+    two_proportions,
+    welch,
+)
 from inferd.traffic.policy import FALLBACK
 from inferd.traffic.spec import LOWER_IS_BETTER
 from inferd.traffic.store import ExperimentRecord, OutcomeTotals
@@ -91,7 +104,12 @@ def _srm(
     basis = "units"
     if sum(counted) < SRM_MIN_UNITS:
         counted, basis = [merged[n]["count"] for n in names], "requests"
-    p = _stats.srm_p_value(counted, weights)
+    p: float | None = None
+    if sum(counted):
+        try:
+            p = check_sample_ratio(counted, weights, SRM_ALPHA).p_value
+        except ValueError:  # a single arm has weight: nothing to compare
+            p = None
     return {"p_value": p, "warning": p is not None and p < SRM_ALPHA, "threshold": SRM_ALPHA,
             "basis": basis, "observed": counted}  # fmt: skip
 
@@ -119,61 +137,70 @@ def _metric(
     names = spec.variant_names
     if metric == "label":
         return _labels(names, outcomes)
-    observed = {n: _observations(metric, n, merged, outcomes) for n in names}
+    observed = {n: Moments(*_observations(metric, n, merged, outcomes)) for n in names}
     rate = metric in ("conversion", "error_rate")
-    variants = []
-    for name in names:
-        n, total, sq = observed[name]
-        mean, var = _stats.mean_var(n, total, sq)
-        variants.append({"name": name, "n": n, "mean": _num(mean), "variance": _num(var)})
+    variants = [
+        {"name": n, "n": observed[n].n, "mean": _num(observed[n].mean),
+         "variance": _num(observed[n].variance)}
+        for n in names
+    ]  # fmt: skip
     comparisons = []
     for name in names[1:]:
-        c_obs, t_obs = observed[names[0]], observed[name]
-        if rate:
-            found = _stats.proportions(c_obs[:2], t_obs[:2], spec.alpha)
-        else:
-            a = (c_obs[0], *_stats.mean_var(*c_obs))
-            b = (t_obs[0], *_stats.mean_var(*t_obs))
-            found = _stats.welch(a, b, spec.alpha)
-        comparisons.append(_comparison(name, found, metric))
-    if metric == "latency_ms":
-        for entry in comparisons:
-            entry["p_value_rank"] = _stats.rank_p_value(
-                merged[names[0]]["reservoir"], merged[entry["variant"]]["reservoir"]
-            )
+        entry = _compare(observed[names[0]], observed[name], rate, spec.alpha)
+        if metric == "latency_ms":
+            entry["p_value_rank"] = _rank_p(merged[names[0]], merged[name], spec.alpha)
+        comparisons.append({"variant": name, **entry, "better": _better(entry, metric)})
     _adjust(comparisons, spec.correction, spec.alpha)
     test = "two-proportion z" if rate else "Welch t"
     return {"test": test, "variants": variants, "comparisons": comparisons}
 
 
-def _comparison(name: str, found: _stats.Comparison | None, metric: str) -> dict[str, Any]:
-    if found is None:
-        return {
-            "variant": name,
-            "effect": None,
-            "ci": None,
-            "relative_lift": None,
-            "relative_ci": None,
-            "p_value": None,
-            "p_value_sequential": None,
-            "better": False,
-        }
-    better = found.effect < 0 if metric in LOWER_IS_BETTER else found.effect > 0
+def _compare(control: Moments, treatment: Moments, rate: bool, alpha: float) -> dict[str, Any]:
+    """The fixed-horizon and the sequential test of treatment against control."""
+    try:
+        if rate:  # 0/1 observations: the sum is the successes
+            a, b = Rate(round(control.total), control.n), Rate(round(treatment.total), treatment.n)
+            fixed: Comparison = two_proportions(a, b, alpha)
+            sequential = sequential_proportions(a, b, alpha).p_value
+        else:
+            fixed = welch(control, treatment, alpha)
+            sequential = sequential_means(control, treatment, alpha).p_value
+    except ValueError:  # too few observations so far
+        return dict.fromkeys(_FIELDS)
     return {
-        "variant": name, "effect": _num(found.effect), "ci": [_num(x) for x in found.ci],
-        "relative_lift": _num(found.lift),
-        "relative_ci": [_num(x) for x in found.lift_ci] if found.lift_ci else None,
-        "p_value": found.p_value, "p_value_sequential": found.p_sequential, "better": better,
+        "effect": _num(fixed.difference), "ci": [_num(x) for x in fixed.ci],
+        "relative_lift": _num(fixed.lift),
+        "relative_ci": [_num(x) for x in fixed.lift_ci] if fixed.lift_ci else None,
+        "p_value": fixed.p_value, "p_value_sequential": sequential,
     }  # fmt: skip
 
 
-def _adjust(comparisons: list[dict[str, Any]], method: str, alpha: float) -> None:
+_FIELDS = ("effect", "ci", "relative_lift", "relative_ci", "p_value", "p_value_sequential")
+
+
+def _better(entry: dict[str, Any], metric: str) -> bool:
+    effect = entry["effect"]
+    if effect is None:
+        return False
+    return bool(effect < 0 if metric in LOWER_IS_BETTER else effect > 0)
+
+
+def _rank_p(control: dict[str, Any], treatment: dict[str, Any], alpha: float) -> float | None:
+    try:
+        return mann_whitney(control["reservoir"], treatment["reservoir"], alpha).p_value
+    except ValueError:
+        return None
+
+
+def _adjust(comparisons: list[dict[str, Any]], method: Correction, alpha: float) -> None:
     tested = [c for c in comparisons if c["p_value"] is not None]
-    adjusted = _stats.adjust([c["p_value"] for c in tested], method) if tested else []
     for entry in comparisons:
         entry["p_value_adjusted"] = None
         entry["significant"] = False
-    for entry, p in zip(tested, adjusted, strict=True):
+    if not tested:
+        return
+    adjusted = adjust([c["p_value"] for c in tested], method, alpha)
+    for entry, p in zip(tested, adjusted.p_values, strict=True):
         entry["p_value_adjusted"] = p
         entry["significant"] = p < alpha
 
@@ -186,8 +213,15 @@ def _labels(names: list[str], outcomes: Mapping[tuple[str, str], OutcomeTotals])
         "test": "chi-square",
         "variants": [{"name": n, "n": sum(found[n].values()), "counts": found[n]} for n in names],
         "comparisons": [],
-        "p_value": _stats.label_p_value(table),
+        "p_value": _label_p(table),
     }
+
+
+def _label_p(table: list[list[int]]) -> float | None:
+    try:
+        return contingency(table).p_value
+    except ValueError:  # fewer than two labels or a variant without any
+        return None
 
 
 def _num(value: float | None) -> float | None:
