@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine
 
+from inferd.errors import RegistryUnavailable
 from inferd.registry import Registry
 from inferd.traffic import policy as policy_module
 from inferd.traffic.policy import FALLBACK, TrafficPolicy
@@ -89,7 +90,7 @@ async def test_tallies_flush_on_the_clock_and_sum_across_processes(
     await two.tick()
     rows = store.aggregates(exp_id)
     assert sum(d["count"] for parts in rows.values() for d in parts) == 300
-    assert sum(d["errors"] for parts in rows.values() for d in parts) == 30
+    assert sum(d["conversions"] for parts in rows.values() for d in parts) == 30  # errors
     assert sum(len(parts) for parts in rows.values()) == 4  # two variants x two processes
     assert len(store.exposure_variants(exp_id, ["r"])) == 1
 
@@ -164,3 +165,29 @@ async def test_close_writes_what_the_last_interval_counted(store: ExperimentStor
     policy.record(route, req, 200, 1.0)
     await policy.close()  # before 5 s passed: shutdown must not lose the tallies
     assert sum(d["count"] for parts in store.aggregates(exp_id).values() for d in parts) == 1
+
+
+async def test_a_failed_flush_is_written_next_time(
+    store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    exp_id = run(store, exposure_sample_rate=1.0)
+    policy = TrafficPolicy(store, clock=clock, flush_s=5)
+    await policy.tick()
+    req = request("u1")
+    route = policy.route(req)
+    assert route is not None
+    policy.record(route, req, 200, 1.0)
+
+    def down(*_: object) -> None:
+        raise RegistryUnavailable("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "save_aggregates", down)
+        clock.now += 5
+        with pytest.raises(RegistryUnavailable):
+            await policy.tick()
+    assert store.aggregates(exp_id) == {}
+    await policy.close()  # nothing new was counted; what failed is written now
+    assert sum(d["count"] for parts in store.aggregates(exp_id).values() for d in parts) == 1
+    assert store.exposure_variants(exp_id, ["r"]) == {"r": route.variant}

@@ -10,11 +10,11 @@ import pytest
 from scipy import stats as sps
 
 from inferd.errors import InvalidInput
+from inferd.stats import Aggregate
 from inferd.traffic.outcomes import parse_outcomes
 from inferd.traffic.results import compute
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentRecord, OutcomeTotals
-from inferd.traffic.tally import Tally
 
 
 def test_a_five_point_difference_in_means_is_found_and_matches_scipy() -> None:
@@ -47,9 +47,9 @@ def record(weights: list[float], **changes: Any) -> ExperimentRecord:
 
 
 def tally(count: int, errors: int, latency: float) -> dict[str, Any]:
-    t = Tally(seed=0)
+    t = Aggregate(seed=0)
     for i in range(count):
-        t.add(i >= errors, latency + (i % 7))
+        t.add(latency + (i % 7), converted=i < errors)  # an error counts as a conversion
     return t.to_dict()
 
 

@@ -99,7 +99,7 @@ class ExperimentRoutes:
         """Flush this process's tallies first, so the results include its latest requests."""
         record = await self.service.get(exp_id)
         store = self.service.store
-        await asyncio.to_thread(self.traffic.flush)
+        await asyncio.to_thread(self.traffic.write, self.traffic.collect())
         tallies = await asyncio.to_thread(store.aggregates, exp_id)
         totals, pending = await asyncio.to_thread(store.outcome_totals, exp_id)
         units = await asyncio.to_thread(store.exposure_units, exp_id)

@@ -25,18 +25,21 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from inferd.errors import RegistryUnavailable
+from inferd.stats import Aggregate
 from inferd.traffic.experiments import Clock, ExperimentService
 from inferd.traffic.router import Splitter
 from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
-from inferd.traffic.tally import Tally
 from inferd.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
 
 FALLBACK = "(fallback)"  # the tally of requests without a unit id, left out of the statistics
 MAX_PENDING_EXPOSURES = 50_000
+# What one flush writes: experiment -> variant -> tally dict, and (experiment, exposure) pairs.
+Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[tuple[str, Exposure]]]
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Route:
     version: str
     experiment: str
     variant: str
-    tally: Tally
+    tally: Aggregate  # latency_ms values; a conversion is an error
     unit: str | None
     logged: bool  # kept in the exposure log (never for fallback requests)
 
@@ -59,7 +62,7 @@ class Route:
 class _Live:
     """A running experiment as the serving path needs it."""
 
-    def __init__(self, record: ExperimentRecord, tallies: dict[str, Tally]) -> None:
+    def __init__(self, record: ExperimentRecord, tallies: dict[str, Aggregate]) -> None:
         spec = record.spec
         self.record = record
         self.splitter = Splitter(record.salt, spec.variant_names, record.weights)
@@ -119,7 +122,7 @@ class TrafficPolicy:
         self.live: dict[str, _Live] = {}
         self.header_keys: frozenset[str] = frozenset()
         self.dropped_exposures = 0
-        self._tallies: dict[str, dict[str, Tally]] = {}
+        self._tallies: dict[str, dict[str, Aggregate]] = {}
         self._flushed: dict[str, int] = {}
         self._exposures: list[tuple[str, Exposure]] = []
         self._revision = -1
@@ -141,7 +144,7 @@ class TrafficPolicy:
         self, route: Route, request: InferenceRequest, status: int, latency_ms: float
     ) -> None:
         """Count a routed request once it is answered (or failed)."""
-        route.tally.add(status < 400, latency_ms)
+        route.tally.add(latency_ms, status >= 400)
         if route.logged:
             if len(self._exposures) >= MAX_PENDING_EXPOSURES:
                 self.dropped_exposures += 1
@@ -162,25 +165,37 @@ class TrafficPolicy:
             names = [*record.spec.variant_names, FALLBACK]
             tallies = self._tallies.setdefault(record.id, {})
             for name in names:
-                tallies.setdefault(name, Tally())
+                tallies.setdefault(name, Aggregate())
             live[record.model] = _Live(record, tallies)
         self.live = live
         self.header_keys = frozenset(x.key for x in live.values() if x.kind == "header")
         self._revision = revision
 
     def flush(self) -> None:
-        """Write changed tallies and pending exposures (blocking: call it in a thread)."""
+        """Write changed tallies and pending exposures (blocking; call :meth:`collect` on
+        the event loop and :meth:`write` in a thread to keep them off the loop)."""
+        self.write(self.collect())
+
+    def collect(self) -> Batch:
+        """Snapshot what to write. On the thread that records requests: a tally is never
+        read halfway through an ``add``."""
+        pending, self._exposures = self._exposures, []
+        tallies = {}
+        for exp_id, found in self._tallies.items():
+            total = sum(t.count for t in found.values())
+            if total != self._flushed.get(exp_id, 0):
+                tallies[exp_id] = {name: t.to_dict() for name, t in found.items() if t.count}
+                self._flushed[exp_id] = total
+        return tallies, pending
+
+    def write(self, batch: Batch) -> None:
+        """Upsert the tallies and append the exposures of a :meth:`collect` (blocking)."""
         if self.store is None:
             return
-        pending, self._exposures = self._exposures, []
+        tallies, pending = batch
         now = datetime.fromtimestamp(self.clock(), UTC)
-        for exp_id, tallies in list(self._tallies.items()):
-            total = sum(t.count for t in tallies.values())
-            if total == self._flushed.get(exp_id, 0):
-                continue
-            data = {name: t.to_dict() for name, t in tallies.items() if t.count}
+        for exp_id, data in tallies.items():
             self.store.save_aggregates(exp_id, self.source, data, now)
-            self._flushed[exp_id] = total
         by_experiment: dict[str, list[Exposure]] = {}
         for exp_id, exposure in pending:
             by_experiment.setdefault(exp_id, []).append(exposure)
@@ -205,10 +220,20 @@ class TrafficPolicy:
         if self.clock() - self._last_flush < self.flush_s:
             return
         self._last_flush = self.clock()
-        await asyncio.to_thread(self.flush)
+        await self._flush()
         records = [x.record for x in self.live.values()]
         if await asyncio.to_thread(self._service.expire_overdue, records):
             await asyncio.to_thread(self.refresh)
+
+    async def _flush(self) -> None:
+        batch = self.collect()
+        try:
+            await asyncio.to_thread(self.write, batch)
+        except BaseException:
+            # Written next time: the tallies are cumulative, the exposures go back in line.
+            self._flushed.clear()
+            self._exposures[:0] = batch[1][: max(MAX_PENDING_EXPOSURES - len(self._exposures), 0)]
+            raise
 
     async def run(self, poll_s: float) -> None:
         """Tick every ``poll_s`` until cancelled (then :meth:`close` writes what is left)."""
@@ -224,7 +249,7 @@ class TrafficPolicy:
     async def close(self) -> None:
         """Flush once more; call it after the last request was answered."""
         try:
-            await asyncio.to_thread(self.flush)
+            await self._flush()
         except Exception:
             logger.exception("last experiment flush failed; up to %.0f s of tallies lost",
                              self.flush_s)  # fmt: skip

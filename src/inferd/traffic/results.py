@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inferd.stats import (
+    Aggregate,
     Comparison,
     Correction,
     Moments,
@@ -37,7 +38,6 @@ from inferd.stats import (
 from inferd.traffic.policy import FALLBACK
 from inferd.traffic.spec import LOWER_IS_BETTER
 from inferd.traffic.store import ExperimentRecord, OutcomeTotals
-from inferd.traffic.tally import merge
 
 SRM_ALPHA = 0.001  # the usual threshold: a mismatch this unlikely means broken assignment
 SRM_MIN_UNITS = 100  # fewer distinct logged units: check the request counts instead
@@ -61,7 +61,7 @@ def compute(
     """
     spec = record.spec
     names = spec.variant_names
-    merged = {name: merge(tallies.get(name, [])) for name in [*names, FALLBACK]}
+    merged = {name: _merge(tallies.get(name, [])) for name in [*names, FALLBACK]}
     srm = _srm(names, record.weights[-1], merged, units or {})
     metrics = {}
     for metric in [
@@ -83,11 +83,11 @@ def compute(
         "experiment": record.id, "model": record.model, "state": record.state,
         "control": names[0],
         "variants": [
-            {"name": v.name, "version": v.version, "weight": w, "requests": merged[v.name]["count"],
-             "errors": merged[v.name]["errors"]}
+            {"name": v.name, "version": v.version, "weight": w, "requests": merged[v.name].count,
+             "errors": merged[v.name].conversions}
             for v, w in zip(spec.variants, record.weights[-1], strict=True)
         ],
-        "fallback_requests": merged[FALLBACK]["count"],
+        "fallback_requests": merged[FALLBACK].count,
         "srm": srm,
         "sample_size": {"minimum_per_variant": spec.min_sample_size, "reached": reached},
         "metrics": metrics,
@@ -96,14 +96,22 @@ def compute(
     }  # fmt: skip
 
 
+def _merge(parts: list[dict[str, Any]]) -> Aggregate:
+    """Every process's tally of one variant as one (exact sums, a uniform reservoir)."""
+    merged = Aggregate(seed=0)  # a fixed seed: the same rows give the same results
+    for part in parts:
+        merged = merged.merge(Aggregate.from_dict(part))
+    return merged
+
+
 def _srm(
-    names: list[str], weights: list[float], merged: Mapping[str, dict[str, Any]],
+    names: list[str], weights: list[float], merged: Mapping[str, Aggregate],
     units: Mapping[str, int],
 ) -> dict[str, Any]:  # fmt: skip
     counted = [units.get(n, 0) for n in names]
     basis = "units"
     if sum(counted) < SRM_MIN_UNITS:
-        counted, basis = [merged[n]["count"] for n in names], "requests"
+        counted, basis = [merged[n].count for n in names], "requests"
     p: float | None = None
     if sum(counted):
         try:
@@ -115,22 +123,21 @@ def _srm(
 
 
 def _observations(
-    metric: str, name: str, merged: Mapping[str, dict[str, Any]],
+    metric: str, name: str, merged: Mapping[str, Aggregate],
     outcomes: Mapping[tuple[str, str], OutcomeTotals],
 ) -> tuple[int, float, float]:  # fmt: skip
     """(n, sum, sum of squares) of one variant's observations of a metric."""
-    if metric == "error_rate":
-        errors = merged[name]["errors"]
-        return merged[name]["count"], float(errors), float(errors)
+    tally = merged[name]
+    if metric == "error_rate":  # 0/1 observations: an error is a "conversion"
+        return tally.count, float(tally.conversions), float(tally.conversions)
     if metric == "latency_ms":
-        tally = merged[name]
-        return tally["count"], tally["latency_sum"], tally["latency_sq"]
+        return tally.count, tally.total, tally.total_sq
     totals = outcomes.get((name, metric), OutcomeTotals())
     return totals.count, totals.total, totals.total_sq
 
 
 def _metric(
-    record: ExperimentRecord, metric: str, merged: Mapping[str, dict[str, Any]],
+    record: ExperimentRecord, metric: str, merged: Mapping[str, Aggregate],
     outcomes: Mapping[tuple[str, str], OutcomeTotals],
 ) -> dict[str, Any]:  # fmt: skip
     spec = record.spec
@@ -185,9 +192,9 @@ def _better(entry: dict[str, Any], metric: str) -> bool:
     return bool(effect < 0 if metric in LOWER_IS_BETTER else effect > 0)
 
 
-def _rank_p(control: dict[str, Any], treatment: dict[str, Any], alpha: float) -> float | None:
+def _rank_p(control: Aggregate, treatment: Aggregate, alpha: float) -> float | None:
     try:
-        return mann_whitney(control["reservoir"], treatment["reservoir"], alpha).p_value
+        return mann_whitney(control.reservoir, treatment.reservoir, alpha).p_value
     except ValueError:
         return None
 
