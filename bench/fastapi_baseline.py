@@ -10,7 +10,8 @@ In one run it:
 2. starts the anchor, ``uvicorn _fastapi_app:app --workers N`` (bench/_fastapi_app.py: pydantic
    request models, one ``session.run`` per request, no batching), and ``inferd serve
    --workers N`` (batching on, the examples' settings), and with ``--before-src`` a second
-   inferd from another source tree (the code before a change);
+   inferd from another source tree (the code before a change), and with ``--bare`` a
+   fixed-answer ASGI app under inferd's front end (bench/_bare_app.py: the front end's floor);
 3. checks one answer of every server against onnxruntime in this process;
 4. for each round (``--repeat``) and model, drives each server in turn with wrk at
    ``--concurrency`` with the same V2 JSON body (after a warm-up), so a change in the
@@ -44,6 +45,7 @@ from serving import check, expected_output, machine, wait_quiet
 HERE = Path(__file__).resolve().parent
 SMALL_LAYERS = (16, 32, 1)
 GOALS = {"small": 2.5, "mlp": 2.0}  # issue 11: inferd / FastAPI req/s at c=64, V2 JSON
+BARE = "bare-asgi"  # not a model server: no answer check, no ratio
 SMALL_YAML = """\
 # 16 -> 32 (ReLU) -> 1. Written by bench/fastapi_baseline.py.
 platform: onnx
@@ -71,6 +73,13 @@ class FastapiServer(Server):
         ]  # fmt: skip
 
 
+class BareServer(Server):
+    """bench/_bare_app.py: a fixed answer under inferd's front end (not a model server)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "_bare_app.py", str(self.port), str(self.workers)]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per cell (default 8)")
@@ -84,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="also serve inferd from this source tree (a `src` folder, e.g. from `git archive "
         "<commit> src | tar -x -C DIR`), as 'inferd/before', for a before/after in one run",
+    )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also drive a fixed-answer ASGI app under inferd's front end (bench/_bare_app.py):"
+        " the front end's own cost per request",
     )
     parser.add_argument(
         "--inferd-args", default="", help="extra `inferd serve` flags, e.g. '--access-log'"
@@ -211,6 +226,10 @@ def start_servers(
         if src is not None:
             server.extra_env = {"PYTHONPATH": str(src)}
         servers[name] = server
+    if args.bare:
+        bare = BareServer(repo, args.workers, root / "bare")
+        bare.cwd = HERE
+        servers[BARE] = bare
     for server in servers.values():
         server.start()
 
@@ -233,7 +252,7 @@ def ratios(cells: Sequence[Cell]) -> list[Ratio]:
     more threads than the anchor, so other processes' load shifts req/s between the two.
     """
     out: list[Ratio] = []
-    for server in dict.fromkeys(c.server for c in cells if c.server != "fastapi"):
+    for server in dict.fromkeys(c.server for c in cells if c.server not in ("fastapi", BARE)):
         for model in dict.fromkeys(c.model for c in cells):
             pairs = _per_round(cells, server, model)
             if not pairs:
@@ -301,8 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             scripts: dict[str, Path] = {}
             for model in models:
                 request: Payload = payload(model, "json", model_x(model))
-                for server in servers.values():
-                    check(server, model, request, expected(model, repo))
+                for name, server in servers.items():
+                    if name != BARE:
+                        check(server, model, request, expected(model, repo))
                 scripts[model] = write_script(root, f"{model}-json", request, False)
             for rnd in range(args.repeat):
                 for model in models:
