@@ -127,6 +127,16 @@ async def test_a_compressed_body_is_not_inflated(client: httpx.AsyncClient) -> N
         assert r.json()["error"].startswith("body: expected a JSON object, got invalid JSON")
 
 
+async def test_a_large_management_body_is_refused(client: httpx.AsyncClient) -> None:
+    body = b'{"description":"%s"}' % (b"a" * (2 << 20))
+    r = await client.patch("/v1/models/mlp", content=body)
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == (
+        "request body: expected at most 1048576 bytes for /v1 (management requests are small "
+        f"JSON documents), got {len(body)}"
+    )
+
+
 # -- a real server ---------------------------------------------------------------------------
 
 

@@ -51,11 +51,26 @@ JSON = b"application/json"
 # From this size on a body is pre-scanned and decoded off the event loop; below it, decoding
 # costs microseconds and a thread hop would cost more.
 LARGE_BODY_BYTES = PRESCAN_BYTES
+# /v1 bodies are parsed whole on the event loop; none needs more than a few KiB.
+MANAGEMENT_BODY_BYTES = 1 << 20
 _NO_HEADERS: list[tuple[bytes, bytes]] = []
 
 
 class _Disconnected(Exception):
     """The client went away before sending its whole body."""
+
+
+class _ManagementBodyTooLarge(InferdError):
+    """A ``/v1`` body past MANAGEMENT_BODY_BYTES."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"request body: expected at most {MANAGEMENT_BODY_BYTES} bytes for /v1 (management "
+            f"requests are small JSON documents), got {size}"
+        )
 
 
 def _json(status: int, payload: Any) -> Result:
@@ -176,6 +191,8 @@ class HttpApp:
             if caller is not None:  # auth on: the key, not a header, says who acts
                 actor = f"{actor} (key {caller.id})"
             body = await self._body(scope, receive)
+            if len(body) > MANAGEMENT_BODY_BYTES:  # parsed whole, on the loop: keep it small
+                raise _ManagementBodyTooLarge(len(body))
             status, payload = await self.management.handle(
                 method, parts[1:], query, body, actor, caller
             )
