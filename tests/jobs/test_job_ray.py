@@ -18,7 +18,20 @@ from inferd.jobs import JobService, JobState
 ray = pytest.importorskip("ray")
 
 
-BOUND_S = 90  # Ray start, two jobs and shutdown take about 20 s on 2 cores
+BOUND_S = 120  # Ray start, two jobs and shutdown take about 20 s on 2 cores
+
+
+def _start_ray() -> None:
+    # Ray waits a fixed 30 s for its raylet to register; on a busy 2-core machine the first start
+    # in a fresh environment has run past that (once in a fresh clone's suite). The engine is not
+    # what is being waited for here, so a second start is allowed; the test itself never retries.
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as err:
+        if "timed out during startup" not in str(err):
+            raise
+        ray.shutdown()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 def _timed_out(signum: int, frame: FrameType | None) -> None:
@@ -31,7 +44,7 @@ def local_ray() -> Iterator[None]:
     previous = signal.signal(signal.SIGALRM, _timed_out)
     signal.alarm(BOUND_S)
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        _start_ray()
         yield
         ray.shutdown()
     finally:
