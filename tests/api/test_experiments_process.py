@@ -12,7 +12,7 @@ import grpc
 import httpx
 import pytest
 from fixtures.postgres import PostgresCluster
-from fixtures.servers import Server
+from fixtures.servers import Server, replica_servers
 
 from inferd.cli.main import main
 from inferd.client import Client
@@ -174,18 +174,8 @@ def test_two_workers_agree_on_every_unit_and_merge_their_tallies(
 @pytest.fixture
 def replicas(postgres: PostgresCluster, repo: Path, tmp_path: Path) -> Iterator[list[Server]]:
     url = postgres.create_database(f"exp_{tmp_path.name[-20:]}".replace("-", "_"))
-    servers = []
-    try:
-        for i in range(2):
-            home = tmp_path / f"replica{i}"
-            home.mkdir()
-            servers.append(Server(repo, home, extra=["--registry-url", url]))
-        for server in servers:
-            server.wait_ready()
+    with replica_servers(repo, tmp_path, url) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_two_replicas_on_postgresql_agree_on_every_unit(replicas: list[Server]) -> None:

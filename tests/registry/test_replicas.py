@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures.postgres import PostgresCluster
-from fixtures.servers import Server
+from fixtures.servers import Server, replica_servers
 
 pytestmark = pytest.mark.slow
 X = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
@@ -33,18 +33,8 @@ def wait_for(predicate, timeout_s: float) -> float:  # type: ignore[no-untyped-d
 @pytest.fixture
 def replicas(postgres: PostgresCluster, repo: Path, tmp_path: Path) -> Iterator[list[Server]]:
     url = postgres.create_database(f"replicas_{tmp_path.name[-20:]}".replace("-", "_"))
-    servers = []
-    try:
-        for i in range(2):
-            home = tmp_path / f"replica{i}"
-            home.mkdir()
-            servers.append(Server(repo, home, extra=["--registry-url", url]))
-        for server in servers:
-            server.wait_ready()
+    with replica_servers(repo, tmp_path, url) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_promotion_reaches_every_replica_within_5_s(replicas: list[Server]) -> None:
