@@ -310,3 +310,44 @@ async def test_run_on_each_thread_reaches_every_worker_thread() -> None:
     assert len(seen) == 3
     assert len(set(seen)) == 3
     await batcher.close()
+
+
+async def test_background_requests_wait_behind_every_priority() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    shadow = asyncio.ensure_future(batcher.submit(x(40), background=True))
+    lowest_named = asyncio.ensure_future(batcher.submit(x(10), priority=2**70))
+    default = asyncio.ensure_future(batcher.submit(x(20)))
+    await asyncio.sleep(0.01)
+    order: list[float] = []
+    original = runtime.infer
+
+    def record(inputs):  # type: ignore[no-untyped-def]
+        order.append(float(inputs["x"][0]))
+        return original(inputs)
+
+    runtime.infer = record  # type: ignore[method-assign]
+    gate.set()
+    await asyncio.gather(first, shadow, lowest_named, default)
+    assert order == [20.0, 10.0, 40.0]
+    await batcher.close()
+
+
+async def test_background_requests_take_at_most_half_the_queue() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1, max_queue_size=4)
+    first = asyncio.ensure_future(batcher.submit(x(0)))
+    await wait_started(runtime)
+    waiting = [asyncio.ensure_future(batcher.submit(x(i), background=True)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await batcher.submit(x(3), background=True)
+    clients = [asyncio.ensure_future(batcher.submit(x(i))) for i in (4, 5)]
+    gate.set()
+    results = await asyncio.gather(first, *waiting, *clients)
+    assert len(results) == 5
+    await batcher.close()

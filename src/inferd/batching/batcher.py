@@ -45,6 +45,9 @@ Arrays = dict[str, np.ndarray]
 BatchResult = tuple[Arrays, BatchInfo]
 # Called on the loop thread after every runtime call: (rows, requests, compute seconds, ok).
 BatchObserver = Callable[[int, int, float, bool], None]
+# The background class (shadow traffic): after every priority a request can name (those are
+# clamped below it), and allowed only half the queue, so it never costs a client its place.
+BACKGROUND_PRIORITY = 2**63 - 1
 
 
 @dataclass(slots=True, eq=False)
@@ -113,30 +116,41 @@ class Batcher:
         return self.policy.instances - self._idle
 
     async def submit(
-        self, inputs: Arrays, *, priority: int = 0, timeout_s: float | None = None
-    ) -> BatchResult:
+        self, inputs: Arrays, *, priority: int = 0, timeout_s: float | None = None,
+        background: bool = False,
+    ) -> BatchResult:  # fmt: skip
         """Queue one request and wait for its rows of the batch result.
 
         Args:
             inputs: named arrays, all with the same first dimension when batching is on.
             priority: 0 for the policy default, otherwise 1 is the most urgent.
             timeout_s: the longest the caller waits in total, or None.
+            background: the lowest class (:data:`BACKGROUND_PRIORITY`), served after every
+                other waiting request and refused once half the queue is taken.
 
         Raises:
-            QueueFull: ``max_queue_size`` requests are already waiting.
+            QueueFull: ``max_queue_size`` requests are already waiting (half, in the
+                background class).
             RequestTimeout: the queue timeout or ``timeout_s`` ran out.
             ServerShuttingDown: the batcher is draining.
             InferenceFailed: the runtime raised on this request's batch.
         """
         if self._closing:
             raise ServerShuttingDown(f"model '{self.model}' version {self.version}")
-        if self._queued >= self.policy.max_queue_size:
-            raise QueueFull(self.model, self.version, self.policy.max_queue_size)
+        limit = self.policy.max_queue_size
+        if background:
+            limit, priority = max(limit // 2, 1), BACKGROUND_PRIORITY
+        elif priority <= 0:
+            priority = self.policy.default_priority
+        else:
+            priority = min(priority, BACKGROUND_PRIORITY - 1)
+        if self._queued >= limit:
+            raise QueueFull(self.model, self.version, limit)
         loop = self._loop or self._bind_loop()
         pending = _Pending(
             inputs=inputs,
             rows=self._rows(inputs),
-            priority=priority if priority > 0 else self.policy.default_priority,
+            priority=priority,
             seq=next(self._seq),
             future=loop.create_future(),
             arrival=time.perf_counter(),
