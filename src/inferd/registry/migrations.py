@@ -68,12 +68,30 @@ def _experiments(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _drift(conn: Connection) -> None:
+    tables = [schema.drift_settings, schema.drift_profiles, schema.drift_samples,
+              schema.drift_results]  # fmt: skip
+    schema.metadata.create_all(conn, tables=tables)
+    conn.execute(
+        text("CREATE INDEX IF NOT EXISTS ix_drift_samples_at ON drift_samples (model, version, at)")
+    )
+
+
+def _rollouts(conn: Connection) -> None:
+    schema.metadata.create_all(
+        conn, tables=[schema.rollouts, schema.rollout_aggregates, schema.leases]
+    )
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_rollouts_state ON rollouts (state)"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
     (3, "batch inference jobs and their chunks", _jobs),
     (10, "API keys (hashes, roles, model scopes)", _api_keys),
     (11, "A/B experiments, their aggregates, outcomes and exposure log", _experiments),
+    (12, "canary rollouts, their per-step aggregates, controller leases", _rollouts),
+    (14, "drift detection: settings, reference profiles, sampled windows, results", _drift),
 ]
 
 

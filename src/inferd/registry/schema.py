@@ -8,6 +8,11 @@ api_keys: API keys (inferd.security); only a SHA-256 of each key is stored.
 experiments ─┬─< experiment_aggregates (one row per variant and process, cumulative)
              ├─< experiment_outcomes (conversions, values, labels by request or unit)
              └─< experiment_exposures (a sample of routed requests, to join outcomes)
+rollouts ─< rollout_aggregates (one row per step, arm and process, cumulative)
+leases: one row per controller that must run once (rollouts, ...): owner and expiry.
+drift_settings, drift_profiles, drift_samples, drift_results: drift detection
+(inferd.monitoring.drift): per-model settings, a reference profile per version, batches of
+sampled requests flushed by each process, the latest check per version.
 """
 
 from __future__ import annotations
@@ -240,4 +245,104 @@ experiment_exposures = Table(
     Column("status", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Drift detection (inferd.monitoring.drift). Keyed by model name and version number, like the
+# audit log, so that rows of deleted versions are simply never read again.
+drift_settings = Table(
+    "drift_settings",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+drift_profiles = Table(
+    "drift_profiles",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("profile", JSON, nullable=False),
+    Column("source", String(20), nullable=False),  # dataset | traffic
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per flush of one process: a uniform sample of the requests it sampled since its
+# last flush (``seen`` of them), column-wise.
+drift_samples = Table(
+    "drift_samples",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("seen", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+drift_results = Table(
+    "drift_results",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("result", JSON, nullable=True),
+    Column("checked_at", Float, nullable=False, default=0.0),  # seconds since the epoch
+    Column("claimed_until", Float, nullable=False, default=0.0),
+)
+
+# Canary rollouts (inferd.traffic.rollouts). ``spec`` is the validated RolloutSpec; ``percents``
+# the history of canary shares, oldest first (the splitter's weight history); ``history`` the
+# events (start, steps, breach, operator actions) shown by the API.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("baseline", Integer, nullable=False),
+    Column("candidate", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("percents", JSON, nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("breach", JSON, nullable=True),
+    Column("history", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("step_started_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Per process, step and arm, like experiment_aggregates: the guardrails compare both arms over
+# the same window (the current step), merged across every process that served it.
+rollout_aggregates = Table(
+    "rollout_aggregates",
+    metadata,
+    Column(
+        "rollout_id", String(40), ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("step", Integer, primary_key=True),
+    Column("arm", String(20), primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A lease per controller that must run in one process across workers and replicas; the holder
+# renews ``expires_at`` (seconds since the epoch, on the controller's clock) before it passes.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("acquired_at", Float, nullable=False),
 )
