@@ -23,6 +23,7 @@ from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from inferd.monitoring.tracing import RequestTrace, Tracing, current_trace
 from inferd.protocol._prescan import PRESCAN_BYTES
 from inferd.protocol.predict import CountCheck, decode_predict_request, encode_predict_response
 from inferd.protocol.v2 import (
@@ -37,7 +38,7 @@ from inferd.security.policy import classify_http
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
 from inferd.serving.validation import check_declared
-from inferd.types import Signature
+from inferd.types import InferenceRequest, Signature
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class HttpApp:
         on_shutdown: awaited on ASGI lifespan shutdown (after in-flight requests finished).
         guard: API key checks and rate limits (inferd.api.auth); None with auth off.
         limits: size limits on decoded inference requests; None for none.
+        tracing: spans (and log ids) for inference requests; None or inactive for none.
     """
 
     def __init__(
@@ -107,8 +109,11 @@ class HttpApp:
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         guard: Guard | None = None,
         limits: RequestLimits | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.dataplane = dataplane
+        # Tested once per request: None unless tracing or JSON logs are on.
+        self._tracing = tracing if tracing is not None and tracing.active else None
         self.guard = guard
         self.limits = limits
         self.management = ManagementRoutes(management) if management is not None else None
@@ -140,6 +145,34 @@ class HttpApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._tracing is not None and _inference_path(scope["path"]):
+            with self._trace(scope) as trace:
+                await self._answer(scope, receive, send, trace)
+            return
+        await self._answer(scope, receive, send, None)
+
+    def _trace(self, scope: Scope) -> RequestTrace:
+        assert self._tracing is not None  # only called with tracing on
+        path = scope["path"]
+        if path.startswith("/v2/"):
+            versioned = "/versions/" in path
+            route = (
+                "/v2/models/{model}/versions/{version}/infer"
+                if versioned
+                else "/v2/models/{model}/infer"
+            )
+        else:
+            route = "/predict"
+        method = scope["method"]
+        parent, state, request_id = _trace_headers(scope)
+        return self._tracing.request(
+            f"{method} {route}", parent, state, request_id,
+            {"http.request.method": method, "http.route": route, "url.path": path},
+        )  # fmt: skip
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace | None
+    ) -> None:
         caller = None
         try:
             if self.guard is not None:  # auth on: 401/403/429 before routing or reading
@@ -161,6 +194,11 @@ class HttpApp:
         out = [] if any(k == b"content-type" for k, _ in headers) else [(b"content-type", JSON)]
         out.extend(headers)
         out.append((b"content-length", str(len(body)).encode()))
+        if trace is not None:
+            trace.http_status(status)
+            out.append((b"x-request-id", trace.request_id.encode("latin-1", "replace")))
+            if trace.trace_id:
+                out.append((b"x-trace-id", trace.trace_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 
@@ -275,6 +313,8 @@ class HttpApp:
         except InferdError as err:
             self.dataplane.record_rejected(name, "http", err.http_status)
             raise
+        if self._tracing is not None:
+            _annotate(request)
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by header
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "http", found)
@@ -303,6 +343,8 @@ class HttpApp:
         except InferdError as err:
             self.dataplane.record_rejected("", "predict", err.http_status)
             raise
+        if self._tracing is not None:
+            _annotate(request)
         keys = self.dataplane.routing_headers
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "predict", found)
@@ -381,6 +423,26 @@ class HttpApp:
 
 def _not_found(path: str) -> Result:
     return 404, encode_error(f"path '{path}' not found; see the endpoint list in the README"), []
+
+
+def _inference_path(path: str) -> bool:
+    return path == "/predict" or (path.startswith("/v2/models/") and path.endswith("/infer"))
+
+
+def _trace_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """The request's ``traceparent``, ``tracestate`` and ``x-request-id``."""
+    found: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        if key in (b"traceparent", b"tracestate", b"x-request-id"):
+            found[key] = value.decode("latin-1")
+    return found.get(b"traceparent"), found.get(b"tracestate"), found.get(b"x-request-id")
+
+
+def _annotate(request: InferenceRequest) -> None:
+    """Name the request's id and model on its trace (tracing or JSON logs on)."""
+    trace = current_trace()
+    if trace is not None:
+        trace.annotate(request.id, request.model_name, request.model_version)
 
 
 def _routing_headers(scope: Scope, keys: frozenset[str]) -> dict[str, str]:

@@ -36,6 +36,7 @@ from inferd.errors import (
     RequestTimeout,
     ServerShuttingDown,
 )
+from inferd.monitoring.tracing import BatchTiming, RequestTrace, record_batch, sampled_trace
 from inferd.runtimes.base import Runtime
 from inferd.types import BatchInfo
 
@@ -45,6 +46,8 @@ Arrays = dict[str, np.ndarray]
 BatchResult = tuple[Arrays, BatchInfo]
 # Called on the loop thread after every runtime call: (rows, requests, compute seconds, ok).
 BatchObserver = Callable[[int, int, float, bool], None]
+# What a worker thread hands back: each request's outputs, runtime start, runtime seconds.
+_RunResult = tuple[list[Arrays], float, float]
 # The background class (shadow traffic): after every priority a request can name (those are
 # clamped below it), and allowed only half the queue, so it never costs a client its place.
 BACKGROUND_PRIORITY = 2**63 - 1
@@ -61,6 +64,7 @@ class _Pending:
     shape_key: tuple[Any, ...]
     dispatched: float = 0.0
     position: int = field(default=0)
+    trace: RequestTrace | None = None  # set only for a sampled request (tracing on)
 
     def __lt__(self, other: _Pending) -> bool:
         return (self.priority, self.seq) < (other.priority, other.seq)
@@ -155,6 +159,7 @@ class Batcher:
             future=loop.create_future(),
             arrival=time.perf_counter(),
             shape_key=self._shape_key(inputs),
+            trace=sampled_trace(),
         )
         heapq.heappush(self._heap, pending)
         self._queued += 1
@@ -314,16 +319,15 @@ class Batcher:
         work = loop.run_in_executor(self._executor, self._run, batch)
         work.add_done_callback(partial(self._finish, batch))
 
-    def _finish(
-        self, batch: list[_Pending], work: asyncio.Future[tuple[list[Arrays], float]]
-    ) -> None:
+    def _finish(self, batch: list[_Pending], work: asyncio.Future[_RunResult]) -> None:
         self._idle += 1
         rows = sum(p.rows for p in batch)
         try:
-            results, compute_s = work.result()
+            results, compute_start, compute_s = work.result()
         except BaseException as err:
             self._fail_batch(batch, err)
             self._observe(rows, len(batch), 0.0, ok=False)
+            self._trace(batch, rows, None, 0.0, err)
         else:
             for pending, outputs in zip(batch, results, strict=True):
                 if not pending.future.done():
@@ -336,6 +340,7 @@ class Batcher:
                     )
                     pending.future.set_result((outputs, info))
             self._observe(rows, len(batch), compute_s, ok=True)
+            self._trace(batch, rows, compute_start, compute_s, None)
         self._dispatch()
 
     def _fail_batch(self, batch: list[_Pending], err: BaseException) -> None:
@@ -371,13 +376,37 @@ class Batcher:
         except Exception:
             logger.exception("batch observer failed (ignored)")
 
+    def _trace(
+        self, batch: list[_Pending], rows: int, compute_start: float | None, compute_s: float,
+        error: BaseException | None,
+    ) -> None:  # fmt: skip
+        """Spans for a batch holding a sampled request (tracing on); a loop over the batch
+        otherwise. Like observers, a failure here is logged, never raised."""
+        for pending in batch:  # no allocation for the common, untraced batch
+            if pending.trace is not None:
+                break
+        else:
+            return
+        traced = [(p.trace, p.arrival, p.position) for p in batch if p.trace is not None]
+        tracer = traced[0][0].tracer
+        if tracer is None:
+            return
+        end = None if compute_start is None else compute_start + compute_s
+        timing = BatchTiming(batch[0].dispatched, time.perf_counter(), compute_start, end)
+        attributes = {"inferd.model": self.model, "inferd.model_version": self.version,
+                      "inferd.batch.size": len(batch), "inferd.batch.rows": rows}  # fmt: skip
+        try:
+            record_batch(tracer, traced, timing, attributes, error)
+        except Exception:
+            logger.exception("batch tracing failed (ignored)")
+
     def _check_drained(self) -> None:
         if self._drained is not None and not self._heap and self._idle == self.policy.instances:
             self._drained.set()
 
     # -- worker thread ------------------------------------------------------------------------
 
-    def _run(self, batch: list[_Pending]) -> tuple[list[Arrays], float]:
+    def _run(self, batch: list[_Pending]) -> _RunResult:
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
@@ -388,8 +417,8 @@ class Batcher:
         outputs = self.runtime.infer(inputs)
         compute_s = time.perf_counter() - start
         if len(batch) == 1:
-            return [outputs], compute_s
-        return self._split(batch, outputs), compute_s
+            return [outputs], start, compute_s
+        return self._split(batch, outputs), start, compute_s
 
     def _split(self, batch: list[_Pending], outputs: Arrays) -> list[Arrays]:
         total = sum(p.rows for p in batch)
