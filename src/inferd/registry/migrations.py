@@ -84,6 +84,10 @@ def _rollouts(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_rollouts_state ON rollouts (state)"))
 
 
+def _shadows(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.shadows, schema.shadow_aggregates])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -91,6 +95,7 @@ MIGRATIONS: list[Migration] = [
     (10, "API keys (hashes, roles, model scopes)", _api_keys),
     (11, "A/B experiments, their aggregates, outcomes and exposure log", _experiments),
     (12, "canary rollouts, their per-step aggregates, controller leases", _rollouts),
+    (13, "shadow traffic: targets and per-process agreement per version pair", _shadows),
     (14, "drift detection: settings, reference profiles, sampled windows, results", _drift),
 ]
 

@@ -13,6 +13,8 @@ leases: one row per controller that must run once (rollouts, ...): owner and exp
 drift_settings, drift_profiles, drift_samples, drift_results: drift detection
 (inferd.monitoring.drift): per-model settings, a reference profile per version, batches of
 sampled requests flushed by each process, the latest check per version.
+shadows: one row per model with shadow traffic (inferd.traffic.shadow); shadow_aggregates:
+agreement per (model, primary version, shadow version) and process, cumulative.
 """
 
 from __future__ import annotations
@@ -345,4 +347,28 @@ leases = Table(
     Column("owner", String(200), nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("acquired_at", Float, nullable=False),
+)
+
+# Shadow traffic (inferd.traffic.shadow): a model's mirror target, and each process's
+# cumulative agreement per version pair (merged at read time, like experiment aggregates).
+shadows = Table(
+    "shadows",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("fraction", Float, nullable=False),
+    Column("queue_size", Integer, nullable=False),
+    Column("updated_by", String(200), nullable=False, default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+shadow_aggregates = Table(
+    "shadow_aggregates",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("primary_version", String(50), primary_key=True),
+    Column("shadow_version", String(50), primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
