@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     access_log: bool = Field(False, description="Log every HTTP request (costs throughput).")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or as one JSON object per line with the request id "
+        "and trace id (docs/observability.md).",
+    )
+    # Tracing (inferd.monitoring.tracing, docs/observability.md).
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Export OpenTelemetry traces over OTLP/gRPC to this URL (e.g. "
+        "http://127.0.0.1:4317); tracing is off without one.",
+    )
+    trace_sample_rate: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests without a sampled traceparent that are traced "
+        "(parent-based: a caller's sampled flag always wins).",
+    )
     # Security (inferd.security, docs/security.md).
     auth: str = Field(
         "auto",

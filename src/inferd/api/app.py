@@ -20,7 +20,9 @@ from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
+from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
+from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
 from inferd.runtimes.trust import parse_roots
@@ -101,6 +103,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
                       online_activity=partial(answered_requests, manager),
                       code_roots=roots)  # fmt: skip
     security = Security.from_settings(settings, registry)  # auth mode, keys, limits
+    tracing = tracing_from_settings(settings.otlp_endpoint, settings.trace_sample_rate,
+                                    log_ids=settings.log_format == "json")  # fmt: skip
     tasks: set[asyncio.Task[None]] = set()
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
     # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).
@@ -111,7 +115,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         limits=security.limits, max_connections=settings.max_connections,
         request_read_timeout_s=settings.request_read_timeout_s,
         max_buffered_bytes=settings.grpc_max_buffered_bytes,
-        transport=settings.grpc_transport,
+        transport=settings.grpc_transport, tracing=tracing,
     )  # fmt: skip
 
     async def load() -> None:
@@ -147,6 +151,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await grpc_server.stop(settings.graceful_timeout_s)
         await dataplane.stop()
         await traffic.close()  # the last tallies and exposures, once no request runs
+        await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
         registry.close()
         mark_worker_dead(os.getpid())
 
@@ -158,6 +163,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         on_shutdown=shutdown,
         guard=security.guard,
         limits=security.limits,
+        tracing=tracing,
     )
     if app.management is not None:
         app.management.jobs = JobRoutes(jobs)
@@ -170,7 +176,5 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
 def create_app() -> HttpApp:
     """Uvicorn factory: settings from the ``INFERD_*`` environment."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format, settings.log_level)
     return build_app(settings)

@@ -17,6 +17,13 @@ from typing import Any
 import grpc
 
 from inferd.errors import InferdError, InvalidInput
+from inferd.monitoring.tracing import (
+    REQUEST_ID_HEADER,
+    TRACE_ID_HEADER,
+    RequestTrace,
+    Tracing,
+    annotate_current,
+)
 from inferd.protocol import grpc_messages as messages
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE, decode_infer_request, encode_infer_response
@@ -63,11 +70,17 @@ class InferenceService:
     Args:
         dataplane: the data plane shared with the HTTP app.
         limits: size limits on decoded inference requests; None for none.
+        tracing: spans (and log ids) for inference calls; None or inactive for none.
     """
 
-    def __init__(self, dataplane: DataPlane, limits: RequestLimits | None = None) -> None:
+    def __init__(
+        self, dataplane: DataPlane, limits: RequestLimits | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:  # fmt: skip
         self.dataplane = dataplane
         self.limits = limits
+        # Tested once per call: None unless tracing or JSON logs are on.
+        self._tracing = tracing if tracing is not None and tracing.active else None
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Method name -> handler; methods not listed (shared memory...) are UNIMPLEMENTED."""
@@ -152,6 +165,39 @@ class InferenceService:
         return pb.RepositoryModelUnloadResponse()
 
     async def model_infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
+        if self._tracing is None:
+            return await self._infer(msg, context)
+        with self._trace("ModelInfer", msg, context) as trace:
+            # Initial metadata, so that a failed call's caller learns the ids too.
+            ids = [(REQUEST_ID_HEADER, trace.request_id)]
+            if trace.trace_id:
+                ids.append((TRACE_ID_HEADER, trace.trace_id))
+            await context.send_initial_metadata(ids)
+            return await self._infer(msg, context)
+
+    async def _stream_one(self, msg: pb.ModelInferRequest, context: Context) -> Any:
+        """One request of a stream; its trace id goes in the response's parameters."""
+        if self._tracing is None:
+            return await self._infer(msg, context)
+        with self._trace("ModelStreamInfer", msg, context) as trace:
+            response = await self._infer(msg, context)
+            if trace.trace_id:
+                response.parameters["trace_id"].string_param = trace.trace_id
+            return response
+
+    def _trace(self, rpc: str, msg: pb.ModelInferRequest, context: Context) -> RequestTrace:
+        assert self._tracing is not None  # only called with tracing on
+        found: dict[str, str] = {}
+        for key, value in context.invocation_metadata() or ():
+            if key in ("traceparent", "tracestate"):
+                found[key] = value if isinstance(value, str) else value.decode("latin-1")
+        return self._tracing.request(
+            f"{SERVICE}/{rpc}", found.get("traceparent"), found.get("tracestate"),
+            msg.id or None,
+            {"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc},
+        )  # fmt: skip
+
+    async def _infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
         try:
             request = decode_infer_request(msg, context.time_remaining())
             if self.limits is not None:
@@ -159,6 +205,8 @@ class InferenceService:
         except InferdError as err:
             self.dataplane.record_rejected(msg.model_name, "grpc", err.http_status)
             raise
+        if self._tracing is not None:
+            annotate_current(request.id, request.model_name, request.model_version)
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by metadata
         found = _routing_metadata(context, keys) if keys else None
         return encode_infer_response(await self.dataplane.infer(request, "grpc", found))
@@ -176,7 +224,7 @@ class InferenceService:
 
         async def answer(msg: pb.ModelInferRequest) -> None:
             try:
-                response = await self.model_infer(msg, context)
+                response = await self._stream_one(msg, context)
                 answers.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
             except InferdError as err:
                 answers.put_nowait(_stream_error(msg, err.message))
@@ -239,6 +287,7 @@ def inference_server(
     limits: RequestLimits | None = None,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     tls: ServerTls | None = None,
+    tracing: Tracing | None = None,
     **options: Any,
 ) -> GrpcServer:
     """A gRPC server of ``inference.GRPCInferenceService`` over ``dataplane``.
@@ -250,9 +299,10 @@ def inference_server(
         limits: size limits on decoded inference requests; None for none.
         interceptors: ``grpc.aio`` server interceptors (authentication).
         tls: the gRPC port's TLS; None listens in plain text.
+        tracing: spans (and log ids) for inference calls; None for none.
         **options: the core (``transport``) and its limits, as :class:`GrpcServer` takes them.
     """
-    service = InferenceService(dataplane, limits)
+    service = InferenceService(dataplane, limits, tracing)
     return GrpcServer(
         {SERVICE: service.handlers()}, dataplane.ready, host, port,
         interceptors=interceptors, tls=tls, **options,

@@ -23,7 +23,7 @@ from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from inferd.monitoring.tracing import RequestTrace, Tracing, current_trace
+from inferd.monitoring.tracing import RequestTrace, Tracing, annotate_current
 from inferd.protocol._prescan import PRESCAN_BYTES
 from inferd.protocol.predict import CountCheck, decode_predict_request, encode_predict_response
 from inferd.protocol.v2 import (
@@ -38,7 +38,7 @@ from inferd.security.policy import classify_http
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
 from inferd.serving.validation import check_declared
-from inferd.types import InferenceRequest, Signature
+from inferd.types import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class HttpApp:
             self.dataplane.record_rejected(name, "http", err.http_status)
             raise
         if self._tracing is not None:
-            _annotate(request)
+            annotate_current(request.id, request.model_name, request.model_version)
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by header
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "http", found)
@@ -344,7 +344,7 @@ class HttpApp:
             self.dataplane.record_rejected("", "predict", err.http_status)
             raise
         if self._tracing is not None:
-            _annotate(request)
+            annotate_current(request.id, request.model_name, request.model_version)
         keys = self.dataplane.routing_headers
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "predict", found)
@@ -436,13 +436,6 @@ def _trace_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
         if key in (b"traceparent", b"tracestate", b"x-request-id"):
             found[key] = value.decode("latin-1")
     return found.get(b"traceparent"), found.get(b"tracestate"), found.get(b"x-request-id")
-
-
-def _annotate(request: InferenceRequest) -> None:
-    """Name the request's id and model on its trace (tracing or JSON logs on)."""
-    trace = current_trace()
-    if trace is not None:
-        trace.annotate(request.id, request.model_name, request.model_version)
 
 
 def _routing_headers(scope: Scope, keys: frozenset[str]) -> dict[str, str]:

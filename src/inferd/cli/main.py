@@ -36,6 +36,9 @@ _SERVE_FLAGS = {
     "request_read_timeout_s": "seconds a client has to send a whole request (default 30)",
     "max_connections": "connections one process serves at once; 503 above (default 2048)",
     "log_level": "critical, error, warning, info or debug",
+    "log_format": "text (default) or json: one object per line with request and trace ids",
+    "otlp_endpoint": "send OpenTelemetry traces over OTLP/gRPC to this URL (default: off)",
+    "trace_sample_rate": "share of requests traced when no caller decided (default 1.0)",
     "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
     "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
@@ -55,8 +58,10 @@ _INT_FLAGS = {
     "max_connections",
     "device_memory_budget_bytes",
 }  # fmt: skip
-_FLOAT_FLAGS = {"graceful_timeout_s", "poll_interval_s", "request_read_timeout_s"}
-_CHOICES = {"grpc_transport": ("grpcio", "native")}
+_FLOAT_FLAGS = {
+    "graceful_timeout_s", "poll_interval_s", "request_read_timeout_s", "trace_sample_rate",
+}  # fmt: skip
+_CHOICES = {"grpc_transport": ("grpcio", "native"), "log_format": ("text", "json")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,16 +113,23 @@ def _tls(settings: Settings) -> dict[str, Any]:
     return tls
 
 
+def _log_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """uvicorn.run's ``log_config`` argument, left out for uvicorn's own default."""
+    return {} if config is None else {"log_config": config}
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or Ctrl-C."""
     import uvicorn
 
     from inferd.api.app import repository_root
+    from inferd.monitoring.logs import configure_logging, uvicorn_log_config
     from inferd.transport.http.protocol import InferdHttpProtocol
 
     overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log")}
     settings = load_settings(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_format, "info")
     # Build the examples once here, not in N workers at the same time.
     repo = repository_root(settings)
     settings = settings.model_copy(update={"model_repository": repo})
@@ -135,6 +147,7 @@ def serve(args: argparse.Namespace) -> int:
         http=InferdHttpProtocol,  # httptools, plus a deadline on reading each request
         lifespan="on",
         log_level=settings.log_level,
+        **_log_config(uvicorn_log_config(settings.log_format)),
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         timeout_keep_alive=30,

@@ -57,6 +57,13 @@ def sampled_trace() -> RequestTrace | None:
     return trace if trace is not None and trace.sampled else None
 
 
+def annotate_current(request_id: str | None, model: str, version: str | None) -> None:
+    """Name the decoded request's id and model on the current trace, if there is one."""
+    trace = _CURRENT.get()
+    if trace is not None:
+        trace.annotate(request_id, model, version)
+
+
 def wall_ns(perf_counter_s: float) -> int:
     """A ``time.perf_counter()`` reading as wall-clock nanoseconds since the epoch."""
     return int(perf_counter_s * 1e9) + _WALL_OFFSET_NS
@@ -74,12 +81,14 @@ class RequestTrace:
     __slots__ = ("_token", "request_id", "sampled", "span", "trace_id", "tracer")
 
     def __init__(
-        self, span: Span | None, request_id: str | None, tracer: Tracer | None = None
-    ) -> None:
+        self, span: Span | None, request_id: str | None, tracer: Tracer | None = None,
+        traceparent: str | None = None,
+    ) -> None:  # fmt: skip
         self.span = span
         self.tracer = tracer
         self.request_id = request_id or uuid.uuid4().hex[:16]
-        self.trace_id = ""
+        # Without tracing, a caller's trace id still names the log lines (no span is made).
+        self.trace_id = _parent_trace_id(traceparent) if traceparent is not None else ""
         self.sampled = False
         if span is not None:
             context = span.get_span_context()
@@ -133,6 +142,18 @@ class RequestTrace:
             self.span.set_status(StatusCode.ERROR, type(err).__name__)
 
 
+def _parent_trace_id(traceparent: str) -> str:
+    """The trace id of a well-formed W3C ``traceparent`` (version 00 layout), else ''."""
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return ""
+    try:
+        int(parts[1], 16)
+    except ValueError:
+        return ""
+    return parts[1].lower()
+
+
 class Tracing:
     """Starts request traces for the transports; one per server process.
 
@@ -171,7 +192,7 @@ class Tracing:
             attributes: span attributes (protocol, route...).
         """
         if self._tracer is None:
-            return RequestTrace(None, request_id)
+            return RequestTrace(None, request_id, traceparent=traceparent)
         from opentelemetry.trace import SpanKind
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 

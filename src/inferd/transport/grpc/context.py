@@ -35,3 +35,6 @@ class ServicerContext(Protocol):
     def invocation_metadata(self) -> Iterable[Any] | None:
         """The caller's metadata: ``(key, value)`` pairs, ``-bin`` values as bytes."""
         ...
+
+    async def send_initial_metadata(self, initial_metadata: Metadata) -> None:
+        """Send the response headers now, with these metadata (before any message)."""
