@@ -31,6 +31,7 @@ from inferd.errors import RegistryUnavailable
 from inferd.stats import Aggregate
 from inferd.traffic.experiments import Clock, ExperimentService
 from inferd.traffic.router import Splitter
+from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -109,13 +110,16 @@ class TrafficPolicy:
         clock: seconds since the epoch, for flushes and maximum durations.
         flush_s: how often tallies and exposures are written to the registry.
         source: this process's name in the aggregate rows (unique per process start).
+        shadow: shadow traffic; the data plane offers it each answered request while
+            ``shadow.targets`` is not empty (a fresh, empty mirror by default).
     """
 
     def __init__(
         self, store: ExperimentStore | None, *, clock: Clock = time.time, flush_s: float = 5.0,
-        source: str | None = None,
+        source: str | None = None, shadow: ShadowMirror | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        self.shadow = shadow if shadow is not None else ShadowMirror()
         self.clock = clock
         self.flush_s = flush_s
         self.source = source or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

@@ -1,0 +1,84 @@
+"""Prometheus metrics of shadow traffic, names prefixed ``inferd_shadow_``.
+
+They are registered on the server's metrics registry (:attr:`Metrics.registry`), so with
+``--workers N`` every worker's values merge at scrape time like the others. Labels ``model``,
+``primary`` (the version that answered the client) and ``shadow`` (the mirrored version).
+Rates come from counter ratios, e.g. the exact-match rate of the last five minutes::
+
+    rate(inferd_shadow_label_matches_total[5m]) / rate(inferd_shadow_label_rows_total[5m])
+
+Everything here is observed by the shadow consumer, off the request path, except a drop
+(the shadow queue was full), which is one counter increment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from inferd.monitoring.metrics import LATENCY_BUCKETS
+
+Pair = tuple[str, str, str]
+_PAIR = ["model", "primary", "shadow"]
+
+
+class ShadowMetrics:
+    """The ``inferd_shadow_*`` families; implements ``inferd.traffic.shadow.ShadowObserver``.
+
+    Args:
+        registry: the server's metrics registry.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.requests = Counter(
+            "inferd_shadow_requests", "Sampled shadow copies by result: compared, "
+            "incomparable (outputs differ in names or shapes), failed, dropped (queue full).",
+            [*_PAIR, "result"], registry=r,
+        )  # fmt: skip
+        self.label_rows = Counter(
+            "inferd_shadow_label_rows", "Rows compared as labels (integer/bytes, or argmax).",
+            _PAIR, registry=r,
+        )  # fmt: skip
+        self.label_matches = Counter(
+            "inferd_shadow_label_matches", "Label rows on which both versions agree exactly.",
+            _PAIR, registry=r,
+        )  # fmt: skip
+        self.values = Counter(
+            "inferd_shadow_values", "Float output elements compared.", _PAIR, registry=r
+        )
+        self.abs_diff = Counter(
+            "inferd_shadow_abs_diff", "Sum of |primary - shadow| over compared float elements.",
+            _PAIR, registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "inferd_shadow_latency_seconds", "Shadow request time, queue included.",
+            _PAIR, buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue = Gauge(
+            "inferd_shadow_queue_depth", "Shadow copies waiting in this model's queue.",
+            ["model"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+
+    def dropped(self, pair: Pair) -> None:
+        """Count a copy the full queue refused."""
+        self.requests.labels(*pair, "dropped").inc()
+
+    def answered(self, pair: Pair, result: str, comparison: Any, seconds: float) -> None:
+        """Count a shadow request that ran; ``comparison`` is an
+        ``inferd.traffic.agreement.Comparison``, or None when it failed."""
+        self.requests.labels(*pair, result).inc()
+        self.latency.labels(*pair).observe(seconds)
+        if comparison is None or not comparison.comparable:
+            return
+        if comparison.label_rows:
+            self.label_rows.labels(*pair).inc(comparison.label_rows)
+            self.label_matches.labels(*pair).inc(comparison.label_matches)
+        if comparison.values:
+            self.values.labels(*pair).inc(comparison.values)
+            self.abs_diff.labels(*pair).inc(comparison.abs_diff_sum)
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        """The model's queue depth as the consumer last saw it."""
+        self.queue.labels(model).set(depth)
