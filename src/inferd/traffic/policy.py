@@ -10,6 +10,10 @@ plane checks ``live`` before calling). A request that names a version is never r
 routed request is tallied per variant (count, errors, latency sums, a reservoir) and, at the
 spec's sample rate, kept in a bounded exposure buffer (dropped and counted when full); both
 reach the registry in the next flush, never one write per request.
+
+Canary rollouts route through the same call: :class:`~inferd.traffic.canary.CanaryTraffic`
+adds a running rollout's model to ``live`` (a model has an experiment or a rollout, never
+both), and its per-step tallies are flushed with the experiments'.
 """
 
 from __future__ import annotations
@@ -23,41 +27,28 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from inferd.errors import RegistryUnavailable
 from inferd.stats import Aggregate
+from inferd.traffic.canary import CanaryBatch, CanaryLive, CanaryTraffic
 from inferd.traffic.experiments import Clock, ExperimentService
+from inferd.traffic.rollout_store import RolloutStore
+from inferd.traffic.route import Route
 from inferd.traffic.router import Splitter
 from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
-from inferd.types import InferenceRequest, InferenceResponse
+from inferd.types import InferenceRequest
 
 logger = logging.getLogger(__name__)
 
 FALLBACK = "(fallback)"  # the tally of requests without a unit id, left out of the statistics
 MAX_PENDING_EXPOSURES = 50_000
-# What one flush writes: experiment -> variant -> tally dict, and (experiment, exposure) pairs.
-Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[tuple[str, Exposure]]]
-
-
-@dataclass(slots=True)
-class Route:
-    """Where one request goes: the version to serve and the experiment arm it counts for."""
-
-    version: str
-    experiment: str
-    variant: str
-    tally: Aggregate  # latency_ms values; a conversion is an error
-    unit: str | None
-    logged: bool  # kept in the exposure log (never for fallback requests)
-
-    def annotate(self, response: InferenceResponse) -> None:
-        """Name the experiment and variant in the response's V2 parameters."""
-        response.parameters["experiment_id"] = self.experiment
-        response.parameters["experiment_variant"] = self.variant
+# What one flush writes: experiment -> variant -> tally dict, (experiment, exposure) pairs, and
+# the rollouts' changed per-step tallies.
+Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[tuple[str, Exposure]], CanaryBatch]
+__all__ = ["Route", "TrafficPolicy"]
 
 
 class _Live:
@@ -112,18 +103,23 @@ class TrafficPolicy:
         source: this process's name in the aggregate rows (unique per process start).
         shadow: shadow traffic; the data plane offers it each answered request while
             ``shadow.targets`` is not empty (a fresh, empty mirror by default).
+        rollouts: the rollout tables; by default those of the experiments' registry.
     """
 
     def __init__(
         self, store: ExperimentStore | None, *, clock: Clock = time.time, flush_s: float = 5.0,
         source: str | None = None, shadow: ShadowMirror | None = None,
+        rollouts: RolloutStore | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        if rollouts is None and store is not None:
+            rollouts = RolloutStore(store.registry)
+        self.canary = CanaryTraffic(rollouts)
         self.shadow = shadow if shadow is not None else ShadowMirror()
         self.clock = clock
         self.flush_s = flush_s
         self.source = source or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.live: dict[str, _Live] = {}
+        self.live: dict[str, _Live | CanaryLive] = {}
         self.header_keys: frozenset[str] = frozenset()
         self.dropped_exposures = 0
         self._tallies: dict[str, dict[str, Aggregate]] = {}
@@ -138,7 +134,7 @@ class TrafficPolicy:
     def route(
         self, request: InferenceRequest, headers: Mapping[str, str] | None = None
     ) -> Route | None:
-        """The version and arm for ``request``; None when no experiment applies to it."""
+        """The version and arm for ``request``; None when no experiment or rollout applies."""
         live = self.live.get(request.model_name)
         if live is None or request.model_version is not None:
             return None
@@ -148,7 +144,7 @@ class TrafficPolicy:
         self, route: Route, request: InferenceRequest, status: int, latency_ms: float
     ) -> None:
         """Count a routed request once it is answered (or failed)."""
-        route.tally.add(latency_ms, status >= 400)
+        route.count(status, latency_ms)
         if route.logged:
             if len(self._exposures) >= MAX_PENDING_EXPOSURES:
                 self.dropped_exposures += 1
@@ -164,13 +160,15 @@ class TrafficPolicy:
         if self.store is None:
             return
         revision = self.store.registry.revision()
-        live: dict[str, _Live] = {}
+        live: dict[str, _Live | CanaryLive] = {}
         for record in self.store.find(states=["running"]):
             names = [*record.spec.variant_names, FALLBACK]
             tallies = self._tallies.setdefault(record.id, {})
             for name in names:
                 tallies.setdefault(name, Aggregate())
             live[record.model] = _Live(record, tallies)
+        for model, canary in self.canary.refresh().items():
+            live.setdefault(model, canary)  # creating either refuses while the other runs
         self.live = live
         self.header_keys = frozenset(x.key for x in live.values() if x.kind == "header")
         self._revision = revision
@@ -190,14 +188,15 @@ class TrafficPolicy:
             if total != self._flushed.get(exp_id, 0):
                 tallies[exp_id] = {name: t.to_dict() for name, t in found.items() if t.count}
                 self._flushed[exp_id] = total
-        return tallies, pending
+        return tallies, pending, self.canary.collect()
 
     def write(self, batch: Batch) -> None:
         """Upsert the tallies and append the exposures of a :meth:`collect` (blocking)."""
         if self.store is None:
             return
-        tallies, pending = batch
+        tallies, pending, canary = batch
         now = datetime.fromtimestamp(self.clock(), UTC)
+        self.canary.write(canary, self.source, now)
         for exp_id, data in tallies.items():
             self.store.save_aggregates(exp_id, self.source, data, now)
         by_experiment: dict[str, list[Exposure]] = {}
@@ -225,7 +224,7 @@ class TrafficPolicy:
             return
         self._last_flush = self.clock()
         await self._flush()
-        records = [x.record for x in self.live.values()]
+        records = [x.record for x in self.live.values() if isinstance(x, _Live)]
         if await asyncio.to_thread(self._service.expire_overdue, records):
             await asyncio.to_thread(self.refresh)
 
@@ -236,6 +235,7 @@ class TrafficPolicy:
         except BaseException:
             # Written next time: the tallies are cumulative, the exposures go back in line.
             self._flushed.clear()
+            self.canary.unflushed()
             self._exposures[:0] = batch[1][: max(MAX_PENDING_EXPOSURES - len(self._exposures), 0)]
             raise
 
