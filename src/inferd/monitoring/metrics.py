@@ -10,7 +10,12 @@ are added up in plain Python and applied to the metric values once per event-loo
 (:meth:`Metrics.flush`), so a batch of 30 answered requests costs one counter increment and
 a few histogram bucket increments instead of 90 (each one a locked write to a shared file
 with ``--workers N``). Scrapes flush first; another worker's values are at most one loop
-turn behind.
+turn behind. In-flight counts are kept the same way: plain integers on the request path,
+written to their gauge once per loop turn.
+
+Families outside the request path live in their own modules and hang off :class:`Metrics`:
+``lifecycle`` (loads, unloads, swaps, version state), ``resources`` (process CPU and memory),
+``gpu`` (NVML). docs/metrics.md lists every family; a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import os
 import threading
 from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -29,7 +35,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from inferd.monitoring.gpu import GpuMetrics, NvmlLoader, import_nvml
+from inferd.monitoring.lifecycle import LifecycleMetrics
+from inferd.monitoring.resources import ResourceMetrics
+from inferd.monitoring.window import WindowSummary
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -48,9 +60,12 @@ class Metrics:
 
     Args:
         registry: where to register; a fresh registry by default so tests stay isolated.
+        load_nvml: returns the NVML module for GPU metrics (tests pass a fake).
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, load_nvml: NvmlLoader = import_nvml
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -85,6 +100,14 @@ class Metrics:
             "inferd_model_memory_bytes", "Memory measured for a loaded model version.",
             ["model", "version"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
+        self.in_flight = Gauge(
+            "inferd_requests_in_flight", "Requests a model version has taken and not answered.",
+            ["model", "version"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.lifecycle = LifecycleMetrics(r)
+        self.resources = ResourceMetrics(r)
+        self.gpu = GpuMetrics(r, load_nvml)
+        self.window = WindowSummary(self.collect)  # /v1/models/{m}/metrics
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._version_children: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
         # Observations not yet applied (see flush); the lock makes render() from a worker
@@ -93,6 +116,9 @@ class Metrics:
         self._pending_counts: dict[tuple[str, str, str, str], int] = {}
         self._pending_latency: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         self._flush_scheduled = False
+        # In flight now per version, and the versions whose gauge is behind that count.
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self._in_flight_dirty: set[tuple[str, str]] = set()
 
     def _children(self, model: str, version: str) -> tuple[Any, Any, Any, Any, Any]:
         key = (model, version)
@@ -132,12 +158,35 @@ class Metrics:
             except RuntimeError:  # no event loop in this thread: apply now
                 self.flush()
 
+    def request_started(self, model: str, version: str) -> None:
+        """A request was handed to a version; pair with :meth:`request_ended`."""
+        self._count_in_flight((model, version), 1)
+
+    def request_ended(self, model: str, version: str) -> None:
+        """The request of a :meth:`request_started` was answered, failed or cancelled."""
+        self._count_in_flight((model, version), -1)
+
+    def _count_in_flight(self, key: tuple[str, str], step: int) -> None:
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + step
+            self._in_flight_dirty.add(key)
+            scheduled, self._flush_scheduled = self._flush_scheduled, True
+        if not scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop in this thread: apply now
+                self.flush()
+
     def flush(self) -> None:
         """Apply the pending request observations to the metric values."""
         with self._lock:
             counts, self._pending_counts = self._pending_counts, {}
             latency, self._pending_latency = self._pending_latency, {}
             self._flush_scheduled = False
+            dirty, self._in_flight_dirty = self._in_flight_dirty, set()
+            in_flight = [(key, self._in_flight[key]) for key in dirty]
+        for (model, version), count in in_flight:
+            self.in_flight.labels(model, version).set(count)
         for key, count in counts.items():
             counter = self._request_children.get(key)
             if counter is None:
@@ -165,6 +214,7 @@ class Metrics:
             key = (model, version, protocol, "200")
             if key not in self._request_children:
                 self._request_children[key] = self.requests.labels(*key)
+        self.in_flight.labels(model, version)
 
     def set_loaded(self, model: str, version: str, loaded: bool, memory_bytes: int = 0) -> None:
         """Mark a version loaded (1) or gone (0) and record its memory."""
@@ -173,14 +223,29 @@ class Metrics:
         if not loaded:
             self.queue_depth.labels(model, version).set(0)
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every worker's values (this one's flushed)."""
+    def sample(self) -> None:
+        """Sample this process's CPU and memory and the GPUs (blocking; not on the loop)."""
+        self.resources.sample()
+        self.gpu.sample()
+
+    def _source(self) -> CollectorRegistry:
+        """Where every worker's values are read: the shared files, or this registry."""
         self.flush()
         if multiprocess_enabled():
             merged = CollectorRegistry()
             MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-            return bytes(generate_latest(merged))
-        return bytes(generate_latest(self.registry))
+            return merged
+        return self.registry
+
+    def collect(self) -> Iterable[Metric]:
+        """Every worker's metric families (this one's flushed), for in-process readers."""
+        return self._source().collect()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every worker's values (this one's sampled and
+        flushed)."""
+        self.sample()
+        return bytes(generate_latest(self._source()))
 
 
 def _observe_many(histogram: Any, values: list[float]) -> None:

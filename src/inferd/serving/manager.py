@@ -211,7 +211,8 @@ class ModelManager:
                 self._drop(name, number)
 
     def _drop(self, name: str, number: int) -> None:
-        self._models.get(name, {}).pop(number, None)
+        if self._models.get(name, {}).pop(number, None) is not None:
+            self._metrics.lifecycle.set_state(name, str(number), None)
         if not self._models.get(name):
             self._models.pop(name, None)
             self._default.pop(name, None)
@@ -237,6 +238,7 @@ class ModelManager:
         old = versions.get(number)
         if old is None or old.state is not VersionState.READY:
             versions[number] = fresh  # visible as LOADING while it loads
+            self._metrics.lifecycle.set_state(name, fresh.label, fresh.state)
         started = time.perf_counter()
         try:
             if artifact is None:
@@ -274,13 +276,17 @@ class ModelManager:
         fresh.state = VersionState.READY
         self.evicted.discard((name, number))
         versions[number] = fresh  # the atomic switch: new requests see the new version
-        self._refresh_default(name)
+        swapped = self._refresh_default(name)
         self._metrics.set_loaded(name, fresh.label, True, memory.total)
+        self._metrics.lifecycle.set_state(name, fresh.label, fresh.state)
+        self._metrics.lifecycle.loaded(name, fresh.label, time.perf_counter() - started)
         self._metrics.prepare(name, fresh.label, ("http", "grpc", "predict"))
         logger.info("model %s version %d ready on %s in %.2f s (%d bytes)", name, number,
                     fresh.device, fresh.load_seconds, memory.total)  # fmt: skip
         if old is not None and old is not fresh and old.state is VersionState.READY:
-            await self._retire(old)
+            await self._retire(old, "replaced")
+        if swapped:
+            self._metrics.lifecycle.swap_took(name, time.perf_counter() - started)
         return fresh
 
     def _failed(
@@ -294,9 +300,11 @@ class ModelManager:
         )
         log = logger.error if isinstance(err, InferdError) else logger.exception
         log("model %s version %d: load failed: %s", fresh.name, fresh.version, fresh.reason)
+        self._metrics.lifecycle.load_failed(fresh.name, fresh.label)
         versions = self._models[fresh.name]
         if old is None or old.state is not VersionState.READY:
             versions[fresh.version] = fresh
+            self._metrics.lifecycle.set_state(fresh.name, fresh.label, fresh.state)
             return fresh
         return fresh  # the ready copy keeps serving; the caller sees the failure
 
@@ -350,7 +358,7 @@ class ModelManager:
                 break
             logger.info("evicting model %s version %d (least recently used) to free %d bytes",
                         victim.name, victim.version, victim.memory_bytes)  # fmt: skip
-            await self._unload(victim)
+            await self._unload(victim, "evicted")
             self._drop(victim.name, victim.version)
             self.evicted.add((victim.name, victim.version))
 
@@ -364,16 +372,21 @@ class ModelManager:
             and v.state in (VersionState.READY, VersionState.LOADING)
         )  # fmt: skip
 
-    async def _unload(self, version: ModelVersion) -> None:
+    async def _unload(self, version: ModelVersion, reason: str = "requested") -> None:
         versions = self._models.get(version.name, {})
         if versions.get(version.version) is version and version.state is VersionState.READY:
             version.state = VersionState.UNLOADING
+            self._metrics.lifecycle.set_state(version.name, version.label, version.state)
         self._refresh_default(version.name)
-        await self._retire(version)
+        await self._retire(version, reason)
         self._metrics.set_loaded(version.name, version.label, False)
+        if versions.get(version.version) is version:
+            self._metrics.lifecycle.set_state(version.name, version.label, version.state)
 
-    async def _retire(self, version: ModelVersion) -> None:
+    async def _retire(self, version: ModelVersion, reason: str) -> None:
         """Drain a version that no longer takes new requests, then free its memory."""
+        started = time.perf_counter()
+        loaded = version.runtime is not None
         if version.state is VersionState.READY:
             version.state = VersionState.UNLOADING
         if version.batcher is not None:
@@ -386,18 +399,28 @@ class ModelManager:
             version.state = VersionState.UNAVAILABLE
             version.reason = version.reason or "unloaded"
         version.memory_bytes = 0
+        if loaded:
+            elapsed = time.perf_counter() - started
+            self._metrics.lifecycle.unloaded(version.name, version.label, reason, elapsed)
 
-    def _refresh_default(self, name: str) -> None:
+    def _refresh_default(self, name: str) -> bool:
+        """Pick the version answering requests that name none; True when that was a swap
+        (from one ready copy to another), which is counted."""
+        before = self._default.get(name)
         versions = self._models.get(name, {})
         preferred = versions.get(self._production.get(name, -1))
+        ready = [v for v in versions.values() if v.state is VersionState.READY]
         if preferred is not None and preferred.state is VersionState.READY:
             self._default[name] = preferred
-            return
-        ready = [v for v in versions.values() if v.state is VersionState.READY]
-        if ready:
+        elif ready:
             self._default[name] = max(ready, key=lambda v: v.version)
         else:
             self._default.pop(name, None)
+        after = self._default.get(name)
+        swapped = before is not None and after is not None and after is not before
+        if swapped:
+            self._metrics.lifecycle.swapped(name)
+        return swapped
 
     def _on_batch(
         self, version: ModelVersion, rows: int, requests: int, compute_s: float, ok: bool
