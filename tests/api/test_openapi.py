@@ -39,6 +39,7 @@ BODIES: dict[str, Any] = {
     "update_model": {"description": "documented"},
     "update_version": {"description": "documented"},
     "set_stage": {"stage": "staging"},
+    "set_shadow": {"version": 1, "fraction": 0.1},
     "set_default_version": {"version": 1},
     "create_key": {"role": "predict", "name": "probe"},
     "register_version": {"artifact_uri": "/nonexistent/model.onnx"},

@@ -18,10 +18,12 @@ from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
 from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
+from inferd.monitoring.shadow_metrics import ShadowMetrics
 from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
@@ -34,6 +36,8 @@ from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
 from inferd.traffic.experiments import ExperimentService
 from inferd.traffic.policy import TrafficPolicy
+from inferd.traffic.shadow import ShadowMirror
+from inferd.traffic.shadow_store import ShadowStore
 from inferd.traffic.store import ExperimentStore
 from inferd.transport.grpc.tls import server_tls
 
@@ -94,7 +98,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     importer = RepositoryImporter(root, registry) if root is not None else None
     control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
     experiments = ExperimentStore(registry)
-    traffic = TrafficPolicy(experiments)  # routing state in memory, tallies flushed every 5 s
+    shadows = ShadowStore(registry)  # agreement flushed every 5 s, merged when read
+    shadow = ShadowMirror(shadows, observer=ShadowMetrics(metrics.registry))
+    traffic = TrafficPolicy(experiments, shadow=shadow)  # routing state in memory
     dataplane = DataPlane(manager, metrics, control, traffic)
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
@@ -132,6 +138,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         experiment_task = asyncio.create_task(traffic.run(settings.poll_interval_s))
         tasks.add(experiment_task)
         experiment_task.add_done_callback(tasks.discard)
+        shadow_task = asyncio.create_task(shadow.run(settings.poll_interval_s))
+        tasks.add(shadow_task)
+        shadow_task.add_done_callback(tasks.discard)
         await control.run()
 
     async def startup() -> None:
@@ -149,6 +158,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
             task.cancel()
         await asyncio.to_thread(jobs.stop)
         await grpc_server.stop(settings.graceful_timeout_s)
+        await shadow.close()  # before the batchers drain: queued copies are dropped, counted
         await dataplane.stop()
         await traffic.close()  # the last tallies and exposures, once no request runs
         await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
@@ -170,6 +180,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         app.management.keys = KeyRoutes(security.store, security.refresh)
         service = ExperimentService(experiments, management.promote, control.preload)
         app.management.experiments = ExperimentRoutes(service, traffic)
+        app.management.shadow = ShadowRoutes(shadows, shadow, control.preload)
     return app
 
 

@@ -18,6 +18,7 @@ GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/jobs...                                            batch jobs (inferd.api.jobs)
 /v1/keys...                                            API keys (inferd.api.keys)
 /v1/experiments...                                     A/B experiments (inferd.api.experiments)
+/v1/models/{m}/shadow...                               shadow traffic (inferd.api.shadow)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from inferd.api._request import json_object, query_choice, query_limit
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
 from inferd.registry.records import Stage
 from inferd.security.keys import ApiKey
@@ -68,6 +70,7 @@ class ManagementRoutes:
         self.jobs: JobRoutes | None = None  # batch jobs, set by the app when it runs them
         self.keys: KeyRoutes | None = None  # API keys, set by the app
         self.experiments: ExperimentRoutes | None = None  # A/B experiments, set by the app
+        self.shadow: ShadowRoutes | None = None  # shadow traffic, set by the app
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
@@ -96,6 +99,8 @@ class ManagementRoutes:
         name, rest = parts[1], parts[2:]
         if not rest:
             return await self._model(method, name, body, actor)
+        if rest[0] == "shadow" and self.shadow is not None:
+            return await self.shadow.handle(method, name, rest[1:], body, actor, caller)
         if rest[0] == "versions":
             return await self._versions(method, name, rest[1:], query, body, actor)
         if rest == ["rollback"]:

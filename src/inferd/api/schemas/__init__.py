@@ -10,7 +10,7 @@ route modules) keep their own checks on the hot path. To document a new route, a
 
 from __future__ import annotations
 
-from inferd.api.schemas import experiments, jobs, keys, management, predict, server, v2
+from inferd.api.schemas import experiments, jobs, keys, management, predict, server, shadow, v2
 from inferd.api.schemas._operation import Media, Operation, Param
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -21,6 +21,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *jobs.OPERATIONS,
     *keys.OPERATIONS,
     *experiments.OPERATIONS,
+    *shadow.OPERATIONS,
 )
 
 __all__ = ["OPERATIONS", "Media", "Operation", "Param"]
