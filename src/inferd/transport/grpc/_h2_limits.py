@@ -20,6 +20,7 @@ any (the fast path) pay nothing for it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,54 @@ class Budget:
         self.tokens -= 1.0
         return True
 
+    def shrink(self, factor: float, floor: int) -> None:
+        """Start with ``factor`` of the tokens, but at least ``floor`` (a penalised peer)."""
+        self.tokens = min(self.tokens, max(float(floor), self.tokens * factor))
+
+
+class Penalties:
+    """Abuse remembered per peer address, so that reconnecting does not buy a fresh budget.
+
+    A connection ended for abuse gives its address a strike; strikes decay with a half-life
+    on ``clock``. A new connection from an address with ``s`` strikes starts its budgets
+    with ``0.5 ** s`` of their tokens (at least ``floor``), so an attacker that reconnects
+    as soon as it is told GOAWAY gets a few frames per connection instead of a thousand,
+    while a connection that is already open (a legitimate client behind the same address)
+    keeps its own budget, and a well-behaved new one earns tokens back with its work as
+    usual. At most ``max_addresses`` are remembered (the least recently struck go first).
+
+    Args:
+        half_life_s: seconds for a strike to count half.
+        max_addresses: addresses remembered at most.
+        floor: tokens a penalised connection's budgets start with at least.
+        clock: seconds, monotonic.
+    """
+
+    def __init__(self, half_life_s: float, max_addresses: int, floor: int, clock: Clock) -> None:
+        self.half_life_s, self.max_addresses, self.floor = half_life_s, max_addresses, floor
+        self._clock = clock
+        self._strikes: dict[str, tuple[float, float]] = {}  # address -> (strikes, when)
+
+    def strikes(self, address: str) -> float:
+        """The address's strikes now, decayed."""
+        entry = self._strikes.get(address)
+        if entry is None:
+            return 0.0
+        score, when = entry
+        return score * math.pow(0.5, (self._clock() - when) / self.half_life_s)
+
+    def strike(self, address: str) -> None:
+        """A connection from ``address`` was ended for abuse."""
+        score = self.strikes(address) + 1.0
+        self._strikes.pop(address, None)  # re-inserted last: the most recently struck
+        self._strikes[address] = (score, self._clock())
+        while len(self._strikes) > self.max_addresses:
+            del self._strikes[next(iter(self._strikes))]
+
+    def allowance(self, address: str) -> float:
+        """The share of its budgets a new connection from ``address`` starts with."""
+        return 0.5 ** self.strikes(address) if address in self._strikes else 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Http2Limits:
@@ -90,6 +139,8 @@ class Http2Limits:
             (nghttp2 and Go: 1,000 and 10,000 queued control frames).
         max_pending_bytes: answer bytes held for a peer whose flow-control window is shut
             or that does not read, over all streams of the connection.
+        strike_half_life_s, max_penalised, penalised_floor: :class:`Penalties` (a server
+            that keeps them: the gRPC one), against attackers that reconnect.
         clock: seconds, monotonic; tests inject their own.
     """
 
@@ -108,4 +159,7 @@ class Http2Limits:
     useless_refund: float = 4.0
     max_unsent_acks: int = 1000
     max_pending_bytes: int = 80 * 1024 * 1024
+    strike_half_life_s: float = 30.0
+    max_penalised: int = 65_536
+    penalised_floor: int = 16
     clock: Clock = field(default=time.monotonic, compare=False)

@@ -277,6 +277,12 @@ class Http2Connection(asyncio.Protocol):
         """Close now (after what is already queued is written)."""
         self._close_after_flush()
 
+    def restrict(self, factor: float, floor: int) -> None:
+        """Start the budgets against abuse with ``factor`` of their tokens, at least ``floor``
+        (a peer whose address was caught abusing before: see :class:`Penalties`)."""
+        self._resets.shrink(factor, floor)
+        self._useless.shrink(factor, floor)
+
     @property
     def used(self) -> bool:
         """Whether the peer has opened a stream yet."""

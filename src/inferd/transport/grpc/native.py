@@ -33,7 +33,7 @@ from inferd.transport.grpc._call import (
     status_block,
 )
 from inferd.transport.grpc._compression import WBITS
-from inferd.transport.grpc._h2_limits import Http2Limits
+from inferd.transport.grpc._h2_limits import Http2Limits, Penalties
 from inferd.transport.grpc._h2_wire import ENHANCE_YOUR_CALM, Stream
 from inferd.transport.grpc.http2 import Http2Connection
 
@@ -83,15 +83,26 @@ class GrpcConnection(Http2Connection):
         self._stalled_since = self.active
         self._drains_seen = 0
         self._tick: asyncio.TimerHandle | None = None
+        self._address: str | None = None  # the peer's host, for the server's Penalties
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if not self.server.admit(self):
+            self._address = None  # refused for the server's cap, not for what it did
             self.fail(ENHANCE_YOUR_CALM, f"more than {self.server.max_connections} connections")
             return
+        peer = self.peer
+        self._address = str(peer[0]) if peer else None
+        if self._address is not None:
+            penalties = self.server.penalties
+            factor = penalties.allowance(self._address)
+            if factor < 1.0:
+                self.restrict(factor, penalties.floor)
         self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
 
     def fail(self, code: int, message: str) -> None:
+        if code == ENHANCE_YOUR_CALM and self._address is not None and not self._closed:
+            self.server.penalties.strike(self._address)
         super().fail(code, message)
         self.server.ending(self)  # no longer counted while its GOAWAY is flushed
 
@@ -193,6 +204,10 @@ class GrpcTransportServer:
         self.policy = CallPolicy(interceptors, max_message_bytes, max_buffered_bytes)
         self.limits = limits or Http2Limits(max_pending_bytes=max_message_bytes + (16 << 20))
         self.max_connections = max_connections
+        limits = self.limits
+        self.penalties = Penalties(
+            limits.strike_half_life_s, limits.max_penalised, limits.penalised_floor, limits.clock
+        )
         self.request_read_timeout_s = request_read_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.tick_s = min(5.0, request_read_timeout_s / 2, idle_timeout_s / 2)
