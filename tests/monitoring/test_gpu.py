@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fixtures.nvml import FakeNvml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,38 +14,6 @@ from inferd.monitoring.gpu import GpuMetrics
 from inferd.monitoring.metrics import Metrics
 
 GiB = 1 << 30
-
-
-class FakeNvml:
-    """The part of pynvml that GpuMetrics calls, over a list of devices."""
-
-    def __init__(self, devices: list[dict[str, Any]], init_error: Exception | None = None) -> None:
-        self.devices = devices
-        self.init_error = init_error
-        self.shutdowns = 0
-
-    def nvmlInit(self) -> None:
-        if self.init_error is not None:
-            raise self.init_error
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.devices)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
-        device = self.devices[handle]
-        if device.get("lost"):
-            raise RuntimeError("GPU is lost")
-        return SimpleNamespace(gpu=device["busy"], memory=0)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        device = self.devices[handle]
-        return SimpleNamespace(used=device["used"], total=device["total"], free=0)
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
 
 
 def _gpu_lines(metrics: Metrics) -> list[str]:
