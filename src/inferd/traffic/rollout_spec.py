@@ -12,7 +12,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from inferd.errors import InvalidInput
 from inferd.traffic.spec import Unit
@@ -97,16 +97,22 @@ class RolloutSpec(BaseModel):
     )  # fmt: skip
     promote: bool = Field(True, description="Promote the candidate when the last step is done.")
 
-    @model_validator(mode="after")
-    def _steps(self) -> RolloutSpec:
-        percents = [s.percent for s in self.steps]
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("candidate"):
+            raise ValueError("a version other than the candidate")
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[Step]) -> list[Step]:
+        percents = [s.percent for s in steps]
         if any(b <= a for a, b in pairwise(percents)):
-            raise ValueError(f"step percents must increase, got {percents}")
+            raise ValueError("step percents that increase")
         if percents[-1] != 100.0:
-            raise ValueError(f"the last step must be 100 percent, got {percents[-1]:g}")
-        if self.baseline is not None and self.baseline == self.candidate:
-            raise ValueError(f"baseline and candidate are both version {self.candidate}")
-        return self
+            raise ValueError("a last step of 100 percent")
+        return steps
 
 
 def parse_rollout_spec(data: Any) -> RolloutSpec:
@@ -123,4 +129,5 @@ def parse_rollout_spec(data: Any) -> RolloutSpec:
         first = err.errors()[0]
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
         got = repr(first.get("input"))[:80] if first["type"] != "missing" else "nothing"
-        raise InvalidInput(f"rollout{field}", first["msg"].lower(), got) from err
+        expected = first["msg"].removeprefix("Value error, ").lower()
+        raise InvalidInput(f"rollout{field}", expected, got) from err
