@@ -19,18 +19,20 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from opentelemetry.trace import SpanKind, StatusCode
 
 from inferd.batching import Batcher, BatchPolicy
-from inferd.errors import InferenceFailed
+from inferd.errors import ConfigError, InferenceFailed
 from inferd.monitoring.tracing import Tracing, current_trace, tracing_from_settings
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
-def tracing(sampler: Sampler = ALWAYS_ON) -> tuple[Tracing, InMemorySpanExporter]:
+def tracing(
+    sampler: Sampler = ALWAYS_ON, sample_rate: float = 1.0
+) -> tuple[Tracing, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(sampler))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider), exporter
+    return Tracing(provider, sample_rate=sample_rate), exporter
 
 
 def x(value: float) -> dict[str, np.ndarray]:
@@ -115,8 +117,9 @@ async def test_unsampled_requests_make_no_spans_but_keep_a_trace_id() -> None:
 
 def test_incoming_traceparent_is_the_parent_even_when_the_rate_says_no() -> None:
     t, exporter = tracing(ALWAYS_OFF)  # parent-based: the caller's sampled flag wins
-    with t.request("req", PARENT, "vendor=1", attributes={"http.route": "/predict"}) as trace:
+    with t.request("req", PARENT, "vendor=1") as trace:
         assert current_trace() is trace
+        trace.set_attributes({"http.route": "/predict"})
     assert current_trace() is None
     (span,) = exporter.get_finished_spans()
     assert trace.trace_id == PARENT_TRACE
@@ -126,6 +129,29 @@ def test_incoming_traceparent_is_the_parent_even_when_the_rate_says_no() -> None
     assert span.context.trace_state.get("vendor") == "1"
     assert span.attributes is not None
     assert span.attributes["http.route"] == "/predict"
+
+
+def test_roots_left_out_by_the_rate_never_reach_the_sdk_but_parents_decide() -> None:
+    t, exporter = tracing(sample_rate=0.0)
+    with t.request("root", None) as root:
+        pass
+    assert (root.span, root.sampled) == (None, False)
+    assert len(root.trace_id) == 32
+    assert int(root.trace_id, 16) != 0
+    with t.request("child", PARENT) as child:
+        pass
+    assert child.sampled
+    assert [s.name for s in exporter.get_finished_spans()] == ["child"]
+    everything, exporter = tracing(sample_rate=1.0)
+    for _ in range(20):
+        with everything.request("root", None):
+            pass
+    assert len(exporter.get_finished_spans()) == 20
+
+
+def test_a_sample_rate_outside_0_to_1_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="trace_sample_rate"):
+        Tracing(None, sample_rate=1.5)
 
 
 def test_request_ids_without_tracing_take_the_callers_trace_id() -> None:

@@ -169,10 +169,13 @@ class InferenceService:
             return await self._infer(msg, context)
         with self._trace("ModelInfer", msg, context) as trace:
             # Initial metadata, so that a failed call's caller learns the ids too.
-            ids = [(REQUEST_ID_HEADER, trace.request_id)]
+            ids = []
             if trace.trace_id:
                 ids.append((TRACE_ID_HEADER, trace.trace_id))
-            await context.send_initial_metadata(ids)
+            if self._tracing.log_ids:  # the request id matters for the logs' sake
+                ids.append((REQUEST_ID_HEADER, trace.request_id))
+            if ids:
+                await context.send_initial_metadata(ids)
             return await self._infer(msg, context)
 
     async def _stream_one(self, msg: pb.ModelInferRequest, context: Context) -> Any:
@@ -191,11 +194,12 @@ class InferenceService:
         for key, value in context.invocation_metadata() or ():
             if key in ("traceparent", "tracestate"):
                 found[key] = value if isinstance(value, str) else value.decode("latin-1")
-        return self._tracing.request(
-            f"{SERVICE}/{rpc}", found.get("traceparent"), found.get("tracestate"),
-            msg.id or None,
-            {"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc},
-        )  # fmt: skip
+        trace = self._tracing.request(
+            f"{SERVICE}/{rpc}", found.get("traceparent"), found.get("tracestate"), msg.id or None
+        )
+        if trace.sampled:
+            trace.set_attributes({"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc})
+        return trace
 
     async def _infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
         try:

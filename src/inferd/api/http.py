@@ -165,10 +165,11 @@ class HttpApp:
             route = "/predict"
         method = scope["method"]
         parent, state, request_id = _trace_headers(scope)
-        return self._tracing.request(
-            f"{method} {route}", parent, state, request_id,
-            {"http.request.method": method, "http.route": route, "url.path": path},
-        )  # fmt: skip
+        trace = self._tracing.request(f"{method} {route}", parent, state, request_id)
+        if trace.sampled:  # unsampled requests skip building attributes
+            trace.set_attributes({"http.request.method": method, "http.route": route,
+                                  "url.path": path})  # fmt: skip
+        return trace
 
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace | None
@@ -196,7 +197,8 @@ class HttpApp:
         out.append((b"content-length", str(len(body)).encode()))
         if trace is not None:
             trace.http_status(status)
-            out.append((b"x-request-id", trace.request_id.encode("latin-1", "replace")))
+            if self._tracing is not None and self._tracing.log_ids:  # ids for the logs' sake
+                out.append((b"x-request-id", trace.request_id.encode("latin-1", "replace")))
             if trace.trace_id:
                 out.append((b"x-trace-id", trace.trace_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})

@@ -23,8 +23,8 @@ With ``--log-format json`` a :class:`RequestTrace` without a span still carries 
 from __future__ import annotations
 
 import os
+import random
 import time
-import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -78,23 +78,35 @@ class RequestTrace:
         sampled: whether the span is recorded (and its queue, batch and runtime spans too).
     """
 
-    __slots__ = ("_token", "request_id", "sampled", "span", "trace_id", "tracer")
+    __slots__ = ("_request_id", "_token", "sampled", "span", "trace_id", "tracer")
 
     def __init__(
         self, span: Span | None, request_id: str | None, tracer: Tracer | None = None,
-        traceparent: str | None = None,
+        trace_id: str = "",
     ) -> None:  # fmt: skip
         self.span = span
         self.tracer = tracer
-        self.request_id = request_id or uuid.uuid4().hex[:16]
-        # Without tracing, a caller's trace id still names the log lines (no span is made).
-        self.trace_id = _parent_trace_id(traceparent) if traceparent is not None else ""
+        self._request_id = request_id
+        self.trace_id = trace_id
         self.sampled = False
         if span is not None:
             context = span.get_span_context()
             self.trace_id = format(context.trace_id, "032x")
             self.sampled = context.trace_flags.sampled
         self._token: Token[RequestTrace | None] | None = None
+
+    @property
+    def request_id(self) -> str:
+        """The request's id; one is minted the first time a request without one is asked."""
+        if self._request_id is None:
+            # Not a secret, only a name for log lines: no os.urandom call (uuid4 costs ~5 µs).
+            self._request_id = format(random.getrandbits(64), "016x")
+        return self._request_id
+
+    def set_attributes(self, attributes: dict[str, str]) -> None:
+        """Add span attributes (a recorded span only: callers test :attr:`sampled` first)."""
+        if self.span is not None:
+            self.span.set_attributes(attributes)
 
     def __enter__(self) -> RequestTrace:
         self._token = _CURRENT.set(self)
@@ -114,7 +126,7 @@ class RequestTrace:
     def annotate(self, request_id: str | None, model: str, version: str | None = None) -> None:
         """Record what the decoded request asked for (its id replaces a minted one)."""
         if request_id:
-            self.request_id = request_id
+            self._request_id = request_id
         if self.sampled and self.span is not None:
             self.span.set_attribute("inferd.request_id", self.request_id)
             self.span.set_attribute("inferd.model", model)
@@ -154,16 +166,35 @@ def _parent_trace_id(traceparent: str) -> str:
     return parts[1].lower()
 
 
+def _root_trace_id() -> int:
+    """A random, non-zero 128-bit trace id (as the SDK's id generator makes them)."""
+    return random.getrandbits(128) or 1
+
+
 class Tracing:
     """Starts request traces for the transports; one per server process.
 
+    A request without a ``traceparent`` is a trace root: it is sampled here, with probability
+    ``sample_rate``, and one that is not never reaches the SDK (whose span would cost about
+    5 µs for nothing); it still gets a random trace id for its response and log lines. Whether
+    a request with a ``traceparent`` is sampled is the provider's sampler's decision, which
+    :func:`tracing_from_settings` makes parent-based.
+
     Args:
         provider: an OpenTelemetry SDK tracer provider; None traces nothing.
+        sample_rate: the share of trace roots that are sampled.
         log_ids: keep request ids in a context variable for JSON logs even without tracing.
     """
 
-    def __init__(self, provider: TracerProvider | None = None, *, log_ids: bool = False) -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, *, sample_rate: float = 1.0,
+        log_ids: bool = False,
+    ) -> None:  # fmt: skip
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ConfigError("settings", "trace_sample_rate",
+                              f"expected a share from 0 to 1, got {sample_rate}")  # fmt: skip
         self.provider = provider
+        self.sample_rate = sample_rate
         self.log_ids = log_ids
         self._tracer: Tracer | None = None
         if provider is not None:
@@ -180,7 +211,7 @@ class Tracing:
 
     def request(
         self, name: str, traceparent: str | None, tracestate: str | None = None,
-        request_id: str | None = None, attributes: dict[str, str] | None = None,
+        request_id: str | None = None,
     ) -> RequestTrace:  # fmt: skip
         """A request trace to enter around serving one request.
 
@@ -189,10 +220,13 @@ class Tracing:
             traceparent: the caller's W3C ``traceparent``, if any.
             tracestate: the caller's W3C ``tracestate``, if any.
             request_id: an id the transport already knows (e.g. ``x-request-id``).
-            attributes: span attributes (protocol, route...).
         """
         if self._tracer is None:
-            return RequestTrace(None, request_id, traceparent=traceparent)
+            # Without tracing, a caller's trace id still names the log lines.
+            trace_id = _parent_trace_id(traceparent) if traceparent is not None else ""
+            return RequestTrace(None, request_id, trace_id=trace_id)
+        if traceparent is None and random.random() >= self.sample_rate:
+            return RequestTrace(None, request_id, trace_id=format(_root_trace_id(), "032x"))
         from opentelemetry.trace import SpanKind
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -202,7 +236,7 @@ class Tracing:
             if tracestate is not None:
                 carrier["tracestate"] = tracestate
             parent = TraceContextTextMapPropagator().extract(carrier)
-        span = self._tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        span = self._tracer.start_span(name, parent, SpanKind.SERVER)
         return RequestTrace(span, request_id, self._tracer)
 
     def shutdown(self) -> None:
@@ -275,7 +309,7 @@ def tracing_from_settings(
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
     except ImportError as err:
         raise ConfigError(
             "settings", "otlp_endpoint",
@@ -284,11 +318,13 @@ def tracing_from_settings(
     attributes = {"service.version": __version__}
     if not os.environ.get("OTEL_SERVICE_NAME"):  # the standard variable wins over our default
         attributes["service.name"] = "inferd"
+    # Roots are sampled by Tracing.request at sample_rate; those that reach the SDK are kept,
+    # and a caller's traceparent decides for its own request (parent-based).
     provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(sample_rate)),
+        sampler=ParentBased(ALWAYS_ON),
         resource=Resource.create(attributes),
     )
     # http:// endpoints are plaintext; https:// ones use TLS (OTEL_EXPORTER_OTLP_* for more).
     exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    return Tracing(provider, log_ids=log_ids)
+    return Tracing(provider, sample_rate=sample_rate, log_ids=log_ids)
