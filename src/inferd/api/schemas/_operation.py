@@ -87,6 +87,7 @@ PATH_PARAMETERS: dict[str, Param] = {
         Param("model_version", "path", NonEmpty, "version number", True, "1"),
         Param("job_id", "path", NonEmpty, "job id", True, "0123456789ab"),
         Param("experiment_id", "path", NonEmpty, "experiment id", True, "exp-0123456789ab"),
+        Param("rollout_id", "path", NonEmpty, "rollout id", True, "ro-0123456789ab"),
         Param(
             "key_id", "path", NonEmpty, "the public id of an API key (8 hex digits)", True,
             "1a2b3c4d",
