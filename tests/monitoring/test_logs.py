@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import logging
 
+import numpy as np
 import orjson
 import pytest
+from fixtures.runtimes import AffineRuntime
 from opentelemetry.sdk.trace import TracerProvider
 
+from inferd.batching import Batcher, BatchPolicy
+from inferd.errors import InferenceFailed
 from inferd.monitoring.logs import JsonFormatter, configure_logging
 from inferd.monitoring.tracing import Tracing
 
@@ -48,3 +52,23 @@ def test_json_log_lines_carry_the_request_and_trace_ids() -> None:
 def test_an_unknown_log_format_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"log_format: expected .*, got 'xml'"):
         configure_logging("xml", "info")
+
+
+async def test_a_failed_batch_logs_under_no_single_requests_id() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("inferd.batching.batcher")
+    log.addHandler(handler)
+    batcher = Batcher(AffineRuntime(poison=9.0), BatchPolicy(), model="m", version="1")
+    try:
+        trace = Tracing(None, log_ids=True).request("req", PARENT, request_id="mine")
+        with trace, pytest.raises(InferenceFailed):
+            await batcher.submit({"x": np.array([9.0], dtype=np.float32)})
+    finally:
+        log.removeHandler(handler)
+        await batcher.close()
+    (line,) = [orjson.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["message"] == "model m version 1: batch of 1 requests failed"
+    assert (line["request_id"], line["trace_id"]) == (None, None)
+    assert "poisoned batch" in line["exception"]

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import Context
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -166,7 +167,9 @@ class Batcher:
         self._queued_rows += pending.rows
         if not self._scheduled and self._idle > 0:
             self._scheduled = True
-            loop.call_soon(self._dispatch)
+            # A fresh context: a batch's callbacks (and their log lines) belong to no one
+            # request, not to whichever request's task happened to schedule them.
+            loop.call_soon(self._dispatch, context=Context())
         if timeout_s is None and self.policy.queue_timeout_s is None:
             return await pending.future
         return await self._wait_with_limits(pending, timeout_s)
@@ -268,7 +271,7 @@ class Batcher:
         while self._idle > 0 and self._heap:
             wait = self._wait_for_company()
             if wait > 0 and self._loop is not None:
-                self._timer = self._loop.call_later(wait, self._dispatch)
+                self._timer = self._loop.call_later(wait, self._dispatch, context=Context())
                 return
             batch = self._take()
             if batch:
@@ -317,7 +320,7 @@ class Batcher:
             pending.dispatched = now
             pending.position = position
         work = loop.run_in_executor(self._executor, self._run, batch)
-        work.add_done_callback(partial(self._finish, batch))
+        work.add_done_callback(partial(self._finish, batch), context=Context())
 
     def _finish(self, batch: list[_Pending], work: asyncio.Future[_RunResult]) -> None:
         self._idle += 1
