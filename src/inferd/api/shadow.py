@@ -97,7 +97,7 @@ class ShadowRoutes:
             for row in rows:
                 merged = merged.merge(Agreement.from_dict(row))
             pairs.append({"primary_version": primary, "shadow_version": shadow,
-                          **merged.summary()})  # fmt: skip
+                          "processes": len(rows), **merged.summary()})  # fmt: skip
         return {
             "model": model,
             "config": config.to_dict() if config is not None else None,

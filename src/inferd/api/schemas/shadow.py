@@ -36,6 +36,7 @@ class PairAgreement(BaseModel):
 
     primary_version: str = Field(description="the version that answered the client")
     shadow_version: str
+    processes: int = Field(ge=1, description="serving processes whose sums were merged")
     sampled: int = Field(ge=0, description="mirrored + dropped")
     mirrored: int = Field(ge=0, description="queued for the shadow")
     compared: int = Field(ge=0)
