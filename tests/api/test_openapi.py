@@ -79,7 +79,7 @@ def _documented(path: str) -> set[str]:
 
 def _url(op: Operation, key_id: str) -> str:
     values = {"model_name": "linear", "model_version": "1", "job_id": "0123456789ab",
-              "experiment_id": "exp-0123456789ab"}  # fmt: skip
+              "experiment_id": "exp-0123456789ab", "rollout_id": "ro-0123456789ab"}  # fmt: skip
     values["key_id"] = key_id
     return op.path.format(**{name: values[name] for name in op.path_names})
 

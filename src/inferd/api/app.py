@@ -18,6 +18,7 @@ from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
@@ -36,6 +37,9 @@ from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
 from inferd.traffic.experiments import ExperimentService
 from inferd.traffic.policy import TrafficPolicy
+from inferd.traffic.rollout_controller import RolloutController
+from inferd.traffic.rollout_store import RolloutStore
+from inferd.traffic.rollouts import RolloutService
 from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.shadow_store import ShadowStore
 from inferd.traffic.store import ExperimentStore
@@ -103,6 +107,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     traffic = TrafficPolicy(experiments, shadow=shadow)  # routing state in memory
     dataplane = DataPlane(manager, metrics, control, traffic)
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
+    # Every process runs the controller; only the holder of the lease in the registry acts.
+    rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)
+    rollout_controller = RolloutController(rollouts)
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
     jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
                       poll_s=settings.poll_interval_s,
@@ -138,6 +145,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         experiment_task = asyncio.create_task(traffic.run(settings.poll_interval_s))
         tasks.add(experiment_task)
         experiment_task.add_done_callback(tasks.discard)
+        rollout_task = asyncio.create_task(rollout_controller.run())
+        tasks.add(rollout_task)
+        rollout_task.add_done_callback(tasks.discard)
         shadow_task = asyncio.create_task(shadow.run(settings.poll_interval_s))
         tasks.add(shadow_task)
         shadow_task.add_done_callback(tasks.discard)
@@ -161,6 +171,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await shadow.close()  # before the batchers drain: queued copies are dropped, counted
         await dataplane.stop()
         await traffic.close()  # the last tallies and exposures, once no request runs
+        await rollout_controller.close()  # another process leads at once
         await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
         registry.close()
         mark_worker_dead(os.getpid())
@@ -180,6 +191,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         app.management.keys = KeyRoutes(security.store, security.refresh)
         service = ExperimentService(experiments, management.promote, control.preload)
         app.management.experiments = ExperimentRoutes(service, traffic)
+        app.management.rollouts = RolloutRoutes(rollouts, traffic)
         app.management.shadow = ShadowRoutes(shadows, shadow, control.preload)
     return app
 

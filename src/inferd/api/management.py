@@ -18,6 +18,7 @@ GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/jobs...                                            batch jobs (inferd.api.jobs)
 /v1/keys...                                            API keys (inferd.api.keys)
 /v1/experiments...                                     A/B experiments (inferd.api.experiments)
+/v1/rollouts...                                        canary rollouts (inferd.api.rollouts)
 /v1/models/{m}/shadow...                               shadow traffic (inferd.api.shadow)
 """
 
@@ -29,6 +30,7 @@ from inferd.api._request import json_object, query_choice, query_limit
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
 from inferd.registry.records import Stage
@@ -70,6 +72,7 @@ class ManagementRoutes:
         self.jobs: JobRoutes | None = None  # batch jobs, set by the app when it runs them
         self.keys: KeyRoutes | None = None  # API keys, set by the app
         self.experiments: ExperimentRoutes | None = None  # A/B experiments, set by the app
+        self.rollouts: RolloutRoutes | None = None  # canary rollouts, set by the app
         self.shadow: ShadowRoutes | None = None  # shadow traffic, set by the app
 
     async def handle(
@@ -81,6 +84,8 @@ class ManagementRoutes:
         mp = self.management
         if parts and parts[0] == "experiments" and self.experiments is not None:
             return await self.experiments.handle(method, parts[1:], query, body, actor, caller)
+        if parts and parts[0] == "rollouts" and self.rollouts is not None:
+            return await self.rollouts.handle(method, parts[1:], query, body, actor)
         if parts and parts[0] == "jobs" and self.jobs is not None:
             return await self.jobs.handle(method, parts[1:], query, body, actor)
         if parts and parts[0] == "keys" and self.keys is not None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferd import __version__
-from inferd.cli import experiments, jobs, keys, models, shadow
+from inferd.cli import experiments, jobs, keys, models, rollouts, shadow
 from inferd.errors import InferdError
 from inferd.settings import Settings, load_settings
 
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_parser(commands)
     keys.add_parser(commands)
     experiments.add_parser(commands)
+    rollouts.add_parser(commands)
     shadow.add_parser(commands)
     return parser
 
@@ -181,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return keys.run(args)
         if args.command == "experiments":
             return experiments.run(args)
+        if args.command == "rollouts":
+            return rollouts.run(args)
         if args.command == "shadow":
             return shadow.run(args)
     except InferdError as err:

@@ -10,7 +10,17 @@ route modules) keep their own checks on the hot path. To document a new route, a
 
 from __future__ import annotations
 
-from inferd.api.schemas import experiments, jobs, keys, management, predict, server, shadow, v2
+from inferd.api.schemas import (
+    experiments,
+    jobs,
+    keys,
+    management,
+    predict,
+    rollouts,
+    server,
+    shadow,
+    v2,
+)
 from inferd.api.schemas._operation import Media, Operation, Param
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -21,6 +31,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *jobs.OPERATIONS,
     *keys.OPERATIONS,
     *experiments.OPERATIONS,
+    *rollouts.OPERATIONS,
     *shadow.OPERATIONS,
 )
 

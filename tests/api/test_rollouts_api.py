@@ -1,0 +1,174 @@
+"""/v1/rollouts in-process: create, the controller's steps through the data plane, status,
+operator actions, errors, the route table, and who may call it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inferd.api.app import build_app
+from inferd.api.http import HttpApp
+from inferd.api.schemas import OPERATIONS
+from inferd.security.policy import ALL_MODELS, Group, classify_http
+from inferd.settings import Settings
+from inferd.traffic.rollout_controller import RolloutController
+
+# linear: version 1 answers 2x + 1, version 2 answers 3x + 1; x = 1 tells them apart.
+ARM_OF_Y = {3.0: "baseline", 4.0: "canary"}
+QUICK = {"min_duration_s": 0, "min_requests": 5}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "linear", "candidate": 2,
+        "steps": [{"percent": 50, **QUICK}, {"percent": 100, **QUICK}],
+        # v2 answers differently by design: the shift guardrail is tested on its own below.
+        "guardrails": {"min_requests": 5, "max_prediction_ks": None},
+    }  # fmt: skip
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+async def app(repo: Path, tmp_path: Path) -> AsyncIterator[HttpApp]:
+    application = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
+    assert await application.dataplane.start() == {}
+    yield application
+    await application.dataplane.stop()
+
+
+@pytest.fixture
+async def client(app: HttpApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers={"x-inferd-actor": "alice"}
+    ) as c:
+        # Production (the default version, and the rollout's baseline) is v1.
+        assert (await c.post("/v1/models/linear/versions/1/promote")).status_code == 200
+        yield c
+
+
+def controller(app: HttpApp) -> RolloutController:
+    assert app.management is not None
+    assert app.management.rollouts is not None
+    return RolloutController(app.management.rollouts.service)
+
+
+async def predict(client: httpx.AsyncClient, n: int) -> list[str]:
+    arms = []
+    for _ in range(n):
+        r = await client.post("/predict", json={"model_name": "linear", "input_data": {"x": [1.0]}})
+        assert r.status_code == 200, r.text
+        arms.append(ARM_OF_Y[r.json()["predictions"]["y"][0]])
+    return arms
+
+
+async def test_a_rollout_steps_through_the_data_plane_and_promotes(
+    app: HttpApp, client: httpx.AsyncClient
+) -> None:
+    r = await client.post("/v1/rollouts", json=spec())
+    assert r.status_code == 201, r.text
+    rollout = r.json()
+    assert (rollout["state"], rollout["percent"], rollout["created_by"]) == ("pending", 0, "alice")
+    rid = rollout["id"]
+    leader = controller(app)
+    await leader.tick()  # starts it at 50 %
+    assert app.management is not None
+    assert app.management.rollouts is not None
+    await app.management.rollouts.traffic.tick()  # this process re-reads routing
+    arms = await predict(client, 200)
+    assert 60 <= arms.count("canary") <= 140
+    status = (await client.get(f"/v1/rollouts/{rid}/status")).json()
+    assert status["state"] == "running"
+    assert status["arms"]["canary"]["requests"] == arms.count("canary")
+    assert status["arms"]["canary"]["prediction_mean"] == pytest.approx(4.0)
+    assert status["guardrails"] == {"ok": True, "breaches": []}
+    assert status["next"]["action"] == "advance"
+    await leader.tick()  # 100 %
+    await app.management.rollouts.traffic.tick()
+    assert set(await predict(client, 20)) == {"canary"}
+    await client.get(f"/v1/rollouts/{rid}/status")  # flushes this process's tallies
+    await leader.tick()  # done: promoted
+    done = (await client.get(f"/v1/rollouts/{rid}")).json()
+    assert done["state"] == "completed", done
+    assert [h["event"] for h in done["history"]] == [
+        "created", "started", "advanced", "completed"
+    ]  # fmt: skip
+    model = (await client.get("/v1/models/linear")).json()
+    stages = {v["version"]: v["stage"] for v in model["versions"]}
+    assert stages[2] == "production"
+    audit = [e["action"] for e in (await client.get("/v1/models/linear/audit")).json()]
+    assert "completed_rollout" in audit
+
+
+async def test_a_shifted_prediction_distribution_rolls_the_canary_back(
+    app: HttpApp, client: httpx.AsyncClient
+) -> None:
+    # Latency is left out: v2's first request here includes its on-demand load.
+    rules = {"min_requests": 20, "max_p99_ratio": None}
+    rid = (await client.post("/v1/rollouts", json=spec(guardrails=rules))).json()
+    leader = controller(app)
+    await leader.tick()
+    assert app.management is not None
+    assert app.management.rollouts is not None
+    traffic = app.management.rollouts.traffic
+    await traffic.tick()
+    await predict(client, 100)
+    status = (await client.get(f"/v1/rollouts/{rid['id']}/status")).json()
+    assert [b["guard"] for b in status["guardrails"]["breaches"]] == ["prediction_shift"]
+    assert status["next"]["action"] == "rollback"
+    await leader.tick()
+    await traffic.tick()
+    rolled = (await client.get(f"/v1/rollouts/{rid['id']}")).json()
+    assert rolled["state"] == "rolled_back"
+    assert rolled["percent"] == 0
+    assert "prediction distribution shifted" in rolled["reason"]
+    assert set(await predict(client, 20)) == {"baseline"}
+
+
+async def test_operator_actions_and_errors(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/rollouts", json=spec())
+    rid = r.json()["id"]
+    again = await client.post("/v1/rollouts", json=spec())
+    assert again.status_code == 409
+    assert rid in again.json()["error"]
+    assert (await client.post(f"/v1/rollouts/{rid}/pause")).status_code == 409  # pending
+    aborted = await client.post(f"/v1/rollouts/{rid}/abort", json={"reason": "not today"})
+    assert aborted.json()["state"] == "aborted"
+    assert aborted.json()["reason"] == "not today"
+    listed = (await client.get("/v1/rollouts", params={"state": "aborted"})).json()
+    assert [x["id"] for x in listed] == [rid]
+    bad = await client.post("/v1/rollouts", json=spec(steps=[{"percent": 20}]))
+    assert bad.status_code == 400
+    assert "rollout.steps" in bad.json()["error"]
+    unknown = await client.post("/v1/rollouts", json=spec(candidate=7))
+    assert unknown.status_code == 400
+    assert "rollout.candidate" in unknown.json()["error"]
+    assert (await client.get("/v1/rollouts/ro-nope")).status_code == 404
+    assert (await client.get(f"/v1/rollouts/{rid}/nope")).status_code == 404
+    assert (await client.delete(f"/v1/rollouts/{rid}")).status_code == 405
+    assert (await client.get("/v1/rollouts", params={"state": "x"})).status_code == 400
+
+
+async def test_pause_resume_and_manual_advance(app: HttpApp, client: httpx.AsyncClient) -> None:
+    rid = (await client.post("/v1/rollouts", json=spec())).json()["id"]
+    await controller(app).tick()
+    assert (await client.post(f"/v1/rollouts/{rid}/pause")).json()["state"] == "paused"
+    moved = (await client.post(f"/v1/rollouts/{rid}/advance")).json()
+    assert (moved["state"], moved["step"], moved["percent"]) == ("paused", 1, 100.0)
+    assert (await client.post(f"/v1/rollouts/{rid}/resume")).json()["state"] == "running"
+
+
+def test_documented_and_operator_only() -> None:
+    documented = {(o.method, o.path) for o in OPERATIONS}
+    for method, path in [("GET", "/v1/rollouts"), ("POST", "/v1/rollouts"),
+                         ("GET", "/v1/rollouts/{rollout_id}/status"),
+                         ("POST", "/v1/rollouts/{rollout_id}/abort")]:  # fmt: skip
+        assert (method, path) in documented
+    # The /v1 management group (operator), like experiments; spans models: not for scoped keys.
+    assert classify_http("/v1/rollouts") == (Group.MANAGE, ALL_MODELS)
+    assert classify_http("/v1/rollouts/ro-1/status") == (Group.MANAGE, ALL_MODELS)
