@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fixtures.runtimes import AffineRuntime
@@ -18,9 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
+from inferd.api.app import build_app
 from inferd.batching import Batcher, BatchPolicy
 from inferd.errors import ConfigError, InferenceFailed
 from inferd.monitoring.tracing import Tracing, current_trace, tracing_from_settings
+from inferd.settings import Settings
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -167,3 +171,21 @@ def test_request_ids_without_tracing_take_the_callers_trace_id() -> None:
 def test_tracing_is_off_without_an_endpoint() -> None:
     assert not tracing_from_settings(None, 1.0).active
     assert tracing_from_settings(None, 1.0, log_ids=True).active
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_with_tracing_off_responses_carry_no_trace_id(
+    examples_dir: Path, tmp_path: Path, log_format: str
+) -> None:
+    settings = Settings(home=tmp_path, model_repository=examples_dir, log_format=log_format)
+    app = build_app(settings)
+    assert await app.dataplane.start() == {}
+    body = {"model_name": "linear", "input_data": {"x": [1.0]}, "request_id": "r-1"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.post("/predict", json=body, headers={"traceparent": PARENT})
+    await app.dataplane.stop()
+    assert r.status_code == 200
+    assert "x-trace-id" not in r.headers
+    # JSON logs name requests: the id the log lines carry comes back.
+    assert r.headers.get("x-request-id") == ("r-1" if log_format == "json" else None)

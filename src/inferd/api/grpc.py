@@ -170,7 +170,7 @@ class InferenceService:
         with self._trace("ModelInfer", msg, context) as trace:
             # Initial metadata, so that a failed call's caller learns the ids too.
             ids = []
-            if trace.trace_id:
+            if self._tracing.tracer is not None:
                 ids.append((TRACE_ID_HEADER, trace.trace_id))
             if self._tracing.log_ids:  # the request id matters for the logs' sake
                 ids.append((REQUEST_ID_HEADER, trace.request_id))
@@ -184,7 +184,7 @@ class InferenceService:
             return await self._infer(msg, context)
         with self._trace("ModelStreamInfer", msg, context) as trace:
             response = await self._infer(msg, context)
-            if trace.trace_id:
+            if self._tracing.tracer is not None:
                 response.parameters["trace_id"].string_param = trace.trace_id
             return response
 

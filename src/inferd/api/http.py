@@ -171,6 +171,17 @@ class HttpApp:
                                   "url.path": path})  # fmt: skip
         return trace
 
+    def _trace_headers(
+        self, trace: RequestTrace, status: int, out: list[tuple[bytes, bytes]]
+    ) -> None:
+        """x-trace-id with tracing on; x-request-id with JSON logs (the id their lines carry)."""
+        assert self._tracing is not None  # a trace exists only with tracing or JSON logs on
+        trace.http_status(status)
+        if self._tracing.log_ids:
+            out.append((b"x-request-id", trace.request_id.encode("latin-1", "replace")))
+        if self._tracing.tracer is not None:
+            out.append((b"x-trace-id", trace.trace_id.encode()))
+
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace | None
     ) -> None:
@@ -196,11 +207,7 @@ class HttpApp:
         out.extend(headers)
         out.append((b"content-length", str(len(body)).encode()))
         if trace is not None:
-            trace.http_status(status)
-            if self._tracing is not None and self._tracing.log_ids:  # ids for the logs' sake
-                out.append((b"x-request-id", trace.request_id.encode("latin-1", "replace")))
-            if trace.trace_id:
-                out.append((b"x-trace-id", trace.trace_id.encode()))
+            self._trace_headers(trace, status, out)
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 

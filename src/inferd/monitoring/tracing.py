@@ -294,6 +294,22 @@ def record_batch(
     batch.end(wall_ns(timing.finished))
 
 
+def require_sdk() -> None:
+    """Check that the ``tracing`` extra is installed.
+
+    Raises:
+        ConfigError: naming ``otlp_endpoint`` and the package to install.
+    """
+    try:
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(
+            "settings", "otlp_endpoint",
+            f"needs OpenTelemetry's SDK and OTLP exporter: pip install 'inferd[tracing]' ({err})",
+        ) from err  # fmt: skip
+
+
 def tracing_from_settings(
     endpoint: str | None, sample_rate: float, *, log_ids: bool = False
 ) -> Tracing:
@@ -304,17 +320,13 @@ def tracing_from_settings(
     """
     if endpoint is None:
         return Tracing(None, log_ids=log_ids)
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-    except ImportError as err:
-        raise ConfigError(
-            "settings", "otlp_endpoint",
-            f"needs OpenTelemetry's SDK and OTLP exporter: pip install 'inferd[tracing]' ({err})",
-        ) from err  # fmt: skip
+    require_sdk()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
     attributes = {"service.version": __version__}
     if not os.environ.get("OTEL_SERVICE_NAME"):  # the standard variable wins over our default
         attributes["service.name"] = "inferd"
