@@ -11,14 +11,17 @@ Why not a ring of per-10 s buckets in each worker, merged at read time? Each wor
 would need a second shared file format, its slots aligned in time with the other workers',
 and a dead worker's ring kept until it ages out. Differencing the merged totals needs none of
 that: the counters never go down (a finished worker's file is kept), so the difference is
-exact whichever worker answers, and nothing is added to the request path. What it costs: a
-worker answers only for the time it has been running (``window_s`` says how much that was),
-and windows are whole snapshot intervals.
+exact whichever worker answers, and nothing is added to the request path. The ring starts
+with a zero baseline at the time the counters were zero (see :func:`counters_age`), so a
+worker that started late still counts what the others answered before it. What it costs:
+windows are whole snapshot intervals, and reach back no further than the start of the server
+(``window_s`` says how much was covered).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -35,6 +38,31 @@ DURATION = "inferd_request_duration_seconds"
 QUANTILES = (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99))
 SNAPSHOT_INTERVAL_S = 10.0
 MAX_MINUTES = 60
+ORIGIN_FILE = "inferd_origin"  # in the multiprocess folder; not *.db, so no collector reads it
+
+
+def counters_age(created: float) -> float:
+    """Seconds since every counter was zero. In one process: since ``created`` (wall time
+    the metrics were made). With ``--workers N``: since the first worker made its metrics; it
+    writes that time in the shared folder, which the CLI makes fresh for each run. A worker
+    that starts late, or again, thus still answers for the requests the others took before."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return max(0.0, time.time() - created)
+    path = os.path.join(folder, ORIGIN_FILE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            with open(path) as origin:
+                return max(0.0, time.time() - float(origin.read()))
+        except (OSError, ValueError):  # half-written by a worker starting at the same time
+            return 0.0
+    except OSError:
+        return 0.0
+    with os.fdopen(fd, "w") as origin:
+        origin.write(repr(created))
+    return max(0.0, time.time() - created)
 
 
 @dataclass
@@ -127,12 +155,15 @@ class WindowSummary:
             maxlen=int(max_minutes * 60 / interval_s) + 2
         )
         self._lock = threading.Lock()  # snapshots (sampler thread) vs answers (route thread)
+        self._created = time.time()  # the origin file is written at the first snapshot
 
     def snapshot(self) -> None:
         """Record the totals now (blocking: with several workers it reads their files)."""
         totals = read_totals(self._collect())
         now = self._clock()
         with self._lock:
+            if not self._ring:  # when every counter was zero: the first baseline
+                self._ring.append((now - counters_age(self._created), {}))
             self._ring.append((now, totals))
 
     def summary(self, model: str, minutes: float) -> dict[str, Any]:
