@@ -65,3 +65,27 @@ async def test_unknown_model_and_wrong_method(client: httpx.AsyncClient) -> None
     assert r.status_code == 404
     assert "nope" in r.json()["error"]
     assert (await client.post("/v1/models/linear/metrics")).status_code == 405
+
+
+async def test_a_predict_key_reads_the_models_in_its_scope(repo: Path, tmp_path: Path) -> None:
+    admin = {"authorization": "Bearer bootstrap-admin-key-0123456789"}
+    settings = Settings(home=tmp_path, model_repository=repo, admin_key=admin["authorization"][7:])
+    app = build_app(settings)
+    assert await app.dataplane.start() == {}
+    assert app.guard is not None
+    app.guard.refresh()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.post(
+                "/v1/keys", json={"role": "predict", "models": ["linear"]}, headers=admin
+            )
+            assert r.status_code == 201, r.text
+            key = {"authorization": f"Bearer {r.json()['key']}"}
+            assert (await client.get("/v1/models/linear/metrics", headers=key)).status_code == 200
+            assert (await client.get("/v1/models/mlp/metrics", headers=key)).status_code == 403
+            assert (await client.get("/v1/models/linear/metrics")).status_code == 401
+            # Reading the summary does not open the rest of /v1/models/{m} to a predict key.
+            assert (await client.get("/v1/models/linear", headers=key)).status_code == 403
+    finally:
+        await app.dataplane.stop()
