@@ -10,7 +10,8 @@ Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as 
 manage the registry (``list_models``, ``register_version``, ``promote``, ``rollback``,
 ``audit``), batch jobs (``submit_job``, ``wait_for_job``), API keys (``create_key``) and
 A/B experiments (``create_experiment``, ``experiment_action``, ``post_outcomes``,
-``experiment_results``).
+``experiment_results``), canary rollouts (``create_rollout``, ``rollout_action``,
+``rollout_status``).
 """
 
 from inferd.client._async import AsyncClient
@@ -21,6 +22,7 @@ from inferd.client._manage import (
     JobInfo,
     KeyInfo,
     ModelInfo,
+    RolloutInfo,
     VersionInfo,
 )
 from inferd.client._transport import Tls
@@ -29,5 +31,5 @@ from inferd.client._types import ClientError, InferResult, Retry
 __all__ = [
     "AsyncClient", "AuditInfo", "Client", "ClientError", "ExperimentInfo", "InferResult",
     "JobInfo", "KeyInfo",
-    "ModelInfo", "Retry", "Tls", "VersionInfo",
+    "ModelInfo", "Retry", "RolloutInfo", "Tls", "VersionInfo",
 ]  # fmt: skip

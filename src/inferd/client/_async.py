@@ -36,6 +36,7 @@ from inferd.client._manage import (
     JobInfo,
     KeyInfo,
     ModelInfo,
+    RolloutInfo,
     VersionInfo,
 )
 from inferd.client._transport import Tls, open_transport
@@ -337,6 +338,29 @@ class AsyncClient:
     ) -> dict[str, int]:
         """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
         return await self._manage(MANAGE.post_outcomes(exp_id, outcomes))
+
+    async def create_rollout(self, spec: Mapping[str, Any]) -> RolloutInfo:
+        """Create a canary rollout (docs/rollouts.md: model, candidate, steps, guardrails);
+        the server's controller starts it and moves it on by itself."""
+        return await self._manage(MANAGE.create_rollout(spec))
+
+    async def list_rollouts(
+        self, model: str | None = None, state: str | None = None
+    ) -> list[RolloutInfo]:
+        """Rollouts, newest first, optionally of one model or in one state."""
+        return await self._manage(MANAGE.list_rollouts(model, state))
+
+    async def get_rollout(self, rollout_id: str) -> RolloutInfo:
+        """A rollout's definition, state, step, canary share and history."""
+        return await self._manage(MANAGE.get_rollout(rollout_id))
+
+    async def rollout_action(self, rollout_id: str, action: str, **body: Any) -> RolloutInfo:
+        """``pause``, ``resume``, ``advance`` (the last step promotes) or ``abort`` (reason=)."""
+        return await self._manage(MANAGE.rollout_action(rollout_id, action, body))
+
+    async def rollout_status(self, rollout_id: str) -> dict[str, Any]:
+        """The current step's per-arm metrics, the guardrails' verdict and the next move."""
+        return await self._manage(MANAGE.rollout_status(rollout_id))
 
     async def wait_for_job(
         self,

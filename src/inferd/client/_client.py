@@ -28,6 +28,7 @@ from inferd.client._manage import (
     KeyInfo,
     ManagementCalls,
     ModelInfo,
+    RolloutInfo,
     VersionInfo,
 )
 from inferd.client._transport import Tls, open_transport
@@ -397,6 +398,29 @@ class Client:
     def post_outcomes(self, exp_id: str, outcomes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
         return self._manage(MANAGE.post_outcomes(exp_id, outcomes))
+
+    def create_rollout(self, spec: Mapping[str, Any]) -> RolloutInfo:
+        """Create a canary rollout (docs/rollouts.md: model, candidate, steps, guardrails);
+        the server's controller starts it and moves it on by itself."""
+        return self._manage(MANAGE.create_rollout(spec))
+
+    def list_rollouts(
+        self, model: str | None = None, state: str | None = None
+    ) -> list[RolloutInfo]:
+        """Rollouts, newest first, optionally of one model or in one state."""
+        return self._manage(MANAGE.list_rollouts(model, state))
+
+    def get_rollout(self, rollout_id: str) -> RolloutInfo:
+        """A rollout's definition, state, step, canary share and history."""
+        return self._manage(MANAGE.get_rollout(rollout_id))
+
+    def rollout_action(self, rollout_id: str, action: str, **body: Any) -> RolloutInfo:
+        """``pause``, ``resume``, ``advance`` (the last step promotes) or ``abort`` (reason=)."""
+        return self._manage(MANAGE.rollout_action(rollout_id, action, body))
+
+    def rollout_status(self, rollout_id: str) -> dict[str, Any]:
+        """The current step's per-arm metrics, the guardrails' verdict and the next move."""
+        return self._manage(MANAGE.rollout_status(rollout_id))
 
     def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, poll: float = 1.0) -> JobInfo:
         """Poll until the job succeeded, failed or was cancelled; return its last record.

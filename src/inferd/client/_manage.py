@@ -131,7 +131,32 @@ class ExperimentInfo(TypedDict, total=False):
     updated_at: str | None
 
 
+class RolloutInfo(TypedDict, total=False):
+    """A canary rollout (``GET /v1/rollouts/{id}``)."""
+
+    id: str
+    name: str
+    model: str
+    state: str  # pending | running | paused | rolled_back | completed | aborted
+    spec: dict[str, Any]
+    baseline: int
+    candidate: int
+    step: int
+    percent: float
+    percent_history: list[float]
+    reason: str
+    breach: list[dict[str, Any]] | None
+    history: list[dict[str, Any]]
+    created_by: str
+    created_at: str | None
+    step_started_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    updated_at: str | None
+
+
 EXPERIMENT_ACTIONS = frozenset({"start", "pause", "resume", "stop", "conclude", "weights"})
+ROLLOUT_ACTIONS = frozenset({"pause", "resume", "advance", "abort"})
 
 
 def _q(part: str | int) -> str:
@@ -265,6 +290,27 @@ class ManagementCalls:
     ) -> HttpCall[dict[str, int]]:
         return self.call("POST", f"experiments/{_q(exp_id)}/outcomes",
                          {"outcomes": list(outcomes)})  # fmt: skip
+
+    # -- rollouts ----------------------------------------------------------------------------
+
+    def create_rollout(self, spec: Mapping[str, Any]) -> HttpCall[RolloutInfo]:
+        return self.call("POST", "rollouts", spec, _CREATED)
+
+    def list_rollouts(self, model: str | None, state: str | None) -> HttpCall[list[RolloutInfo]]:
+        return self.call("GET", "rollouts" + _query(model=model, state=state))
+
+    def get_rollout(self, rollout_id: str) -> HttpCall[RolloutInfo]:
+        return self.call("GET", f"rollouts/{_q(rollout_id)}")
+
+    def rollout_action(
+        self, rollout_id: str, action: str, body: Mapping[str, Any]
+    ) -> HttpCall[RolloutInfo]:
+        if action not in ROLLOUT_ACTIONS:
+            raise ValueError(f"action must be one of {sorted(ROLLOUT_ACTIONS)}, not {action!r}")
+        return self.call("POST", f"rollouts/{_q(rollout_id)}/{action}", body)
+
+    def rollout_status(self, rollout_id: str) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"rollouts/{_q(rollout_id)}/status")
 
 
 JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})
