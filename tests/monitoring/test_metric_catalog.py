@@ -23,7 +23,9 @@ from inferd.api.app import build_app
 from inferd.monitoring.metrics import Metrics
 from inferd.settings import Settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "metrics.md"
+DOC_NAME = "docs/metrics.md"
 ROW = re.compile(
     r"^\|\s*`(?P<name>inferd_\w+)`\s*\|\s*(?P<type>\w+)\s*\|(?P<labels>[^|]*)\|"
     r"\s*(?P<when>[\w-]+)\s*\|(?P<meaning>.*)\|\s*$"
@@ -75,19 +77,19 @@ def problems(text: str, required: set[str], where: str) -> list[str]:
         if name not in doc:
             labels = ", ".join(sorted(family.labels or ()))
             out.append(
-                f"{name}: exported by /metrics of {where} but missing from {DOC.name}; "
+                f"{name}: exported by /metrics of {where} but missing from {DOC_NAME}; "
                 f"add a row: | `{name}` | {family.type} | {labels} | <when> | <meaning> |"
             )
             continue  # fmt: skip
         want = doc[name][0]
         if want.type != family.type:
-            out.append(f"{name}: {DOC.name} says {want.type}, /metrics of {where} says "
+            out.append(f"{name}: {DOC_NAME} says {want.type}, /metrics of {where} says "
                        f"{family.type}")  # fmt: skip
         if family.labels is not None and want.labels != family.labels:
-            out.append(f"{name}: labels in {DOC.name} {sorted(want.labels)}, in /metrics of "
+            out.append(f"{name}: labels in {DOC_NAME} {sorted(want.labels)}, in /metrics of "
                        f"{where} {sorted(family.labels)}")  # fmt: skip
     for name in sorted(required - set(live)):
-        out.append(f"{name}: documented in {DOC.name} (when: {doc[name][1]}) but missing "
+        out.append(f"{name}: documented in {DOC_NAME} (when: {doc[name][1]}) but missing "
                    f"from /metrics of {where}")  # fmt: skip
     return out
 
