@@ -16,10 +16,12 @@ from inferd.registry import Registry
 from inferd.registry.records import Stage
 from inferd.stats import Aggregate
 from inferd.traffic.events import EventBus, TrafficEvent
+from inferd.traffic.experiments import ExperimentService
 from inferd.traffic.guardrails import ArmStats, evaluate
 from inferd.traffic.rollout_spec import Guardrails, parse_rollout_spec
 from inferd.traffic.rollout_store import RolloutNotFound, RolloutStore
 from inferd.traffic.rollouts import RolloutService, decide
+from inferd.traffic.store import ExperimentStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
@@ -206,6 +208,22 @@ async def test_two_actors_racing_on_one_step_move_it_once(registry: Registry) ->
     assert first.step == 1
     with pytest.raises(Conflict, match="moved to step 1 meanwhile"):
         await svc.advance(record.id, "b", expect_step=0)
+
+
+async def test_an_experiment_and_a_rollout_never_route_one_model_together(
+    registry: Registry,
+) -> None:
+    experiments = ExperimentService(ExperimentStore(registry), clock=Clock())
+    variants = [{"name": "a", "version": 1, "weight": 0.5}, {"name": "b", "version": 2,
+                                                            "weight": 0.5}]  # fmt: skip
+    draft = await experiments.create({"name": "e", "model": "m", "variants": variants})
+    rollout = await service(registry).create({"model": "m", "candidate": 2})
+    with pytest.raises(Conflict, match=f"rollout '{rollout.id}' in progress"):
+        await experiments.start(draft.id)
+    await service(registry).abort(rollout.id)
+    await experiments.start(draft.id)
+    with pytest.raises(Conflict, match=f"runs experiment '{draft.id}'"):
+        await service(registry).create({"model": "m", "candidate": 2})
 
 
 def test_step_start_times_survive_the_database(registry: Registry) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from inferd.errors import Conflict, ExperimentNotFound, InvalidInput
 from inferd.registry import Registry
+from inferd.traffic.rollout_store import ACTIVE, RolloutStore
 from inferd.traffic.router import check_weights
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentRecord, ExperimentStore
@@ -109,6 +110,7 @@ class ExperimentService:
                 f"model '{record.model}' already runs experiment '{running[0].id}'; pause, "
                 "conclude or stop it first (one experiment per model at a time)"
             )
+        await self._no_rollout(record.model)
         if self.preload is not None:
             for variant in record.spec.variants:
                 await self.preload(record.model, variant.version)
@@ -122,6 +124,7 @@ class ExperimentService:
         others = [r for r in await self.find(record.model, "running") if r.id != exp_id]
         if others:
             raise Conflict(f"model '{record.model}' already runs experiment '{others[0].id}'")
+        await self._no_rollout(record.model)
         return await self._move(exp_id, ["paused"], "running", actor)
 
     async def stop(self, exp_id: str, actor: str = "", reason: str = "") -> ExperimentRecord:
@@ -188,6 +191,14 @@ class ExperimentService:
             except (Conflict, ExperimentNotFound):
                 pass  # another process stopped it first
         return stopped
+
+    async def _no_rollout(self, model: str) -> None:
+        rollouts = await self._call(RolloutStore(self.registry).find, model, ACTIVE)
+        if rollouts:
+            raise Conflict(
+                f"model '{model}' has rollout '{rollouts[0].id}' in progress; abort it or let "
+                "it finish first (an experiment and a rollout would both route its traffic)"
+            )
 
     async def _move(
         self, exp_id: str, allowed: list[str], target: str, actor: str, **values: Any
