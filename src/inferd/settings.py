@@ -57,9 +57,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port.")
     grpc_transport: Literal["grpcio", "native"] = Field(
-        "grpcio",
-        description="The gRPC server's HTTP/2 core: grpcio (grpcio's C-core server, "
-        "maintained and hardened) or native (inferd's own transport on asyncio).",
+        "native",
+        description="The gRPC server's HTTP/2 core: native (inferd's own on asyncio, the "
+        "default: it holds under the attack suite, docs/security.md) or grpcio (grpcio's "
+        "C-core server).",
     )
     grpc_max_message_bytes: int = Field(
         64 * 1024 * 1024,

@@ -32,10 +32,10 @@ def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def native_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The same server on the native HTTP/2 core (`--grpc-transport native`)."""
-    home = tmp_path_factory.mktemp("perf-server-native")
-    with Server(examples_dir, home, extra=["--grpc-transport", "native"]) as srv:
+def grpcio_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same server on grpcio's C-core (`--grpc-transport grpcio`; native is the default)."""
+    home = tmp_path_factory.mktemp("perf-server-grpcio")
+    with Server(examples_dir, home, extra=["--grpc-transport", "grpcio"]) as srv:
         yield srv
 
 
@@ -86,7 +86,7 @@ def test_perf_analyzer_streams_over_grpc(
 ) -> None:
     # One ModelStreamInfer stream per client thread, kept open for the whole run: the client
     # acknowledges every answer (WINDOW_UPDATE, PING) on a stream opened once.
-    server: Server = request.getfixturevalue("server" if core == "grpcio" else "native_server")
+    server: Server = request.getfixturevalue("server" if core == "native" else "grpcio_server")
     args = ["-m", "mlp", "-u", f"127.0.0.1:{server.grpc_port}", "-i", "grpc", "--streaming"]
     rows = perf_analyzer(args, tmp_path / "result.csv")
     assert sorted(int(r["Concurrency"]) for r in rows) == [1, 4]

@@ -1,5 +1,5 @@
 """The SDK against a real `inferd serve` process, over HTTP (binary and JSON) and gRPC (the
-default grpcio core, and the native core in a second process)."""
+default native core, and grpcio's C-core in a second process)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from inferd.client import AsyncClient, Client, ClientError, Retry
 
 pytestmark = pytest.mark.slow
 
-KINDS = ("http", "http-json", "grpc", "grpc-native")
+KINDS = ("http", "http-json", "grpc", "grpc-grpcio")
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, examples_dir: Path, *extra: str) -> Server:
@@ -34,8 +34,8 @@ def server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def native_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with _serve(tmp_path_factory, examples_dir, "--grpc-transport", "native") as srv:
+def grpcio_server(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(tmp_path_factory, examples_dir, "--grpc-transport", "grpcio") as srv:
         yield srv
 
 
@@ -46,8 +46,8 @@ def url(server: Server, kind: str) -> str:
 
 
 def server_for(request: pytest.FixtureRequest, kind: str) -> Server:
-    """The native-core server for ``grpc-native``, the default one otherwise."""
-    name = "native_server" if kind == "grpc-native" else "server"
+    """The grpcio-core server for ``grpc-grpcio``, the default (native) one otherwise."""
+    name = "grpcio_server" if kind == "grpc-grpcio" else "server"
     server: Server = request.getfixturevalue(name)
     return server
 

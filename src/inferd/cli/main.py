@@ -29,7 +29,7 @@ _SERVE_FLAGS = {
     "host": "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     "http_port": "HTTP port (default 8000)",
     "grpc_port": "gRPC port (default 8001)",
-    "grpc_transport": "gRPC core: grpcio (C-core, the default) or native (inferd's own)",
+    "grpc_transport": "gRPC core: native (inferd's own, the default) or grpcio (C-core)",
     "workers": "server processes sharing the HTTP port (default 1)",
     "max_body_bytes": "largest request body in bytes (default 64 MiB)",
     "graceful_timeout_s": "seconds in-flight requests may take to finish on SIGTERM",

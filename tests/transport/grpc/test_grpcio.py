@@ -69,11 +69,11 @@ def call(channel: grpc.aio.Channel, method: str) -> Any:
 
 
 def test_the_flag_and_the_environment_choose_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().grpc_transport == "grpcio"
-    args = _parser().parse_args(["serve", "--grpc-transport", "native"])
-    assert load_settings(grpc_transport=args.grpc_transport).grpc_transport == "native"
-    monkeypatch.setenv("INFERD_GRPC_TRANSPORT", "native")
-    assert load_settings().grpc_transport == "native"
+    assert Settings().grpc_transport == "native"
+    args = _parser().parse_args(["serve", "--grpc-transport", "grpcio"])
+    assert load_settings(grpc_transport=args.grpc_transport).grpc_transport == "grpcio"
+    monkeypatch.setenv("INFERD_GRPC_TRANSPORT", "grpcio")
+    assert load_settings().grpc_transport == "grpcio"
     monkeypatch.setenv("INFERD_GRPC_TRANSPORT", "h2o")
     with pytest.raises(ConfigError) as info:
         load_settings()

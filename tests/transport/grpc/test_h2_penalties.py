@@ -11,7 +11,7 @@ import pytest
 from fixtures.h2 import grpc_headers, read_frames
 from hpack import Encoder
 
-from inferd.transport.grpc._h2_limits import Budget, Http2Limits, Penalties
+from inferd.transport.grpc._h2_limits import MAX_STRIKES, Budget, Http2Limits, Penalties
 from inferd.transport.grpc._h2_wire import (
     DATA,
     END_HEADERS,
@@ -41,6 +41,11 @@ def test_strikes_halve_with_their_half_life() -> None:
     assert penalties.strikes("10.0.0.1") == pytest.approx(1.0)
     now[0] = 200.0
     assert penalties.allowance("10.0.0.1") == pytest.approx(1.0, abs=1e-5)
+    for _ in range(1000):  # a long attack: the strikes are capped, so they wear off
+        penalties.strike("10.0.0.3")
+    assert penalties.strikes("10.0.0.3") == MAX_STRIKES
+    now[0] += 10.0 * 10
+    assert penalties.allowance("10.0.0.3") > 0.99
 
 
 def test_only_the_most_recently_struck_addresses_are_kept() -> None:

@@ -68,6 +68,11 @@ class Budget:
         self.tokens = min(self.tokens, max(float(floor), self.tokens * factor))
 
 
+# Strikes kept at most: 0.5 ** 8 of a budget is below any useful floor already, and a cap
+# bounds how long an address stays penalised after its attack stops (8 half-lives at most).
+MAX_STRIKES = 8.0
+
+
 class Penalties:
     """Abuse remembered per peer address, so that reconnecting does not buy a fresh budget.
 
@@ -77,7 +82,8 @@ class Penalties:
     as soon as it is told GOAWAY gets a few frames per connection instead of a thousand,
     while a connection that is already open (a legitimate client behind the same address)
     keeps its own budget, and a well-behaved new one earns tokens back with its work as
-    usual. At most ``max_addresses`` are remembered (the least recently struck go first).
+    usual. At most ``max_addresses`` are remembered (the least recently struck go first),
+    with at most :data:`MAX_STRIKES` each.
 
     Args:
         half_life_s: seconds for a strike to count half.
@@ -101,7 +107,7 @@ class Penalties:
 
     def strike(self, address: str) -> None:
         """A connection from ``address`` was ended for abuse."""
-        score = self.strikes(address) + 1.0
+        score = min(self.strikes(address) + 1.0, MAX_STRIKES)
         self._strikes.pop(address, None)  # re-inserted last: the most recently struck
         self._strikes[address] = (score, self._clock())
         while len(self._strikes) > self.max_addresses:

@@ -3,9 +3,13 @@
 It serves the method handlers it is given (the API layer's, :mod:`inferd.api.grpc`) on one
 of two cores, which take the same grpc.aio handlers and interceptors:
 
-- ``grpcio`` (the default): grpcio's C-core server (:mod:`inferd.transport.grpc.grpcio`),
-  the maintained HTTP/2 implementation the reference gRPC servers run;
-- ``native``: inferd's own HTTP/2 transport on asyncio (:mod:`inferd.transport.grpc.native`).
+- ``native`` (the default): inferd's own HTTP/2 transport on asyncio
+  (:mod:`inferd.transport.grpc.native`), which holds under the attack suite in
+  ``tests/fixtures/h2_attacks.py`` (GOAWAY for every flood, bounded memory, abuse
+  remembered per address) and costs the server 4-6x less CPU per call;
+- ``grpcio``: grpcio's C-core server (:mod:`inferd.transport.grpc.grpcio`), the HTTP/2
+  implementation the reference gRPC servers run, which sends no GOAWAY for seven of the
+  flood classes (docs/security.md has both side by side).
 
 The standard health checking service (``grpc.health.v1.Health``, SERVING once ``ready()``
 says so) and server reflection run beside the handlers on either.
@@ -68,7 +72,7 @@ class GrpcServer:
             whole; grpcio: how long a connection's handshake may take (at most 5 s).
         max_buffered_bytes: native only: request bytes still arriving held at most, over
             all connections (grpcio has no such budget; see :mod:`.grpcio`).
-        transport: the core, ``grpcio`` or ``native``.
+        transport: the core, ``native`` (the default) or ``grpcio``.
     """
 
     def __init__(
@@ -85,7 +89,7 @@ class GrpcServer:
         max_connections: int = 2048,
         request_read_timeout_s: float = 30.0,
         max_buffered_bytes: int = 512 * 1024 * 1024,
-        transport: Transport = "grpcio",
+        transport: Transport = "native",
     ) -> None:
         self._ready = ready
         self._services = tuple(services)
