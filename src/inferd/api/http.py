@@ -249,7 +249,9 @@ class HttpApp:
             if self._openapi is None:
                 from inferd.api.openapi import openapi_document
 
-                self._openapi = orjson.dumps(openapi_document())
+                # Generating it walks every pydantic model (tens of ms): not on the loop.
+                document = await asyncio.to_thread(openapi_document)
+                self._openapi = orjson.dumps(document)
             return 200, self._openapi, _NO_HEADERS
         if head == "metrics" and len(parts) == 1:
             require_method(method, "GET")
