@@ -1,9 +1,10 @@
-"""Leases: one holder at a time, renewal, expiry on the caller's clock, release."""
+"""Leases: one holder at a time, renewal, expiry on the caller's clock, release; on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -20,8 +21,8 @@ class Clock:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path}/r.db")
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     yield reg
     reg.close()
 
@@ -52,6 +53,14 @@ def test_release_hands_over_at_once(registry: Registry) -> None:
     assert not b.acquire()
     a.release()
     assert b.acquire()
+
+
+def test_racing_processes_take_it_once(registry: Registry) -> None:
+    clock = Clock()
+    leases = [Lease(registry, "race", 10.0, owner=f"o{i}", clock=clock) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda lease: lease.acquire(), leases))
+    assert won.count(True) == 1
 
 
 def test_ttl_must_be_positive(registry: Registry) -> None:
