@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferd.errors import Conflict, InvalidInput, PromotionRefused
+from inferd.errors import Conflict, InvalidInput, ModelNotReady, PromotionRefused
 from inferd.registry import Registry
 from inferd.registry.records import Stage
 from inferd.stats import Aggregate
@@ -199,6 +199,19 @@ async def test_advance_past_the_last_step_promotes_and_a_refused_gate_pauses(
     assert paused.state == "paused"
     assert "gate accuracy" in paused.reason
     assert paused.history[-1]["event"] == "promotion_refused"
+
+
+async def test_a_candidate_that_cannot_load_is_aborted_before_any_traffic(
+    registry: Registry,
+) -> None:
+    async def preload(model: str, version: int) -> None:
+        raise ModelNotReady(model, str(version), "FAILED: onnxruntime refused the file")
+
+    svc = service(registry, preload=preload)
+    record = await svc.start((await svc.create({"model": "m", "candidate": 2})).id)
+    assert (record.state, record.percent, record.percents) == ("aborted", 0.0, [])
+    assert "candidate failed to load" in record.reason
+    assert "onnxruntime refused" in record.reason
 
 
 async def test_two_actors_racing_on_one_step_move_it_once(registry: Registry) -> None:

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from inferd.errors import Conflict, InvalidInput, PromotionRefused
+from inferd.errors import (
+    Conflict,
+    InferdError,
+    InvalidInput,
+    PromotionRefused,
+    RegistryUnavailable,
+)
 from inferd.registry.records import Stage
 from inferd.traffic.events import EventBus, TrafficEvent
 from inferd.traffic.guardrails import ArmStats, evaluate, window
@@ -143,10 +149,18 @@ class RolloutService:
     # -- actions -----------------------------------------------------------------------------
 
     async def start(self, rollout_id: str, actor: str = SYSTEM_ACTOR) -> RolloutRecord:
-        """pending -> running at the first step, once the candidate loaded here."""
+        """pending -> running at the first step, once the candidate loaded here (aborted,
+        with the reason, if it cannot load)."""
         record = await self.get(rollout_id)
         if record.state == "pending" and self.preload is not None:
-            await self.preload(record.model, record.candidate)
+            try:
+                await self.preload(record.model, record.candidate)
+            except RegistryUnavailable:
+                raise  # nothing wrong with the candidate: the next tick tries again
+            except InferdError as err:  # a candidate that cannot load never takes traffic
+                return await self._move(record, ["pending"], "aborted", actor, "aborted",
+                                        reason=f"candidate failed to load: {err.message}",
+                                        ended_at=self.now())  # fmt: skip
         return await self._move(record, ["pending"], "running", actor, "started", step=0,
                                 started_at=self.now())  # fmt: skip
 
