@@ -107,7 +107,7 @@ def test_the_sampler_samples_at_its_rate_and_bounds_its_buffer() -> None:
     for i in range(400):
         sampler.take("m", "2", {"x": np.full((20, 3), float(i)), "k": np.array(["a"] * 20)},
                      {"y": np.zeros(20)})  # fmt: skip
-    batches = sampler.collect()
+    batches = sampler.batches(sampler.collect())
     seen, data = batches[("m", 2)]
     assert seen == 400 * 16  # ROWS_PER_REQUEST rows of each request
     assert sorted(data) == ["k", "output.y", "x[0]", "x[1]", "x[2]"]

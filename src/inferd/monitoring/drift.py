@@ -167,9 +167,9 @@ class DriftMonitor:
 
     async def flush(self) -> None:
         """Write this process's samples (so a check sees them)."""
-        batches = self.sampler.collect()
+        pending = self.sampler.collect()
         at = datetime.fromtimestamp(self.clock(), UTC)
-        await asyncio.to_thread(self.sampler.write, batches, at)
+        await asyncio.to_thread(self.sampler.write, pending, at)
 
     async def check_now(self, model: str, version: int | None = None) -> list[dict[str, Any]]:
         """Flush, then check every candidate version of ``model`` (or one) at once."""
