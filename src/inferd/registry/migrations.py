@@ -88,6 +88,17 @@ def _shadows(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.shadows, schema.shadow_aggregates])
 
 
+def _alerts(conn: Connection) -> None:
+    tables = [schema.alerts, schema.alert_signals, schema.alert_notifications]
+    schema.metadata.create_all(conn, tables=tables)
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS ix_alerts_state ON alerts (state, fingerprint)",
+        "CREATE INDEX IF NOT EXISTS ix_alert_signals_consumed ON alert_signals (consumed)",
+        "CREATE INDEX IF NOT EXISTS ix_alert_notifications_state ON alert_notifications (state)",
+    ):
+        conn.execute(text(statement))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -97,6 +108,7 @@ MIGRATIONS: list[Migration] = [
     (12, "canary rollouts, their per-step aggregates, controller leases", _rollouts),
     (13, "shadow traffic: targets and per-process agreement per version pair", _shadows),
     (14, "drift detection: settings, reference profiles, sampled windows, results", _drift),
+    (15, "alerts: instances and history, signals from every process, webhook outbox", _alerts),
 ]
 
 

@@ -15,6 +15,8 @@ drift_settings, drift_profiles, drift_samples, drift_results: drift detection
 sampled requests flushed by each process, the latest check per version.
 shadows: one row per model with shadow traffic (inferd.traffic.shadow); shadow_aggregates:
 agreement per (model, primary version, shadow version) and process, cumulative.
+alerts, alert_signals, alert_notifications: alerting (inferd.monitoring.alerts): every alert
+with its state and times, events reported by any process, the webhook outbox with retries.
 """
 
 from __future__ import annotations
@@ -371,4 +373,56 @@ shadow_aggregates = Table(
     Column("source", String(100), primary_key=True),
     Column("data", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Alerting (inferd.monitoring.alerts). One row per alert instance (a rule and its labels from
+# pending or firing to resolved): active rows and history. Times are epoch seconds on the
+# evaluator's clock.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("value", Float, nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("fired_at", Float, nullable=True),
+    Column("resolved_at", Float, nullable=True),
+    Column("notified_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Events from any process (drift found or gone, a rollout rolled back) for the evaluator.
+alert_signals = Table(
+    "alert_signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(30), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("consumed", Boolean, nullable=False, default=False),
+)
+
+# Notifications waiting for delivery or delivered, with their retries.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("receiver", String(100), nullable=False),
+    Column("group_key", String(500), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
 )
