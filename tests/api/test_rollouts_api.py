@@ -82,6 +82,9 @@ async def test_a_rollout_steps_through_the_data_plane_and_promotes(
     await app.management.rollouts.traffic.tick()  # this process re-reads routing
     arms = await predict(client, 200)
     assert 60 <= arms.count("canary") <= 140
+    scraped = (await client.get("/metrics")).text
+    assert 'inferd_rollout_canary_percent{model="linear"} 50.0' in scraped
+    assert 'inferd_rollout_events_total{event="started",model="linear"} 1.0' in scraped
     status = (await client.get(f"/v1/rollouts/{rid}/status")).json()
     assert status["state"] == "running"
     assert status["arms"]["canary"]["requests"] == arms.count("canary")

@@ -24,6 +24,7 @@ from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
 from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
+from inferd.monitoring.rollout_metrics import RolloutMetrics
 from inferd.monitoring.shadow_metrics import ShadowMetrics
 from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
@@ -110,6 +111,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     # Every process runs the controller; only the holder of the lease in the registry acts.
     rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)
     rollout_controller = RolloutController(rollouts)
+    rollout_metrics = RolloutMetrics(metrics.registry)  # canary share, changes by kind
+    traffic.canary.observer = rollout_metrics.routing
+    rollouts.events.subscribe(lambda e: rollout_metrics.event(e.model, e.kind))
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
     jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
                       poll_s=settings.poll_interval_s,

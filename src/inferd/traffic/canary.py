@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,10 +105,15 @@ class CanaryTraffic:
 
     Args:
         store: the rollout tables; None routes nothing.
+
+    Attributes:
+        observer: called after each refresh with model -> canary share (%) routed now, e.g.
+            ``RolloutMetrics.routing``; its failures are logged, never raised.
     """
 
     def __init__(self, store: RolloutStore | None) -> None:
         self.store = store
+        self.observer: Callable[[dict[str, float]], None] | None = None
         self._tallies: dict[tuple[str, int], dict[str, Tally]] = {}
         self._flushed: dict[tuple[str, int], int] = {}
 
@@ -130,6 +135,11 @@ class CanaryTraffic:
             ):
                 del self._tallies[key]
                 self._flushed.pop(key, None)
+        if self.observer is not None:
+            try:
+                self.observer({model: x.record.percent for model, x in live.items()})
+            except Exception:
+                logger.exception("rollout routing observer failed")
         return live
 
     def collect(self) -> CanaryBatch:
