@@ -167,6 +167,13 @@ class ModelConfig(_Strict):
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Runtime options, e.g. intra_op_threads."
     )
+    prediction_log_rate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Share of this model's requests kept in the prediction log (when the "
+        "server has one, --prediction-log-uri); None: the server's --prediction-log-rate.",
+    )
     trust_pickle: bool = Field(
         False,
         description="Allow artifacts that run code when read (pickle, joblib, untrusted skops "
