@@ -113,6 +113,19 @@ class Settings(BaseSettings):
         description="Share of requests without a sampled traceparent that are traced "
         "(parent-based: a caller's sampled flag always wins).",
     )
+    # Prediction log (inferd.monitoring.prediction_log, docs/prediction-log.md).
+    prediction_log_uri: str | None = Field(
+        None,
+        description="Write sampled requests with their answers as Parquet under this folder "
+        "or fsspec URI (s3://, gs://, ...); the prediction log is off without one.",
+    )
+    prediction_log_rate: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests logged for models whose model.yaml sets no "
+        "prediction_log_rate.",
+    )
     # Security (inferd.security, docs/security.md).
     auth: str = Field(
         "auto",

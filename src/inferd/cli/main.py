@@ -39,6 +39,8 @@ _SERVE_FLAGS = {
     "log_format": "text (default) or json: one object per line with request and trace ids",
     "otlp_endpoint": "send OpenTelemetry traces over OTLP/gRPC to this URL (default: off)",
     "trace_sample_rate": "share of requests traced when no caller decided (default 1.0)",
+    "prediction_log_uri": "log sampled requests as Parquet under this folder or URI (default: off)",
+    "prediction_log_rate": "share of requests logged where model.yaml sets none (default 0.01)",
     "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
     "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
@@ -60,6 +62,7 @@ _INT_FLAGS = {
 }  # fmt: skip
 _FLOAT_FLAGS = {
     "graceful_timeout_s", "poll_interval_s", "request_read_timeout_s", "trace_sample_rate",
+    "prediction_log_rate",
 }  # fmt: skip
 _CHOICES = {"grpc_transport": ("grpcio", "native"), "log_format": ("text", "json")}
 
