@@ -41,6 +41,8 @@ BODIES: dict[str, Any] = {
     "set_stage": {"stage": "staging"},
     "set_shadow": {"version": 1, "fraction": 0.1},
     "set_default_version": {"version": 1},
+    "set_drift_settings": {"sample_rate": 0.5},
+    "set_reference": {"data": {"x": [1.0, 2.0, 3.0]}},
     "create_key": {"role": "predict", "name": "probe"},
     "register_version": {"artifact_uri": "/nonexistent/model.onnx"},
     "submit_job": {"model": "linear", "inputs": ["/nonexistent"], "output": "/nonexistent"},

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from inferd.api.auth import Security
+from inferd.api.drift import DriftRoutes
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
@@ -22,6 +23,8 @@ from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
+from inferd.monitoring.drift import DriftMonitor
+from inferd.monitoring.drift_store import DriftStore
 from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.monitoring.rollout_metrics import RolloutMetrics
@@ -107,6 +110,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     shadow = ShadowMirror(shadows, observer=ShadowMetrics(metrics.registry))
     traffic = TrafficPolicy(experiments, shadow=shadow)  # routing state in memory
     dataplane = DataPlane(manager, metrics, control, traffic)
+    drift = DriftMonitor(DriftStore(registry), metrics.registry)  # samples flushed every 5 s
+    dataplane.drift = drift.sampler
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Every process runs the controller; only the holder of the lease in the registry acts.
     rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)
@@ -155,6 +160,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         shadow_task = asyncio.create_task(shadow.run(settings.poll_interval_s))
         tasks.add(shadow_task)
         shadow_task.add_done_callback(tasks.discard)
+        await asyncio.to_thread(drift.refresh)  # which models to sample, before the first tick
+        drift_task = asyncio.create_task(drift.run())
+        tasks.add(drift_task)
+        drift_task.add_done_callback(tasks.discard)
         await control.run()
 
     async def startup() -> None:
@@ -174,6 +183,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await grpc_server.stop(settings.graceful_timeout_s)
         await shadow.close()  # before the batchers drain: queued copies are dropped, counted
         await dataplane.stop()
+        await drift.close()  # the last sampled rows, once no request runs
         await traffic.close()  # the last tallies and exposures, once no request runs
         await rollout_controller.close()  # another process leads at once
         await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
@@ -197,6 +207,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         app.management.experiments = ExperimentRoutes(service, traffic)
         app.management.rollouts = RolloutRoutes(rollouts, traffic)
         app.management.shadow = ShadowRoutes(shadows, shadow, control.preload)
+        app.management.drift = DriftRoutes(drift, management)
     return app
 
 

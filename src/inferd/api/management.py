@@ -20,6 +20,7 @@ GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/experiments...                                     A/B experiments (inferd.api.experiments)
 /v1/rollouts...                                        canary rollouts (inferd.api.rollouts)
 /v1/models/{m}/shadow...                               shadow traffic (inferd.api.shadow)
+/v1/models/{m}/drift..., .../versions/{v}/reference    drift detection (inferd.api.drift)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.api._request import json_object, query_choice, query_limit
+from inferd.api.drift import DriftRoutes
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
@@ -74,6 +76,7 @@ class ManagementRoutes:
         self.experiments: ExperimentRoutes | None = None  # A/B experiments, set by the app
         self.rollouts: RolloutRoutes | None = None  # canary rollouts, set by the app
         self.shadow: ShadowRoutes | None = None  # shadow traffic, set by the app
+        self.drift: DriftRoutes | None = None  # drift detection, set by the app (and CLI)
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
@@ -106,6 +109,15 @@ class ManagementRoutes:
             return await self._model(method, name, body, actor)
         if rest[0] == "shadow" and self.shadow is not None:
             return await self.shadow.handle(method, name, rest[1:], body, actor, caller)
+        if rest[0] == "drift" and self.drift is not None:
+            return await self.drift.drift(method, name, rest[1:], query, body)
+        if (
+            len(rest) == 3
+            and rest[0] == "versions"
+            and rest[2] == "reference"
+            and self.drift is not None
+        ):
+            return await self.drift.reference(method, name, _version(rest[1]), body)
         if rest[0] == "versions":
             return await self._versions(method, name, rest[1:], query, body, actor)
         if rest == ["rollback"]:

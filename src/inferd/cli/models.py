@@ -4,10 +4,13 @@
     inferd models show NAME
     inferd models register NAME PATH_OR_URI [--version N] [--metadata k=v ...]
                            [--stage staging] [--platform P | --config model.yaml] [--upload]
+                           [--reference data.parquet [--categorical COLUMN ...]]
     inferd models promote NAME VERSION
     inferd models rollback NAME
     inferd models archive NAME VERSION
     inferd models delete NAME [VERSION]
+    inferd models drift NAME [--version N]             (inferd.cli.drift)
+    inferd models reference NAME VERSION FILE          drift reference (.csv, .parquet)
 
 By default the commands talk to the server at ``--url`` (``http://127.0.0.1:8000``), which
 also loads, warms and swaps at once. With ``--registry-url`` they write the registry
@@ -28,8 +31,12 @@ from typing import Any
 
 import yaml
 
+from inferd.api.drift import DriftRoutes
 from inferd.api.management import ManagementRoutes
+from inferd.cli import drift
 from inferd.errors import ConfigError, InferdError, InvalidInput
+from inferd.monitoring.drift import DriftMonitor
+from inferd.monitoring.drift_store import DriftStore
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.serving.management import ManagementPlane
 from inferd.settings import default_home
@@ -64,6 +71,7 @@ def add_parser(commands: Any) -> None:
     register.add_argument("--platform", help="platform of a new model (onnx, sklearn, ...)")
     register.add_argument("--config", type=Path, help="model.yaml for a new model")
     register.add_argument("--upload", action="store_true", help="copy into the artifact root")
+    drift.add_reference_options(register)
     for action in ("promote", "archive"):
         parser = sub.add_parser(action, help=f"{action} a version")
         parser.add_argument("name")
@@ -72,6 +80,7 @@ def add_parser(commands: Any) -> None:
     delete = sub.add_parser("delete", help="delete a model, or one version")
     delete.add_argument("name")
     delete.add_argument("version", type=int, nargs="?")
+    drift.add_parsers(sub)
 
 
 def api_key_default() -> str | None:
@@ -136,6 +145,11 @@ def _dispatch(backend: _Backend, args: argparse.Namespace) -> Any:
         return backend.call("POST", f"/v1/models/{args.name}/versions/{args.version}/archive")
     if action == "rollback":
         return backend.call("POST", f"/v1/models/{args.name}/rollback")
+    if action == "drift":
+        return backend.call("GET", f"/v1/models/{args.name}/drift", query=drift.drift_query(args))
+    if action == "reference":
+        body = drift.reference_body(args.file, args.categorical)
+        return backend.call("PUT", drift.reference_path(args.name, args.version), body)
     if args.version is not None:
         return backend.call("DELETE", f"/v1/models/{args.name}/versions/{args.version}")
     return backend.call("DELETE", f"/v1/models/{args.name}")
@@ -171,7 +185,14 @@ class _Backend:
             uri = store.upload(Path(args.artifact).expanduser().resolve(), args.name, version)
         elif "://" not in uri:
             uri = str(Path(uri).expanduser().resolve())
-        return self.call("POST", f"/v1/models/{args.name}/versions", _register_body(args, uri))
+        body = None
+        if args.reference:  # read before registering: a bad file registers nothing
+            body = drift.reference_body(args.reference, args.categorical)
+        record = self.call("POST", f"/v1/models/{args.name}/versions", _register_body(args, uri))
+        if body is not None:
+            path = drift.reference_path(args.name, record["version"])
+            record["reference"] = self.call("PUT", path, body)
+        return record
 
 
 class HttpBackend(_Backend):
@@ -212,7 +233,10 @@ class _Direct(_Backend):
     def __init__(self, registry_url: str, artifact_root: str | None) -> None:
         home = default_home()
         store = FsspecArtifactStore(artifact_root or str(home / "artifacts"), home / "cache")
-        self.routes = ManagementRoutes(ManagementPlane(Registry(registry_url), store, None))
+        registry = Registry(registry_url)
+        plane = ManagementPlane(registry, store, None)
+        self.routes = ManagementRoutes(plane)
+        self.routes.drift = DriftRoutes(DriftMonitor(DriftStore(registry)), plane)
 
     def call(self, method: str, path: str, body: Any = None, query: Any = None) -> Any:
         parts = path.strip("/").split("/")[1:]
@@ -224,6 +248,8 @@ class _Direct(_Backend):
 
 
 def _human(action: str, result: Any) -> str:
+    if action == "drift":
+        return drift.human(result)
     if action == "list":
         rows = [
             f"{m['name']:<24} production={m['production_version']} "

@@ -11,6 +11,7 @@ route modules) keep their own checks on the hot path. To document a new route, a
 from __future__ import annotations
 
 from inferd.api.schemas import (
+    drift,
     experiments,
     jobs,
     keys,
@@ -33,6 +34,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *experiments.OPERATIONS,
     *rollouts.OPERATIONS,
     *shadow.OPERATIONS,
+    *drift.OPERATIONS,
 )
 
 __all__ = ["OPERATIONS", "Media", "Operation", "Param"]
