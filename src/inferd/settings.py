@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Share of requests logged for models whose model.yaml sets no "
         "prediction_log_rate.",
     )
+    # Alerts (inferd.monitoring.alerts, docs/alerts.md).
+    alerts_file: Path | None = Field(
+        None,
+        description="Alert rules and receivers (alerts.yaml, docs/alerts.md); without one "
+        "no rules are evaluated and /v1/alerts lists none.",
+    )
     # Security (inferd.security, docs/security.md).
     auth: str = Field(
         "auto",
