@@ -21,6 +21,7 @@ GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/rollouts...                                        canary rollouts (inferd.api.rollouts)
 /v1/models/{m}/shadow...                               shadow traffic (inferd.api.shadow)
 /v1/models/{m}/drift..., .../versions/{v}/reference    drift detection (inferd.api.drift)
+GET    /v1/models/{m}/metrics[?minutes=5]              traffic summary (inferd.api.metrics)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from inferd.api.drift import DriftRoutes
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.metrics import MetricRoutes
 from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InvalidInput, MethodNotAllowed, ModelNotFound, require_method
@@ -77,6 +79,7 @@ class ManagementRoutes:
         self.rollouts: RolloutRoutes | None = None  # canary rollouts, set by the app
         self.shadow: ShadowRoutes | None = None  # shadow traffic, set by the app
         self.drift: DriftRoutes | None = None  # drift detection, set by the app (and CLI)
+        self.metrics: MetricRoutes | None = None  # per-model traffic summary, set by the app
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
@@ -109,6 +112,8 @@ class ManagementRoutes:
             return await self._model(method, name, body, actor)
         if rest[0] == "shadow" and self.shadow is not None:
             return await self.shadow.handle(method, name, rest[1:], body, actor, caller)
+        if rest == ["metrics"] and self.metrics is not None:
+            return await self.metrics.handle(method, name, query)
         if rest[0] == "drift" and self.drift is not None:
             return await self.drift.drift(method, name, rest[1:], query, body)
         if (

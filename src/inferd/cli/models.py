@@ -10,6 +10,7 @@
     inferd models archive NAME VERSION
     inferd models delete NAME [VERSION]
     inferd models drift NAME [--version N]             (inferd.cli.drift)
+    inferd models metrics NAME [--minutes N]           traffic summary (inferd.cli.metrics)
     inferd models reference NAME VERSION FILE          drift reference (.csv, .parquet)
 
 By default the commands talk to the server at ``--url`` (``http://127.0.0.1:8000``), which
@@ -33,7 +34,7 @@ import yaml
 
 from inferd.api.drift import DriftRoutes
 from inferd.api.management import ManagementRoutes
-from inferd.cli import drift
+from inferd.cli import drift, metrics
 from inferd.errors import ConfigError, InferdError, InvalidInput
 from inferd.monitoring.drift import DriftMonitor
 from inferd.monitoring.drift_store import DriftStore
@@ -81,6 +82,7 @@ def add_parser(commands: Any) -> None:
     delete.add_argument("name")
     delete.add_argument("version", type=int, nargs="?")
     drift.add_parsers(sub)
+    metrics.add_parsers(sub)
 
 
 def api_key_default() -> str | None:
@@ -147,6 +149,10 @@ def _dispatch(backend: _Backend, args: argparse.Namespace) -> Any:
         return backend.call("POST", f"/v1/models/{args.name}/rollback")
     if action == "drift":
         return backend.call("GET", f"/v1/models/{args.name}/drift", query=drift.drift_query(args))
+    if action == "metrics":
+        if not isinstance(backend, HttpBackend):
+            raise InferdError("models metrics: traffic is counted by a running server; pass --url")
+        return backend.call("GET", metrics.path(args), query=metrics.query(args))
     if action == "reference":
         body = drift.reference_body(args.file, args.categorical)
         return backend.call("PUT", drift.reference_path(args.name, args.version), body)
@@ -250,6 +256,8 @@ class _Direct(_Backend):
 def _human(action: str, result: Any) -> str:
     if action == "drift":
         return drift.human(result)
+    if action == "metrics":
+        return metrics.human(result)
     if action == "list":
         rows = [
             f"{m['name']:<24} production={m['production_version']} "
