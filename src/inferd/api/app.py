@@ -12,6 +12,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+from inferd.api.alerts import AlertRoutes
 from inferd.api.auth import Security
 from inferd.api.drift import DriftRoutes
 from inferd.api.experiments import ExperimentRoutes
@@ -23,6 +24,8 @@ from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.jobs import JobService
+from inferd.monitoring.alerts import alert_evaluator
+from inferd.monitoring.alerts_store import AlertStore
 from inferd.monitoring.drift import DriftMonitor
 from inferd.monitoring.drift_store import DriftStore
 from inferd.monitoring.logs import configure_logging
@@ -119,6 +122,12 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     rollout_metrics = RolloutMetrics(metrics.registry)  # canary share, changes by kind
     traffic.canary.observer = rollout_metrics.routing
     rollouts.events.subscribe(lambda e: rollout_metrics.event(e.model, e.kind))
+    # Alert rules (--alerts-file): every process reports events; the lease holder evaluates.
+    alert_store = AlertStore(registry)
+    alerting = alert_evaluator(settings.alerts_file, alert_store, metrics.collect, registry)
+    if alerting is not None:
+        drift.events.subscribe(alerting.on_drift_event)
+        rollouts.events.subscribe(alerting.on_traffic_event)
     # Batch jobs run in low-priority worker processes; queued and orphaned ones resume here.
     jobs = JobService(registry, settings.resolved_artifact_root, str(settings.home / "cache"),
                       poll_s=settings.poll_interval_s,
@@ -164,6 +173,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         drift_task = asyncio.create_task(drift.run())
         tasks.add(drift_task)
         drift_task.add_done_callback(tasks.discard)
+        if alerting is not None:
+            alert_task = asyncio.create_task(alerting.run())
+            tasks.add(alert_task)
+            alert_task.add_done_callback(tasks.discard)
         await control.run()
 
     async def startup() -> None:
@@ -186,6 +199,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await drift.close()  # the last sampled rows, once no request runs
         await traffic.close()  # the last tallies and exposures, once no request runs
         await rollout_controller.close()  # another process leads at once
+        if alerting is not None:
+            await alerting.close()  # the last events; another process evaluates at once
         await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
         registry.close()
         mark_worker_dead(os.getpid())
@@ -208,6 +223,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         app.management.rollouts = RolloutRoutes(rollouts, traffic)
         app.management.shadow = ShadowRoutes(shadows, shadow, control.preload)
         app.management.drift = DriftRoutes(drift, management)
+        app.management.alerts = AlertRoutes(alert_store, alerting.config if alerting else None)
     return app
 
 

@@ -21,6 +21,7 @@ GET    /v1/models/{m}/audit, GET /v1/audit             audit log, newest first
 /v1/rollouts...                                        canary rollouts (inferd.api.rollouts)
 /v1/models/{m}/shadow...                               shadow traffic (inferd.api.shadow)
 /v1/models/{m}/drift..., .../versions/{v}/reference    drift detection (inferd.api.drift)
+GET    /v1/alerts[?limit=&rule=]                       alerts and history (inferd.api.alerts)
 GET    /v1/models/{m}/metrics[?minutes=5]              traffic summary (inferd.api.metrics)
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.api._request import json_object, query_choice, query_limit
+from inferd.api.alerts import AlertRoutes
 from inferd.api.drift import DriftRoutes
 from inferd.api.experiments import ExperimentRoutes
 from inferd.api.jobs import JobRoutes
@@ -79,6 +81,7 @@ class ManagementRoutes:
         self.rollouts: RolloutRoutes | None = None  # canary rollouts, set by the app
         self.shadow: ShadowRoutes | None = None  # shadow traffic, set by the app
         self.drift: DriftRoutes | None = None  # drift detection, set by the app (and CLI)
+        self.alerts: AlertRoutes | None = None  # active alerts and history, set by the app
         self.metrics: MetricRoutes | None = None  # per-model traffic summary, set by the app
 
     async def handle(
@@ -96,6 +99,8 @@ class ManagementRoutes:
             return await self.jobs.handle(method, parts[1:], query, body, actor)
         if parts and parts[0] == "keys" and self.keys is not None:
             return await self.keys.handle(method, parts[1:], query, body, actor)
+        if parts and parts[0] == "alerts" and self.alerts is not None:
+            return await self.alerts.handle(method, parts[1:], query)
         if parts == ["audit"]:
             require_method(method, "GET")
             entries = await mp.audit(None, query_limit(query))

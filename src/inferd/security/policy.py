@@ -79,6 +79,8 @@ def classify_http(path: str) -> Target:
     if head == "v1":
         if n >= 2 and parts[1] == "keys":
             return Group.ADMIN, None
+        if n == 2 and parts[1] == "alerts":
+            return Group.READ, ALL_MODELS  # GET only; alerts span every model
         if n == 4 and parts[1] == "experiments" and parts[3] == "outcomes":
             return Group.INFER, None  # the route checks the experiment's model
         if n >= 4 and parts[1] == "models" and parts[3] == "shadow":

@@ -11,6 +11,7 @@ route modules) keep their own checks on the hot path. To document a new route, a
 from __future__ import annotations
 
 from inferd.api.schemas import (
+    alerts,
     drift,
     experiments,
     jobs,
@@ -35,6 +36,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *rollouts.OPERATIONS,
     *shadow.OPERATIONS,
     *drift.OPERATIONS,
+    *alerts.OPERATIONS,
 )
 
 __all__ = ["OPERATIONS", "Media", "Operation", "Param"]
