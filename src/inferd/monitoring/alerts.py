@@ -28,17 +28,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-from inferd.monitoring.alerts_config import AlertsConfig, Receiver, Rule
+from inferd.monitoring.alerts_config import AlertsConfig, Receiver, Rule, load_alerts
 from inferd.monitoring.alerts_metrics import MetricWindow, snapshot
 from inferd.monitoring.alerts_notify import Notifier, NotifyFailed, WebhookNotifier, group_key
 from inferd.monitoring.alerts_notify import payload as render
 from inferd.monitoring.alerts_rules import Wanted, event_wanted, fingerprint, metric_wanted
 from inferd.monitoring.alerts_store import AlertRow, AlertStore
 from inferd.monitoring.drift_events import DriftEvent
+from inferd.registry import Registry
 from inferd.registry.leases import Lease
 
 logger = logging.getLogger(__name__)
@@ -252,3 +254,20 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def alert_evaluator(
+    path: Path | None, store: AlertStore, collect: Callable[[], Iterable[Metric]],
+    registry: Registry,
+) -> AlertEvaluator | None:  # fmt: skip
+    """The evaluator of a server with ``--alerts-file`` (None without one).
+
+    Raises:
+        ConfigError: the file is missing or invalid (naming the rule and field).
+    """
+    if path is None:
+        return None
+    config = load_alerts(path)
+    # The holder renews every interval; another process takes over after three missed ones.
+    lease = Lease(registry, LEASE, ttl_s=max(3 * config.evaluation_interval, 10.0))
+    return AlertEvaluator(config, store, collect, lease)
