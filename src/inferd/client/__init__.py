@@ -11,7 +11,7 @@ manage the registry (``list_models``, ``register_version``, ``promote``, ``rollb
 ``audit``), batch jobs (``submit_job``, ``wait_for_job``), API keys (``create_key``) and
 A/B experiments (``create_experiment``, ``experiment_action``, ``post_outcomes``,
 ``experiment_results``), canary rollouts (``create_rollout``, ``rollout_action``,
-``rollout_status``).
+``rollout_status``) and shadow traffic (``set_shadow``, ``shadow_results``).
 """
 
 from inferd.client._async import AsyncClient
@@ -23,6 +23,7 @@ from inferd.client._manage import (
     KeyInfo,
     ModelInfo,
     RolloutInfo,
+    ShadowInfo,
     VersionInfo,
 )
 from inferd.client._transport import Tls
@@ -31,5 +32,5 @@ from inferd.client._types import ClientError, InferResult, Retry
 __all__ = [
     "AsyncClient", "AuditInfo", "Client", "ClientError", "ExperimentInfo", "InferResult",
     "JobInfo", "KeyInfo",
-    "ModelInfo", "Retry", "RolloutInfo", "Tls", "VersionInfo",
+    "ModelInfo", "Retry", "RolloutInfo", "ShadowInfo", "Tls", "VersionInfo",
 ]  # fmt: skip

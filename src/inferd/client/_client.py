@@ -29,8 +29,8 @@ from inferd.client._manage import (
     ManagementCalls,
     ModelInfo,
     RolloutInfo,
+    ShadowInfo,
     VersionInfo,
-    reference_body,
 )
 from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
@@ -400,6 +400,26 @@ class Client:
         """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
         return self._manage(MANAGE.post_outcomes(exp_id, outcomes))
 
+    def set_shadow(
+        self, model: str, version: int, fraction: float, *, queue_size: int | None = None
+    ) -> ShadowInfo:
+        """Mirror ``fraction`` (0..1) of ``model``'s answered requests to ``version``, after
+        the client has its answer (operator); replaces any shadow the model had."""
+        return self._manage(MANAGE.set_shadow(model, version, fraction, queue_size))
+
+    def get_shadow(self, model: str) -> ShadowInfo:
+        """The model's shadow target (404 as ClientError when it has none)."""
+        return self._manage(MANAGE.get_shadow(model))
+
+    def delete_shadow(self, model: str) -> ShadowInfo:
+        """Stop mirroring (operator); the agreement stays readable."""
+        return self._manage(MANAGE.delete_shadow(model))
+
+    def shadow_results(self, model: str) -> dict[str, Any]:
+        """Agreement per (primary, shadow) version pair: exact-match rate, mean absolute
+        difference, shadow latency, drops and failures, merged across every process."""
+        return self._manage(MANAGE.shadow_results(model))
+
     def create_rollout(self, spec: Mapping[str, Any]) -> RolloutInfo:
         """Create a canary rollout (docs/rollouts.md: model, candidate, steps, guardrails);
         the server's controller starts it and moves it on by itself."""
@@ -422,31 +442,6 @@ class Client:
     def rollout_status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return self._manage(MANAGE.rollout_status(rollout_id))
-
-    def drift(self, model: str, version: int | None = None) -> dict[str, Any]:
-        """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
-        return self._manage(MANAGE.model_drift(model, version))
-
-    def drift_settings(self, model: str) -> dict[str, Any]:
-        """The model's drift settings (sample_rate, alpha, correction, psi_threshold, ...)."""
-        return self._manage(MANAGE.drift_settings(model))
-
-    def set_drift_settings(self, model: str, **changes: Any) -> dict[str, Any]:
-        """Change some drift settings of a model; the others are kept."""
-        return self._manage(MANAGE.set_drift_settings(model, changes))
-
-    def set_reference(
-        self, model: str, version: int, reference: str | Mapping[str, Sequence[Any]],
-        *, categorical: Sequence[str] = (),
-    ) -> dict[str, Any]:  # fmt: skip
-        """Set a version's drift reference from a .csv/.parquet file or columns (profiled
-        here; outputs are recognised by name)."""
-        body = reference_body(reference, categorical)
-        return self._manage(MANAGE.set_reference(model, version, body))
-
-    def get_reference(self, model: str, version: int) -> dict[str, Any]:
-        """A summary of a version's drift reference profile."""
-        return self._manage(MANAGE.get_reference(model, version))
 
     def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, poll: float = 1.0) -> JobInfo:
         """Poll until the job succeeded, failed or was cancelled; return its last record.

@@ -1,7 +1,7 @@
 """The ``/v1`` management calls of the SDK, without I/O, and the shapes they return.
 
-Models and versions (registry, stages, hot swaps, rollback, audit), batch jobs, API keys and
-A/B experiments.
+Models and versions (registry, stages, hot swaps, rollback, audit), batch jobs, API keys,
+A/B experiments and shadow traffic.
 Each method of :class:`ManagementCalls` returns an :class:`HttpCall` that :class:`Client`
 and :class:`AsyncClient` send; the answers are the server's JSON, typed as the
 ``TypedDict`` shapes below (fields may be added by later servers, never removed).
@@ -155,6 +155,17 @@ class RolloutInfo(TypedDict, total=False):
     updated_at: str | None
 
 
+class ShadowInfo(TypedDict, total=False):
+    """A model's shadow target (``GET /v1/models/{m}/shadow``)."""
+
+    model: str
+    version: int
+    fraction: float
+    queue_size: int
+    updated_by: str
+    updated_at: str | None
+
+
 EXPERIMENT_ACTIONS = frozenset({"start", "pause", "resume", "stop", "conclude", "weights"})
 ROLLOUT_ACTIONS = frozenset({"pause", "resume", "advance", "abort"})
 
@@ -291,6 +302,25 @@ class ManagementCalls:
         return self.call("POST", f"experiments/{_q(exp_id)}/outcomes",
                          {"outcomes": list(outcomes)})  # fmt: skip
 
+    # -- shadow traffic --------------------------------------------------------------------
+
+    def set_shadow(
+        self, model: str, version: int, fraction: float, queue_size: int | None
+    ) -> HttpCall[ShadowInfo]:
+        body: dict[str, Any] = {"version": version, "fraction": fraction}
+        if queue_size is not None:
+            body["queue_size"] = queue_size
+        return self.call("PUT", f"models/{_q(model)}/shadow", body)
+
+    def get_shadow(self, model: str) -> HttpCall[ShadowInfo]:
+        return self.call("GET", f"models/{_q(model)}/shadow")
+
+    def delete_shadow(self, model: str) -> HttpCall[ShadowInfo]:
+        return self.call("DELETE", f"models/{_q(model)}/shadow")
+
+    def shadow_results(self, model: str) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(model)}/shadow/results")
+
     # -- rollouts ----------------------------------------------------------------------------
 
     def create_rollout(self, spec: Mapping[str, Any]) -> HttpCall[RolloutInfo]:
@@ -311,41 +341,6 @@ class ManagementCalls:
 
     def rollout_status(self, rollout_id: str) -> HttpCall[dict[str, Any]]:
         return self.call("GET", f"rollouts/{_q(rollout_id)}/status")
-
-    # -- drift detection ------------------------------------------------------------------------
-
-    def model_drift(self, name: str, version: int | None) -> HttpCall[dict[str, Any]]:
-        return self.call("GET", f"models/{_q(name)}/drift{_query(version=version)}")
-
-    def drift_settings(self, name: str) -> HttpCall[dict[str, Any]]:
-        return self.call("GET", f"models/{_q(name)}/drift/settings")
-
-    def set_drift_settings(self, name: str, changes: Mapping[str, Any]) -> HttpCall[dict[str, Any]]:
-        return self.call("PUT", f"models/{_q(name)}/drift/settings", changes)
-
-    def get_reference(self, name: str, version: int) -> HttpCall[dict[str, Any]]:
-        return self.call("GET", f"models/{_q(name)}/versions/{_q(version)}/reference")
-
-    def set_reference(
-        self, name: str, version: int, body: Mapping[str, Any]
-    ) -> HttpCall[dict[str, Any]]:
-        return self.call("PUT", f"models/{_q(name)}/versions/{_q(version)}/reference", body)
-
-
-def reference_body(
-    reference: str | Mapping[str, Sequence[Any]], categorical: Sequence[str] = ()
-) -> dict[str, Any]:
-    """A reference dataset as the PUT body: its profile, computed on the caller's side.
-
-    Args:
-        reference: a .csv or .parquet path or fsspec URI, or columns (name -> values).
-        categorical: numeric columns to treat as categories.
-    """
-    from inferd.monitoring.drift_dataset import read_columns  # numpy work: only when used
-    from inferd.monitoring.drift_profile import Profile
-
-    columns = read_columns(reference) if isinstance(reference, str) else reference
-    return {"profile": Profile.of(columns, categorical=categorical).to_dict()}
 
 
 JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})

@@ -15,7 +15,6 @@ from typing import Any
 from inferd import __version__
 from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
-from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
@@ -55,7 +54,7 @@ class DataPlane:
         self.metrics = metrics
         self.control = control
         self.traffic = traffic or TrafficPolicy(None)
-        self.drift: DriftSampler | None = None  # drift sampling, set by the app
+        self.traffic.shadow.runner = self._run_shadow
         self._started = False
         self._stopping = False
 
@@ -227,9 +226,9 @@ class DataPlane:
         if route is not None:
             self.traffic.record(route, request, 200, response.latency_ms)
             route.annotate(response)
-        drift = self.drift  # the sampling decision: a dict lookup and a random() when watched
-        if drift is not None and drift.rates and drift.wants(version.name):
-            drift.take(version.name, version.label, request.inputs, response.outputs)
+        shadow = self.traffic.shadow
+        if shadow.targets:  # with no shadow configured, one dict test; the answer is made
+            shadow.offer(request, response)
         return response
 
     def _routed_failure(
@@ -269,6 +268,18 @@ class DataPlane:
             batch=info,
             latency_ms=(time.perf_counter() - start) * 1000.0,
         )
+
+    async def _run_shadow(self, request: InferenceRequest, version: str) -> dict[str, Any]:
+        """Run a shadow copy on ``version`` at background priority (loaded on demand); it
+        counts in no request metric or statistic, only in the shadow's own."""
+        chosen = await self._resolve(request.model_name, version)
+        if chosen.signature is None or chosen.batcher is None:
+            raise ModelNotReady(chosen.name, chosen.label, chosen.state)
+        inputs = validate_request(request, chosen.signature)
+        outputs, _ = await chosen.batcher.submit(inputs, background=True)
+        if request.outputs is not None:
+            outputs = {name: outputs[name] for name in request.outputs}
+        return outputs
 
     def record_rejected(self, model: str, protocol: str, code: int) -> None:
         """Count a request refused before it reached a model version (bad body, 404...)."""
