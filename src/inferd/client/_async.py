@@ -39,6 +39,7 @@ from inferd.client._manage import (
     RolloutInfo,
     ShadowInfo,
     VersionInfo,
+    reference_body,
 )
 from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry
@@ -382,6 +383,31 @@ class AsyncClient:
     async def rollout_status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return await self._manage(MANAGE.rollout_status(rollout_id))
+
+    async def drift(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
+        return await self._manage(MANAGE.model_drift(model, version))
+
+    async def drift_settings(self, model: str) -> dict[str, Any]:
+        """The model's drift settings (sample_rate, alpha, correction, psi_threshold, ...)."""
+        return await self._manage(MANAGE.drift_settings(model))
+
+    async def set_drift_settings(self, model: str, **changes: Any) -> dict[str, Any]:
+        """Change some drift settings of a model; the others are kept."""
+        return await self._manage(MANAGE.set_drift_settings(model, changes))
+
+    async def set_reference(
+        self, model: str, version: int, reference: str | Mapping[str, Sequence[Any]],
+        *, categorical: Sequence[str] = (),
+    ) -> dict[str, Any]:  # fmt: skip
+        """Set a version's drift reference from a .csv/.parquet file or columns (profiled
+        here; outputs are recognised by name)."""
+        body = reference_body(reference, categorical)
+        return await self._manage(MANAGE.set_reference(model, version, body))
+
+    async def get_reference(self, model: str, version: int) -> dict[str, Any]:
+        """A summary of a version's drift reference profile."""
+        return await self._manage(MANAGE.get_reference(model, version))
 
     async def wait_for_job(
         self,

@@ -31,6 +31,7 @@ from inferd.client._manage import (
     RolloutInfo,
     ShadowInfo,
     VersionInfo,
+    reference_body,
 )
 from inferd.client._transport import Tls, open_transport
 from inferd.client._types import ClientError, InferResult, Retry, grpc_error, http_error
@@ -442,6 +443,31 @@ class Client:
     def rollout_status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return self._manage(MANAGE.rollout_status(rollout_id))
+
+    def drift(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
+        return self._manage(MANAGE.model_drift(model, version))
+
+    def drift_settings(self, model: str) -> dict[str, Any]:
+        """The model's drift settings (sample_rate, alpha, correction, psi_threshold, ...)."""
+        return self._manage(MANAGE.drift_settings(model))
+
+    def set_drift_settings(self, model: str, **changes: Any) -> dict[str, Any]:
+        """Change some drift settings of a model; the others are kept."""
+        return self._manage(MANAGE.set_drift_settings(model, changes))
+
+    def set_reference(
+        self, model: str, version: int, reference: str | Mapping[str, Sequence[Any]],
+        *, categorical: Sequence[str] = (),
+    ) -> dict[str, Any]:  # fmt: skip
+        """Set a version's drift reference from a .csv/.parquet file or columns (profiled
+        here; outputs are recognised by name)."""
+        body = reference_body(reference, categorical)
+        return self._manage(MANAGE.set_reference(model, version, body))
+
+    def get_reference(self, model: str, version: int) -> dict[str, Any]:
+        """A summary of a version's drift reference profile."""
+        return self._manage(MANAGE.get_reference(model, version))
 
     def wait_for_job(self, job_id: str, *, timeout: float = 3600.0, poll: float = 1.0) -> JobInfo:
         """Poll until the job succeeded, failed or was cancelled; return its last record.

@@ -342,5 +342,40 @@ class ManagementCalls:
     def rollout_status(self, rollout_id: str) -> HttpCall[dict[str, Any]]:
         return self.call("GET", f"rollouts/{_q(rollout_id)}/status")
 
+    # -- drift detection ------------------------------------------------------------------------
+
+    def model_drift(self, name: str, version: int | None) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(name)}/drift{_query(version=version)}")
+
+    def drift_settings(self, name: str) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(name)}/drift/settings")
+
+    def set_drift_settings(self, name: str, changes: Mapping[str, Any]) -> HttpCall[dict[str, Any]]:
+        return self.call("PUT", f"models/{_q(name)}/drift/settings", changes)
+
+    def get_reference(self, name: str, version: int) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(name)}/versions/{_q(version)}/reference")
+
+    def set_reference(
+        self, name: str, version: int, body: Mapping[str, Any]
+    ) -> HttpCall[dict[str, Any]]:
+        return self.call("PUT", f"models/{_q(name)}/versions/{_q(version)}/reference", body)
+
+
+def reference_body(
+    reference: str | Mapping[str, Sequence[Any]], categorical: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A reference dataset as the PUT body: its profile, computed on the caller's side.
+
+    Args:
+        reference: a .csv or .parquet path or fsspec URI, or columns (name -> values).
+        categorical: numeric columns to treat as categories.
+    """
+    from inferd.monitoring.drift_dataset import read_columns  # numpy work: only when used
+    from inferd.monitoring.drift_profile import Profile
+
+    columns = read_columns(reference) if isinstance(reference, str) else reference
+    return {"profile": Profile.of(columns, categorical=categorical).to_dict()}
+
 
 JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})

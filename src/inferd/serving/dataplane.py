@@ -15,6 +15,7 @@ from typing import Any
 from inferd import __version__
 from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
+from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
@@ -55,6 +56,7 @@ class DataPlane:
         self.control = control
         self.traffic = traffic or TrafficPolicy(None)
         self.traffic.shadow.runner = self._run_shadow
+        self.drift: DriftSampler | None = None  # drift sampling, set by the app
         self._started = False
         self._stopping = False
 
@@ -226,6 +228,9 @@ class DataPlane:
         if route is not None:
             self.traffic.record(route, request, 200, response.latency_ms)
             route.annotate(response)
+        drift = self.drift  # the sampling decision: a dict lookup and a random() when watched
+        if drift is not None and drift.rates and drift.wants(version.name):
+            drift.take(version.name, version.label, request.inputs, response.outputs)
         shadow = self.traffic.shadow
         if shadow.targets:  # with no shadow configured, one dict test; the answer is made
             shadow.offer(request, response)
