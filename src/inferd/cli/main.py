@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferd import __version__
-from inferd.cli import experiments, jobs, keys, models, rollouts, shadow
+from inferd.cli import alerts, experiments, jobs, keys, models, rollouts, shadow
 from inferd.errors import InferdError
+from inferd.monitoring.alerts_config import load_alerts
 from inferd.settings import Settings, load_settings
 
 logger = logging.getLogger("inferd")
@@ -43,6 +44,7 @@ _SERVE_FLAGS = {
     "prediction_log_rate": "share of requests logged where model.yaml sets none (default 0.01)",
     "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
+    "alerts_file": "alert rules and receivers (alerts.yaml, docs/alerts.md; default: none)",
     "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
     "device_memory_budget_bytes": "memory the versions on one GPU may hold there",
     "auth": "authentication: on, off or auto (default: off only on loopback with no keys)",
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     experiments.add_parser(commands)
     rollouts.add_parser(commands)
     shadow.add_parser(commands)
+    alerts.add_parser(commands)
     return parser
 
 
@@ -134,6 +137,8 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log")}
     settings = load_settings(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
+    if settings.alerts_file is not None:
+        load_alerts(settings.alerts_file)  # a bad file stops here, naming the rule and field
     configure_logging(settings.log_format, "info")
     # Build the examples once here, not in N workers at the same time.
     repo = repository_root(settings)
@@ -189,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return rollouts.run(args)
         if args.command == "shadow":
             return shadow.run(args)
+        if args.command == "alerts":
+            return alerts.run(args)
     except InferdError as err:
         print(f"inferd: {err.message}", file=sys.stderr)
         return 2

@@ -98,7 +98,10 @@ class Rule(BaseModel):
     def _latency_threshold(cls, data: Any) -> Any:
         """A latency threshold is a duration (``500ms``); the others are plain numbers."""
         if isinstance(data, dict) and data.get("kind") == "latency_p99" and "threshold" in data:
-            data = {**data, "threshold": parse_duration(data["threshold"])}
+            try:
+                data = {**data, "threshold": parse_duration(data["threshold"])}
+            except ValueError as err:
+                raise ValueError(f"threshold: expected {err}, got {data['threshold']!r}") from None
         return data
 
     @model_validator(mode="after")
