@@ -3,6 +3,7 @@ full sinks, the shutdown flush, and reading a window back."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import math
@@ -229,3 +230,18 @@ async def test_close_flushes_what_waits(tmp_path: Any) -> None:
     assert len(files) == 1
     assert pq.read_table(files[0]).num_rows == 8
     assert read_window(str(tmp_path), "m", 3).num_rows == 8
+
+
+async def test_a_full_batch_flushes_before_the_timer(tmp_path: Any) -> None:
+    log, _ = make_log(str(tmp_path), flush_s=3600, batch_requests=3)
+    task = asyncio.create_task(log.run())
+    try:
+        for seed in range(3):
+            log.offer(CONFIG, *pair(1, seed=seed))
+        async with asyncio.timeout(10):
+            # The write runs in a worker thread, which cannot set an asyncio.Event: poll, bounded.
+            while log.written < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert read_window(str(tmp_path), "m", 3).num_rows == 3

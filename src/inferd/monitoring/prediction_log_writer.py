@@ -57,22 +57,20 @@ def hour_of(at: float) -> str:
 
 
 def _tensors(entry: Entry) -> dict[str, np.ndarray]:
-    tensors = {INPUT_PREFIX + n: np.asarray(a) for n, a in entry.request.inputs.items()}
-    tensors.update({OUTPUT_PREFIX + n: np.asarray(a) for n, a in entry.response.outputs.items()})
+    tensors = {INPUT_PREFIX + n: a for n, a in entry.request.inputs.items()}
+    tensors.update({OUTPUT_PREFIX + n: a for n, a in entry.response.outputs.items()})
     return tensors
 
 
-def _batched(tensors: dict[str, np.ndarray]) -> int | None:
-    """The shared first dimension of every tensor, or None when they do not share one."""
-    firsts = {a.shape[0] if a.ndim else -1 for a in tensors.values()}
-    return firsts.pop() if len(firsts) == 1 and -1 not in firsts else None
-
-
-def _layout(tensors: dict[str, np.ndarray], rows: int | None) -> tuple[Any, ...]:
-    """What must agree for requests to share one table (column names, types, row shapes)."""
+def _layout(tensors: dict[str, np.ndarray]) -> tuple[int | None, tuple[Any, ...]]:
+    """The rows of a request (the first dimension every tensor shares, else None) and what
+    must agree for requests to share one table (column names, types, row shapes)."""
+    shapes = [a.shape for a in tensors.values()]
+    firsts = {shape[0] if shape else -1 for shape in shapes}
+    rows = firsts.pop() if len(firsts) == 1 and -1 not in firsts else None
     if rows is None:
-        return tuple((n, a.dtype.str, "whole") for n, a in tensors.items())
-    return tuple((n, a.dtype.str, a.shape[1:]) for n, a in tensors.items())
+        return None, tuple((n, a.dtype, None) for n, a in tensors.items())
+    return rows, tuple((n, a.dtype, a.shape[1:]) for n, a in tensors.items())
 
 
 def _values(flat: np.ndarray) -> pa.Array:
@@ -134,15 +132,17 @@ def tables(entries: list[Entry]) -> dict[Partition, list[tuple[pa.Table, int]]]:
     Raises:
         Exception: a tensor Arrow cannot hold; the caller drops the batch and counts it.
     """
-    groups: dict[tuple[Partition, tuple[Any, ...]], list[Any]] = {}
+    groups: dict[tuple[str, str, int, tuple[Any, ...]], list[Any]] = {}
     for entry in entries:
         tensors = _tensors(entry)
-        rows = _batched(tensors)
-        key = (entry.response.model_name, entry.response.model_version, hour_of(entry.at))
-        groups.setdefault((key, _layout(tensors, rows)), []).append((entry, tensors, rows))
+        rows, layout = _layout(tensors)
+        response = entry.response
+        key = (response.model_name, response.model_version, int(entry.at // 3600), layout)
+        groups.setdefault(key, []).append((entry, tensors, rows))
     out: dict[Partition, list[tuple[pa.Table, int]]] = {}
-    for (key, _), group in groups.items():
-        out.setdefault(key, []).append((_group_table(group), len(group)))
+    for (model, version, hour, _), group in groups.items():
+        partition = (model, version, hour_of(hour * 3600.0))
+        out.setdefault(partition, []).append((_group_table(group), len(group)))
     return out
 
 
