@@ -13,6 +13,7 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
@@ -245,3 +246,16 @@ async def test_a_full_batch_flushes_before_the_timer(tmp_path: Any) -> None:
     finally:
         task.cancel()
     assert read_window(str(tmp_path), "m", 3).num_rows == 3
+
+
+def test_bytes_become_text_and_fp16_becomes_float32() -> None:
+    uri = memory_uri()
+    log, _ = make_log(uri)
+    text = np.array([b"caf\xc3\xa9", b"b"], dtype=object)
+    half = np.array([[0.5, 1.5], [2.5, -1.0]], dtype=np.float16)
+    log.write([Entry(T0, InferenceRequest("m", "3", {"s": text}),
+                     InferenceResponse("m", "3", {"h": half}))])  # fmt: skip
+    table = read_window(uri, "m", 3)
+    assert table.column("input.s").to_pylist() == ["café", "b"]
+    assert table.schema.field("output.h").type.value_type == pa.float32()
+    assert table.column("output.h").to_pylist() == [[0.5, 1.5], [2.5, -1.0]]
