@@ -259,3 +259,12 @@ def test_bytes_become_text_and_fp16_becomes_float32() -> None:
     assert table.column("input.s").to_pylist() == ["café", "b"]
     assert table.schema.field("output.h").type.value_type == pa.float32()
     assert table.column("output.h").to_pylist() == [[0.5, 1.5], [2.5, -1.0]]
+
+
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    request, response = pair(10)  # 10 x 4 float32 + 10 int64 in, 10 float64 out: 320 bytes
+    log, registry = make_log(memory_uri(), max_pending_bytes=1000)
+    for _ in range(4):
+        log.offer(CONFIG, request, response)
+    assert log.pending == 3
+    assert dropped(registry, "queue_full") == 1

@@ -28,9 +28,9 @@ import errno
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pyarrow is the jobs extra: imported only once a log is conf
 logger = logging.getLogger(__name__)
 
 MAX_PENDING = 20_000  # sampled requests held between two flushes
+MAX_PENDING_BYTES = 256 << 20  # and their tensors' bytes (a reference keeps them alive)
 BATCH_REQUESTS = 5_000  # a flush starts early once this many wait
 FLUSH_S = 30.0
 WARN_EVERY_S = 60.0
@@ -67,6 +68,7 @@ class PredictionLog:
         rate: the share of requests logged for models whose config names no rate.
         registry: the metrics registry the ``inferd_prediction_log_*`` counters join.
         max_pending: sampled requests held at most between two flushes.
+        max_pending_bytes: their tensors' bytes at most; a flush starts at a quarter of it.
         batch_requests: a flush starts before ``flush_s`` once this many wait.
         flush_s: seconds between flushes.
         seed: seeds the sampling decisions (tests).
@@ -75,7 +77,8 @@ class PredictionLog:
 
     def __init__(
         self, sink: ParquetSink, rate: float, registry: CollectorRegistry, *,
-        max_pending: int = MAX_PENDING, batch_requests: int = BATCH_REQUESTS,
+        max_pending: int = MAX_PENDING, max_pending_bytes: int = MAX_PENDING_BYTES,
+        batch_requests: int = BATCH_REQUESTS,
         flush_s: float = FLUSH_S, warn_every_s: float = WARN_EVERY_S, seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
@@ -84,7 +87,9 @@ class PredictionLog:
         self.sink = sink
         self.rate = rate
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.batch_requests = min(batch_requests, max_pending)
+        self._pending_bytes = 0
         self.flush_s = flush_s
         self.warn_every_s = warn_every_s
         self._random = random.Random(seed).random
@@ -117,12 +122,15 @@ class PredictionLog:
         if rate < 1.0 and self._random() >= rate:
             return
         pending = self._pending
-        if len(pending) >= self.max_pending:
+        size = _nbytes(request.inputs) + _nbytes(response.outputs)
+        held = self._pending_bytes + size
+        if len(pending) >= self.max_pending or held > self.max_pending_bytes:
             self.dropped["queue_full"] += 1
             self._queue_full.inc()
             return
         pending.append(Entry(time.time(), request, response))
-        if len(pending) == self.batch_requests:
+        self._pending_bytes = held
+        if len(pending) >= self.batch_requests or 4 * held >= self.max_pending_bytes:
             self._wake.set()
 
     @property
@@ -142,7 +150,7 @@ class PredictionLog:
         """Write what waits, in a worker thread; one write at a time."""
         if self._writing is not None and not self._writing.done():
             await asyncio.shield(self._writing)
-        entries, self._pending = self._pending, []
+        entries, self._pending, self._pending_bytes = self._pending, [], 0
         if entries:
             # Shielded: a cancelled loop task must not orphan a write halfway (close waits).
             self._writing = asyncio.ensure_future(asyncio.to_thread(self.write, entries))
@@ -193,6 +201,10 @@ class PredictionLog:
                     count - before, reason,
                 )  # fmt: skip
                 self._warned[reason] = (now, count)
+
+
+def _nbytes(tensors: Mapping[str, Any]) -> int:
+    return sum(getattr(a, "nbytes", 0) for a in tensors.values())
 
 
 def _is_disk_full(err: BaseException) -> bool:
