@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 serve: install
 	$(VENV)/bin/inferd serve $(ARGS)
 
-# The tests start their own PostgreSQL cluster from Debian's packages.
+# The tests start their own PostgreSQL cluster from Debian's packages, parse PromQL with
+# Debian's promtool (prometheus), and drive the status page in Debian's headless Chromium
+# (chromium-driver for Selenium).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	@command -v promtool >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 # Triton's perf_analyzer, for the tests and benchmarks: the binary in the tritonclient 2.41.0
 # wheel (newer PyPI builds need glibc 2.38), kept apart from the venv's newer tritonclient.
