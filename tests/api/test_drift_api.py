@@ -56,7 +56,7 @@ async def test_a_shifted_input_is_reported_with_its_prediction(client: httpx.Asy
     assert (summary["source"], summary["rows"]) == ("dataset", 3_000)
     assert sorted(summary["inputs"]) == ["x"]
     assert sorted(summary["outputs"]) == ["y"]  # named after the version's output
-    settings = {"sample_rate": 1.0, "min_samples": 100, "mmd_permutations": 49}
+    settings = {"sample_rate": 1.0, "min_samples": 100, "mmd_permutations": 49, "window_s": 60}
     r = await client.put(f"{DRIFT}/settings", json=settings)
     assert r.status_code == 200, r.text
     assert r.json()["alpha"] == 0.05  # fields left out keep their values

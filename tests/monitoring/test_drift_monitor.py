@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,8 @@ def test_two_workers_feed_one_window_and_one_of_them_checks(tmp_path: Any) -> No
     profile = Profile.of({f"x[{i}]": reference[:, i] for i in range(4)},
                          {"y": reference.sum(axis=1)})  # fmt: skip
     store.put_profile("m", 1, profile, "dataset")
-    store.put_settings("m", DriftSettings(sample_rate=0.5, min_samples=200, mmd_permutations=49))
+    settings = DriftSettings(sample_rate=0.25, min_samples=200, mmd_permutations=49, window_s=60)
+    store.put_settings("m", settings)
     metrics = CollectorRegistry()
     workers = [DriftMonitor(store, metrics if i == 0 else None, clock=clock, seed=i)
                for i in range(2)]  # fmt: skip
@@ -51,7 +53,8 @@ def test_two_workers_feed_one_window_and_one_of_them_checks(tmp_path: Any) -> No
     for worker in workers:
         worker.events.subscribe(events.append)
         worker.refresh()
-    assert workers[0].sampler.rates == {"m": 0.5}
+    assert workers[0].sampler.rates == {"m": 0.25}
+    assert workers[0].sampler.capacities == {"m": 1_000}  # 2 x 10,000 rows per 60 s at 5 s
     for worker in workers:
         _requests(worker, rng, 2_000, shift=1.0)
     clock.now += 10
@@ -78,7 +81,7 @@ def test_a_reference_is_built_from_the_first_sampled_requests(tmp_path: Any) -> 
     registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
     store, clock = DriftStore(registry), Clock()
     store.put_settings("m", DriftSettings(sample_rate=1.0, reference_requests=300,
-                                          min_samples=100))  # fmt: skip
+                                          min_samples=100, window_s=60))  # fmt: skip
     monitor = DriftMonitor(store, clock=clock, seed=1)
     monitor.refresh()
     rng = np.random.default_rng(1)
@@ -154,4 +157,30 @@ def test_claims_let_one_process_check_per_interval(registry_url: str) -> None:
     assert not store.claim("m", 1, 200.0, 60.0, 120.0)
     assert store.claim("m", 1, 300.0, 60.0, 120.0)  # the last claim expired unfinished
     assert store.results("m") == {("m", 1): {"status": "ok"}}
+    registry.close()
+
+
+def test_the_table_is_bounded_by_the_settings_not_the_traffic(tmp_path: Any) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    store, clock = DriftStore(registry), Clock()
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(1_000, 4))
+    store.put_profile("m", 1, Profile.of({f"x[{i}]": reference[:, i] for i in range(4)}),
+                      "dataset")  # fmt: skip
+    monitor = DriftMonitor(store, clock=clock, seed=2)
+    monitor.refresh()
+    # Defaults: a window of an hour tested on 10,000 rows -> 28 rows per 5 s flush, floored.
+    assert monitor.sampler.capacities == {"m": 100}
+    monitor.sampler.rates = {"m": 1.0}
+    _requests(monitor, rng, 500, shift=0.0)
+    clock.now += 1  # after the profile was stored
+    asyncio.run(monitor.flush())
+    (first,) = asyncio.run(monitor.check_now("m"))
+    assert first["window"]["seen"] == 500
+    assert first["samples"] == 100  # kept by the reservoir, standing for 500
+    clock.now += 3_600 + 120  # that flush has left the window, and the margin
+    (later,) = asyncio.run(monitor.check_now("m"))
+    assert later["window"]["seen"] == 0
+    start = datetime.fromtimestamp(0, UTC)
+    assert store.batches("m", 1, start) == []  # pruned by the check
     registry.close()

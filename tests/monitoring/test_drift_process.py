@@ -45,7 +45,7 @@ def test_two_workers_feed_one_window(server: Server) -> None:
         summary = client.set_reference("linear", 1, {"x": x.tolist(), "y": (2 * x + 1).tolist()})
         assert sorted(summary["outputs"]) == ["y"]
         client.set_drift_settings("linear", sample_rate=1.0, min_samples=100,
-                                  mmd_permutations=49)  # fmt: skip
+                                  mmd_permutations=49, window_s=60)  # fmt: skip
         # Both workers read the settings at their next drift tick (every 5 s).
         time.sleep(6)
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0.0]}]}

@@ -7,7 +7,8 @@
           └── tick(): every ``flush_s``: flush this process's samples, refresh which models
                       are watched, claim and run the checks that are due (one process per
                       version and interval, across workers and replicas), publish events,
-                      set the gauges from the stored results, prune old batches
+                      set the gauges from the stored results; a check prunes its version's
+                      batches that have left the window
 
 A model is watched when it has stored settings or any version has a reference profile. A
 version is checked against its reference profile (from a dataset given at registration, or
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,12 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 LEASE_S = 120.0  # a claimed check not finished by then may be run by another process
+PRUNE_MARGIN_S = 60.0  # batches are kept this long past the window (a late flush, a clock skew)
+# Rows a process keeps per version between flushes: enough that the window holds about
+# WINDOW_SHARE x max_samples rows per process (merge_batches thins them to max_samples), so
+# the table stays bounded by the settings, not by traffic.
+WINDOW_SHARE = 2.0
+MIN_CAPACITY, MAX_CAPACITY = 100, 1_000
 
 
 def as_array(values: Sequence[Any]) -> np.ndarray[Any, Any]:
@@ -100,6 +108,11 @@ class DriftMonitor:
         self._profiled = profiled
         self.sampler.rates = {m: s.sample_rate for m, s in self.settings.items()
                               if s.sample_rate > 0}  # fmt: skip
+        self.sampler.capacities = {m: self._capacity(s) for m, s in self.settings.items()}
+
+    def _capacity(self, settings: DriftSettings) -> int:
+        rows = math.ceil(WINDOW_SHARE * settings.max_samples * self.flush_s / settings.window_s)
+        return min(max(rows, MIN_CAPACITY), MAX_CAPACITY)
 
     def candidates(self, model: str | None = None) -> list[tuple[str, int]]:
         """Versions to check: those with a profile, and sampled ones of models that build
@@ -132,6 +145,8 @@ class DriftMonitor:
             seed = int(self._rng.integers(1 << 31))
             result = {**head, **check(profile, columns, settings, seed)}
             result["window"] = {"start": start.isoformat(), "seen": seen}
+            # Batches older than the window are never read again (the index makes it cheap).
+            store.prune(model, version, start - timedelta(seconds=PRUNE_MARGIN_S))
             result["reference"] = {"source": source, "rows": profile.rows,
                                    "created_at": created.isoformat()}  # fmt: skip
         store.save_result(model, version, result, now)
@@ -199,7 +214,7 @@ class DriftMonitor:
                                            result))  # fmt: skip
 
     async def tick(self) -> None:
-        """Flush, refresh, run the checks that are due here, update gauges, prune."""
+        """Flush, refresh, run the checks that are due here, update gauges."""
         if self.store is None:
             return
         store = self.store
@@ -211,9 +226,6 @@ class DriftMonitor:
             if await asyncio.to_thread(store.claim, model, version, now, interval, LEASE_S):
                 await self._check(model, version)
         await self._update_metrics()
-        longest = max((s.window_s for s in self.settings.values()), default=3600.0)
-        cutoff = datetime.fromtimestamp(now - 2 * longest, UTC)
-        await asyncio.to_thread(store.prune, cutoff - timedelta(seconds=self.flush_s))
 
     async def _update_metrics(self) -> None:
         if self.metrics is not None and self.store is not None:

@@ -16,7 +16,9 @@ every process's samples, re-weighted by :func:`~inferd.monitoring.drift_check.me
 into a uniform sample again. This is the same flush the experiment tallies use
 (``traffic/policy.py``), so with ``--workers N`` and several replicas every request has the
 same chance to reach the window, a process needs no knowledge of the others, and memory per
-process is bounded by ``capacity`` rows per version between two flushes. A failed write
+process is bounded by ``capacity`` rows per version between two flushes (the monitor sizes it
+per model so a window holds about twice ``max_samples`` rows per process: the table's size
+follows the settings, not the traffic). A failed write
 drops that batch (counted in ``dropped``): drift windows tolerate a lost batch, and retrying
 would let memory grow while the database is away.
 
@@ -45,7 +47,7 @@ from inferd.monitoring.drift_store import Batch, DriftStore
 logger = logging.getLogger(__name__)
 
 ROWS_PER_REQUEST = 16  # a big batch request would otherwise crowd out everyone else's rows
-CAPACITY = 1_000  # rows per (model, version) between two flushes
+CAPACITY = 1_000  # rows per (model, version) between two flushes, unless set per model
 OUTPUT_PREFIX = "output."
 
 
@@ -132,6 +134,7 @@ class DriftSampler:
         self.store = store
         self.capacity = capacity
         self.rates: dict[str, float] = {}
+        self.capacities: dict[str, int] = {}  # per model, else ``capacity``
         self.source = source or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.sampled = 0
         self.dropped = 0
@@ -157,7 +160,8 @@ class DriftSampler:
             key = (model, int(version))
             buffer = self._buffers.get(key)
             if buffer is None:
-                buffer = self._buffers[key] = _Buffer(self.capacity)
+                size = self.capacities.get(model, self.capacity)
+                buffer = self._buffers[key] = _Buffer(size)
             for i in range(rows):
                 buffer.add((arrays, i), self._rng)
             self.sampled += 1

@@ -123,10 +123,11 @@ class DriftStore:
         with self.registry.connection() as conn:
             return {(r.model, r.version) for r in conn.execute(stmt)}
 
-    def prune(self, before: datetime) -> int:
-        """Delete batches flushed before ``before``; return how many."""
+    def prune(self, model: str, version: int, before: datetime) -> int:
+        """Delete a version's batches flushed before ``before``; return how many."""
+        stmt = delete(SA).where(SA.c.model == model, SA.c.version == version, SA.c.at < before)
         with self.registry.transaction(bump=False) as conn:
-            return conn.execute(delete(SA).where(SA.c.at < before)).rowcount or 0
+            return conn.execute(stmt).rowcount or 0
 
     # -- results ---------------------------------------------------------------------------------
 
