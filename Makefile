@@ -20,14 +20,16 @@ $(STAMP): pyproject.toml
 serve: install
 	$(VENV)/bin/inferd serve $(ARGS)
 
-# The tests start their own PostgreSQL cluster from Debian's packages, parse PromQL with
-# Debian's promtool (prometheus), and drive the status page in Debian's headless Chromium
-# (chromium-driver for Selenium).
+# The tests start their own PostgreSQL cluster from Debian's packages, run Debian's Prometheus
+# (with promtool) and Alertmanager for the metrics and alerting tests, and drive the status
+# page in Debian's headless Chromium (chromium-driver for Selenium). Instant once installed.
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
-	@command -v promtool >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && \
+	  command -v prometheus-alertmanager >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    prometheus prometheus-alertmanager)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
