@@ -448,6 +448,11 @@ class Client:
         """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
         return self._manage(MANAGE.model_drift(model, version))
 
+    def list_alerts(self, rule: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """Active alerts (pending, firing), the history of fired ones (newest first, at most
+        ``limit``) and the server's rules, as ``GET /v1/alerts`` answers (docs/alerts.md)."""
+        return self._manage(MANAGE.list_alerts(rule, limit))
+
     def drift_settings(self, model: str) -> dict[str, Any]:
         """The model's drift settings (sample_rate, alpha, correction, psi_threshold, ...)."""
         return self._manage(MANAGE.drift_settings(model))

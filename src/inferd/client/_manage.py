@@ -361,6 +361,11 @@ class ManagementCalls:
     ) -> HttpCall[dict[str, Any]]:
         return self.call("PUT", f"models/{_q(name)}/versions/{_q(version)}/reference", body)
 
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def list_alerts(self, rule: str | None, limit: int | None) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", "alerts" + _query(rule=rule, limit=limit))
+
 
 def reference_body(
     reference: str | Mapping[str, Sequence[Any]], categorical: Sequence[str] = ()
