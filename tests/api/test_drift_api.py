@@ -72,6 +72,11 @@ async def test_a_shifted_input_is_reported_with_its_prediction(client: httpx.Asy
     assert 'inferd_drift_detected{model="linear",version="1"} 1.0' in metrics
     assert 'inferd_drift_feature_psi{feature="output.y",model="linear",version="1"}' in metrics
     assert (await client.get(REFERENCE)).json()["rows"] == 3_000
+    # A recent check is answered as stored (a polling page costs no test), unless refreshed.
+    again = (await client.get(DRIFT)).json()["versions"][0]
+    assert again["checked_at"] == result["checked_at"]
+    fresh = (await client.get(f"{DRIFT}?refresh=true")).json()["versions"][0]
+    assert fresh["checked_at"] > result["checked_at"]
 
 
 async def test_unwatched_models_sample_nothing_and_report_no_version(

@@ -1,6 +1,8 @@
 """REST endpoints of drift detection.
 
-GET  /v1/models/{m}/drift[?version=N]           check now: every watched version (or one)
+GET  /v1/models/{m}/drift[?version=N&refresh=1] every watched version (or one): the stored
+                                                check when younger than check_interval_s,
+                                                else (or with refresh) a check now
 GET  /v1/models/{m}/drift/settings              the model's drift settings
 PUT  /v1/models/{m}/drift/settings              change some of them (the rest are kept)
 GET  /v1/models/{m}/versions/{v}/reference      the version's reference profile, summarised
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inferd.api._request import json_object
+from inferd.api._request import json_object, query_flag
 from inferd.errors import InferdError, InvalidInput, ModelNotFound, require_method
 from inferd.monitoring.drift import DriftMonitor, profile_of_rows
 from inferd.monitoring.drift_check import OUTPUT, DriftSettings
@@ -107,7 +109,7 @@ class DriftRoutes:
         number = int(version) if version is not None else None
         if number is not None:
             await self.management.get_version(model, number)
-        results = await self.monitor.check_now(model, number)
+        results = await self.monitor.check_now(model, number, query_flag(query, "refresh"))
         current = self.monitor.settings_of(model).model_dump(mode="json")
         return 200, {"model": model, "settings": current, "versions": results}
 

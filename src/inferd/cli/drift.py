@@ -61,7 +61,8 @@ def reference_path(name: str, version: int) -> str:
 
 
 def drift_query(args: argparse.Namespace) -> dict[str, Any]:
-    return {"version": None if args.version is None else str(args.version)}
+    # The CLI asks for a check now: it is run by a person who wants the current state.
+    return {"version": None if args.version is None else str(args.version), "refresh": "true"}
 
 
 def human(result: dict[str, Any]) -> str:

@@ -384,9 +384,12 @@ class AsyncClient:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return await self._manage(MANAGE.rollout_status(rollout_id))
 
-    async def drift(self, model: str, version: int | None = None) -> dict[str, Any]:
-        """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
-        return await self._manage(MANAGE.model_drift(model, version))
+    async def drift(
+        self, model: str, version: int | None = None, *, refresh: bool = True
+    ) -> dict[str, Any]:
+        """A model's drift per watched version: the tests, PSI and the verdict, checked now
+        (``refresh=False``: the latest stored check when it is recent)."""
+        return await self._manage(MANAGE.model_drift(model, version, refresh))
 
     async def list_alerts(
         self, rule: str | None = None, limit: int | None = None

@@ -444,9 +444,12 @@ class Client:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return self._manage(MANAGE.rollout_status(rollout_id))
 
-    def drift(self, model: str, version: int | None = None) -> dict[str, Any]:
-        """Check a model's drift now: per watched version, the tests, PSI and the verdict."""
-        return self._manage(MANAGE.model_drift(model, version))
+    def drift(
+        self, model: str, version: int | None = None, *, refresh: bool = True
+    ) -> dict[str, Any]:
+        """A model's drift per watched version: the tests, PSI and the verdict, checked now
+        (``refresh=False``: the latest stored check when it is recent)."""
+        return self._manage(MANAGE.model_drift(model, version, refresh))
 
     def list_alerts(self, rule: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """Active alerts (pending, firing), the history of fired ones (newest first, at most

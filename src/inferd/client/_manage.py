@@ -344,8 +344,11 @@ class ManagementCalls:
 
     # -- drift detection ------------------------------------------------------------------------
 
-    def model_drift(self, name: str, version: int | None) -> HttpCall[dict[str, Any]]:
-        return self.call("GET", f"models/{_q(name)}/drift{_query(version=version)}")
+    def model_drift(
+        self, name: str, version: int | None, refresh: bool
+    ) -> HttpCall[dict[str, Any]]:
+        query = _query(version=version, refresh="true" if refresh else None)
+        return self.call("GET", f"models/{_q(name)}/drift{query}")
 
     def drift_settings(self, name: str) -> HttpCall[dict[str, Any]]:
         return self.call("GET", f"models/{_q(name)}/drift/settings")

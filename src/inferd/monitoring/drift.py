@@ -186,18 +186,39 @@ class DriftMonitor:
         at = datetime.fromtimestamp(self.clock(), UTC)
         await asyncio.to_thread(self.sampler.write, pending, at)
 
-    async def check_now(self, model: str, version: int | None = None) -> list[dict[str, Any]]:
-        """Flush, then check every candidate version of ``model`` (or one) at once."""
+    async def check_now(
+        self, model: str, version: int | None = None, refresh: bool = True
+    ) -> list[dict[str, Any]]:
+        """The results of every candidate version of ``model`` (or one).
+
+        With ``refresh`` every one is checked now (after flushing this process's samples);
+        without, a stored result younger than ``check_interval_s`` is answered as it is, so
+        a page that polls costs no test.
+        """
         if self.store is None:
             return []
-        await self.flush()
+        store = self.store
+        if refresh:  # first: a version sampled only here becomes a candidate
+            await self.flush()
         await asyncio.to_thread(self.refresh)
         versions = [v for m, v in await asyncio.to_thread(self.candidates, model)]
         if version is not None:
             versions = [version]
-        results = [await self._check(model, v) for v in versions]
-        await self._update_metrics()
-        return results
+        stored = await asyncio.to_thread(store.results, model)
+        fresh_s = self.settings_of(model).check_interval_s
+        results: dict[int, dict[str, Any]] = {}
+        for v in versions:
+            found = stored.get((model, v))
+            if not refresh and found and self.clock() - found.get("checked_at", 0.0) < fresh_s:
+                results[v] = found
+        due = [v for v in versions if v not in results]
+        if due:
+            if not refresh:
+                await self.flush()
+            for v in due:
+                results[v] = await self._check(model, v)
+            await self._update_metrics()
+        return [results[v] for v in versions]
 
     async def _check(self, model: str, version: int) -> dict[str, Any]:
         stored = await asyncio.to_thread(self._store().results, model)

@@ -60,7 +60,7 @@ class VersionDriftOut(BaseModel):
 
 
 class DriftOut(BaseModel):
-    """A model's drift: its settings and a fresh check of every watched version."""
+    """A model's drift: its settings and the latest check of every watched version."""
 
     model: str
     settings: DriftSettings
@@ -101,9 +101,12 @@ class ReferenceBody(BaseModel):
 _M = "/v1/models/{model_name}"
 _REF = f"{_M}/versions/{{model_version}}/reference"
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", f"{_M}/drift", "model_drift", "check drift now (every watched version)",
-              TAG, {200: DriftOut},
-              params=(Param("version", "query", int, "only this version"),)),
+    Operation("GET", f"{_M}/drift", "model_drift",
+              "drift of every watched version (the latest check, or a new one)", TAG,
+              {200: DriftOut},
+              params=(Param("version", "query", int, "only this version"),
+                      Param("refresh", "query", bool,
+                            "check now even when the stored check is recent"))),
     Operation("GET", f"{_M}/drift/settings", "get_drift_settings", "the model's drift settings",
               TAG, {200: DriftSettings}),
     Operation("PUT", f"{_M}/drift/settings", "set_drift_settings",
