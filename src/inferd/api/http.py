@@ -21,6 +21,7 @@ import orjson
 
 from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
+from inferd.api.ui import is_ui_path, ui_response
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.monitoring.tracing import RequestTrace, Tracing, annotate_current
@@ -259,6 +260,8 @@ class HttpApp:
             # With several workers rendering reads every worker's value files: not on the loop.
             body = await asyncio.to_thread(self.dataplane.metrics.render)
             return 200, body, [(b"content-type", content_type)]
+        if head == "ui" and is_ui_path(parts):  # the status page's static files
+            return ui_response(method, parts)
         return _not_found(scope["path"])
 
     async def _v2(self, method: str, parts: list[str], scope: Scope, receive: Receive) -> Result:

@@ -4,6 +4,7 @@
 group       endpoints                                          least role
 =========== ================================================== ==============
 open        /v2/health/*, gRPC ServerLive/ServerReady, health  none
+            /ui... (the status page's static files)
 read        /v2, model metadata, ready, config, stats,         predict
             /v1/models/{m}/shadow... (changes need operator),
             GET /v1/models/{m}/drift
@@ -76,6 +77,8 @@ def classify_http(path: str) -> Target:
         return Group.INFER, None
     if head == "metrics":
         return Group.METRICS, None
+    if head == "ui":
+        return Group.OPEN, None  # the status page's static files; its data calls need keys
     if head == "v1":
         if n >= 2 and parts[1] == "keys":
             return Group.ADMIN, None

@@ -21,6 +21,7 @@ from inferd.api.schemas import (
     rollouts,
     server,
     shadow,
+    ui,
     v2,
 )
 from inferd.api.schemas._operation import Media, Operation, Param
@@ -37,6 +38,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *shadow.OPERATIONS,
     *drift.OPERATIONS,
     *alerts.OPERATIONS,
+    *ui.OPERATIONS,
 )
 
 __all__ = ["OPERATIONS", "Media", "Operation", "Param"]
