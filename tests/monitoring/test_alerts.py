@@ -270,3 +270,43 @@ def test_repeat_interval_renotifies_a_firing_alert(registry: Registry) -> None:
     clock.now += 1800
     evaluator.tick()
     assert len(notifier.sent) == 2
+
+
+def test_queue_depth_and_load_failures(registry: Registry) -> None:
+    rules = {"rules": [
+        {"name": "Backlog", "kind": "queue_depth", "threshold": 100, "for": "10s"},
+        {"name": "LoadFailed", "kind": "load_failure", "window": "1m", "models": ["mlp"]},
+    ]}  # fmt: skip
+    clock, metrics, notifier = Clock(), Metrics(), FakeNotifier()
+    evaluator = _evaluator(registry, metrics, clock, notifier, rules=rules)
+    metrics.lifecycle.load_failed("mlp", "2")  # before the first snapshot: not in any window
+    evaluator.tick()
+    metrics.observe_batch("linear", "1", 8, 0.01, queued=150)
+    metrics.lifecycle.load_failed("mlp", "3")
+    metrics.lifecycle.load_failed("linear", "1")  # not a model the rule watches
+    clock.now += 5
+    evaluator.tick()
+    states = {(a.rule, a.labels["version"]): a.state for a in evaluator.store.active()}
+    assert states == {("Backlog", "1"): "pending", ("LoadFailed", "3"): "firing"}
+    clock.now += 10
+    evaluator.tick()
+    assert {a.rule: a.state for a in evaluator.store.active()}["Backlog"] == "firing"
+    metrics.observe_batch("linear", "1", 8, 0.01, queued=3)
+    clock.now += 65  # the failed load leaves the window; the queue drained
+    evaluator.tick()
+    assert evaluator.store.active() == []
+    assert sorted(a.rule for a in evaluator.store.history()) == ["Backlog", "LoadFailed"]
+
+
+def test_old_signals_and_deliveries_are_pruned(registry: Registry) -> None:
+    clock, metrics, notifier = Clock(), Metrics(), FakeNotifier()
+    evaluator = _evaluator(registry, metrics, clock, notifier)
+    evaluator.on_drift_event(DriftEvent("drift", "linear", 1, {}))
+    evaluator.tick()
+    assert len(evaluator.store.notifications()) == 1
+    clock.now += 8 * 86400
+    evaluator.tick()
+    # The first delivery is gone; the one left is the repeat (repeat_interval 4 h) sent now.
+    [repeat] = evaluator.store.notifications()
+    assert repeat["created_at"] == clock.now
+    assert [a.rule for a in evaluator.store.active()] == ["Drift"]  # alerts stay

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 LEASE = "alerts"
+KEEP_OUTBOX_S = 7 * 86400.0  # consumed signals and finished deliveries, for debugging
+PRUNE_EVERY_S = 3600.0
 
 
 class AlertEvaluator:
@@ -74,6 +76,7 @@ class AlertEvaluator:
         self.window = MetricWindow()
         self._signals: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # events on the loop, flushes in a thread
+        self._pruned_at = 0.0
 
     # -- events (any process) ----------------------------------------------------------------
 
@@ -134,6 +137,9 @@ class AlertEvaluator:
                 changes += [(rule, a) for a in self._apply(rule, wanted, mine, now)]
         self._notify(changes, now)
         self.deliver(now)
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self.store.prune(now - KEEP_OUTBOX_S)
+            self._pruned_at = now
         return True
 
     def _apply(self, rule: Rule, wanted: Wanted, mine: dict[str, AlertRow],

@@ -183,6 +183,16 @@ class AlertStore:
                          .values(state=state, attempts=attempts, next_at=next_at,
                                  last_error=error[:2000]))  # fmt: skip
 
+    def prune(self, before: float) -> None:
+        """Delete consumed signals and finished notifications older than ``before`` (the
+        alerts themselves are the history and stay)."""
+        with self.registry.transaction(bump=False) as conn:
+            conn.execute(delete(alert_signals).where(alert_signals.c.consumed.is_(True),
+                                                     alert_signals.c.at < before))  # fmt: skip
+            conn.execute(delete(alert_notifications).where(
+                alert_notifications.c.state != "pending", alert_notifications.c.created_at < before,
+            ))  # fmt: skip
+
     def notifications(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recent notifications, newest first (for tests and the status page)."""
         with self.registry.connection() as conn:
