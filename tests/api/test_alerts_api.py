@@ -75,3 +75,28 @@ def test_a_bad_alerts_file_stops_the_app(repo: Path, tmp_path: Path) -> None:
     rules.write_text("rules: [{name: X, kind: error_rate}]\n")
     with pytest.raises(ConfigError, match=r"rules\[0\] \(X\)\.threshold"):
         build_app(Settings(home=tmp_path, model_repository=repo, alerts_file=rules))
+
+
+async def test_roles(repo: Path, tmp_path: Path) -> None:
+    admin = "bootstrap-admin-key-0123456789"
+    app = build_app(Settings(home=tmp_path, model_repository=repo, admin_key=admin))
+    assert await app.dataplane.start() == {}  # migrates the registry
+    assert app.guard is not None
+    app.guard.refresh()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+        async def key(models: list[str] | None) -> dict[str, str]:
+            r = await c.post("/v1/keys", json={"role": "predict", "models": models},
+                             headers={"authorization": f"Bearer {admin}"})  # fmt: skip
+            assert r.status_code == 201, r.text
+            return {"authorization": f"Bearer {r.json()['key']}"}
+
+        assert (await c.get("/v1/alerts")).status_code == 401
+        reader = await key(None)
+        r = await c.get("/v1/alerts", headers=reader)
+        assert r.status_code == 200, r.text
+        assert r.json()["evaluating"] is False  # no alerts file
+        scoped = await key(["linear"])
+        assert (await c.get("/v1/alerts", headers=scoped)).status_code == 403  # spans all models
+    await app.dataplane.stop()
