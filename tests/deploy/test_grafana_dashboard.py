@@ -6,7 +6,9 @@ The queries are parsed by ``promtool check rules`` (Debian's ``prometheus`` pack
 file, which promtool parses and type-checks offline (a range function on an instant vector
 fails, as in Prometheus). Grafana's variables are replaced first: ``$__rate_interval`` and
 the other intervals by a duration, ``$model`` and ``$version`` (used only inside regex
-matchers) by ``.*``.
+matchers) by ``.*``. Then every query runs against a real Prometheus scraping a real
+`inferd serve` after traffic: matching errors (many-to-many, group_left) only show there,
+and the panels over series every server exports must answer with data.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from fixtures.prometheus import Prometheus, started
+from fixtures.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "inferd.json"
@@ -32,6 +38,15 @@ VARIABLES = re.compile(r"\$\{?(model|version)\}?")
 METRIC = re.compile(r"\binferd_[a-z0-9_]+")
 SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 # One row per area the issue asks the dashboard to cover (row titles, lower case).
+# Panels over series every serving process exports once it has answered a request.
+ALWAYS_ANSWER = {
+    "Requests / s", "p99 latency", "In flight", "Versions loaded", "Versions drifting",
+    "Requests / s by model", "Requests / s by code", "Requests / s by protocol",
+    "Request latency by model", "Queue wait and compute, p99", "Request latency distribution",
+    "Mean batch size", "Batch size p50 / p95", "Queue depth", "Requests / s by version",
+    "p99 latency by version", "Traffic share by version", "Memory by version", "Version state",
+    "Loads and unloads", "Load time p95", "CPU cores in use", "Resident memory",
+}  # fmt: skip
 AREAS = ("traffic", "latency", "errors", "batch", "queue", "version", "rollout", "drift", "gpu")
 
 
@@ -148,3 +163,50 @@ def test_layout_ids_and_areas() -> None:
     titles = " ".join(p["title"].lower() for p in panels if p["type"] == "row")
     missing = [area for area in AREAS if area not in titles]
     assert not missing, f"no row for {missing}; rows: {titles}"
+
+
+def _run(prometheus: Prometheus, expr: str) -> tuple[str | None, int]:
+    """(error, series) of an instant query."""
+    reply = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": expr}, timeout=10)
+    body = reply.json()
+    if body["status"] != "success":
+        return f"{body.get('errorType')}: {body.get('error')}", 0
+    return None, len(body["data"]["result"])
+
+
+@pytest.mark.slow
+def test_every_query_runs_against_prometheus_scraping_inferd(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "inferd").mkdir()
+    (tmp_path / "prometheus").mkdir()
+    with Server(repo, tmp_path / "inferd") as server:
+        target = f"127.0.0.1:{server.port}"
+        with started(Prometheus(tmp_path / "prometheus", [target], [])) as prometheus:
+            assert isinstance(prometheus, Prometheus)
+            for i in range(20):
+                for version in ("1", "2"):  # two versions, for the per-version panels
+                    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
+                                        "data": [float(i)]}]}  # fmt: skip
+                    url = f"{server.url}/v2/models/linear/versions/{version}/infer"
+                    httpx.post(url, json=body, timeout=10).raise_for_status()
+            seen = 'sum(inferd_requests_total{model="linear", code="200"})'
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the traffic scraped, then two more scrapes
+                if (found := prometheus.query(seen)) and float(found[0]["value"][1]) >= 40:
+                    break
+                time.sleep(0.2)
+            time.sleep(2.5)
+            errors, empty = [], set()
+            panels = _dashboard()["panels"]
+            titles = {p["title"] for p in panels}
+            assert titles >= ALWAYS_ANSWER, "a title in ALWAYS_ANSWER is gone"
+            for panel in panels:
+                answered = False
+                for query in panel.get("targets", []):
+                    error, series = _run(prometheus, _promql(query["expr"]))
+                    if error:
+                        errors.append(f"{panel['title']!r} {query['refId']}: {error}")
+                    answered = answered or series > 0
+                if panel["title"] in ALWAYS_ANSWER and not answered:
+                    empty.add(panel["title"])
+    assert not errors, "Prometheus refuses:\n" + "\n".join(errors)
+    assert not empty, f"panels with no data after traffic: {sorted(empty)}"
