@@ -74,7 +74,9 @@ class RequestTrace:
 
     Attributes:
         request_id: the request's own id, or one minted for it.
-        trace_id: 32 lowercase hex digits; empty without tracing.
+        trace_id: 32 lowercase hex digits: the span's, a random one for a root left out by
+            the sample rate, or (tracing off, JSON logs on) the caller's ``traceparent``'s;
+            else empty.
         sampled: whether the span is recorded (and its queue, batch and runtime spans too).
     """
 
