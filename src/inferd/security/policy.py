@@ -7,7 +7,8 @@ open        /v2/health/*, gRPC ServerLive/ServerReady, health  none
             /ui... (the status page's static files)
 read        /v2, model metadata, ready, config, stats,         predict
             /v1/models/{m}/shadow... (changes need operator),
-            GET /v1/models/{m}/drift
+            GET /v1/models/{m}/drift,
+            GET /v1/models/{m}/metrics
 infer       .../infer, /predict, gRPC ModelInfer[Stream],      predict
             /v1/experiments/{id}/outcomes
 metrics     /metrics (open when metrics_auth is off)           operator
@@ -88,6 +89,8 @@ def classify_http(path: str) -> Target:
             return Group.INFER, None  # the route checks the experiment's model
         if n >= 4 and parts[1] == "models" and parts[3] == "shadow":
             return Group.READ, parts[2]  # the route refuses changes below operator
+        if n == 4 and parts[1] == "models" and parts[3] == "metrics":
+            return Group.READ, parts[2]  # GET only: the model's traffic summary
         if n == 4 and parts[1] == "models" and parts[3] == "drift":
             return Group.READ, parts[2]  # GET only: drift reads (settings are /drift/settings)
         if n >= 3 and parts[1] == "models":

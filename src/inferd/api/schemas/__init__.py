@@ -17,6 +17,7 @@ from inferd.api.schemas import (
     jobs,
     keys,
     management,
+    metrics,
     predict,
     rollouts,
     server,
@@ -38,6 +39,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *shadow.OPERATIONS,
     *drift.OPERATIONS,
     *alerts.OPERATIONS,
+    *metrics.OPERATIONS,
     *ui.OPERATIONS,
 )
 
