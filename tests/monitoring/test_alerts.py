@@ -180,6 +180,11 @@ def test_drift_canary_and_job_events(registry: Registry) -> None:
             error="input file missing", created_at=datetime.now(UTC),
             finished_at=datetime.now(UTC),
         ))  # fmt: skip
+        conn.execute(jobs.insert().values(  # failed before the rule's resolve_after: no alert
+            id="old", model="linear", version=1, state="failed", spec={}, pinned={},
+            error="long ago", created_at=datetime.now(UTC),
+            finished_at=datetime.fromtimestamp(clock.now - 7200, UTC),
+        ))  # fmt: skip
     evaluator.tick()
     active = {a.rule: a for a in evaluator.store.active()}
     assert sorted(active) == ["CanaryBreach", "Drift", "JobFailed"]

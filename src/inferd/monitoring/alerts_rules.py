@@ -26,9 +26,9 @@ Wanted = dict[Labels, tuple[float | None, str]]  # labels -> (value, summary)
 class JobSource(Protocol):
     """What job rules read (:class:`~inferd.monitoring.alerts_store.AlertStore`)."""
 
-    def failed_jobs(self, limit: int = 100) -> list[dict[str, object]]: ...
+    def failed_jobs(self, since: float, limit: int = 100) -> list[dict[str, object]]: ...
 
-    def fired_before(self, fingerprint: str) -> bool: ...
+    def known(self, fingerprints: list[str]) -> set[str]: ...
 
 
 def fingerprint(rule: str, labels: dict[str, str]) -> str:
@@ -79,7 +79,7 @@ def event_wanted(rule: Rule, active: Iterable[AlertRow], signals: list[Signal], 
             continue
         wanted[labels_of(alert.labels)] = (alert.value, alert.summary)
     if rule.kind == "job_failure":
-        _add_failed_jobs(rule, wanted, jobs)
+        _add_failed_jobs(rule, wanted, jobs, now)
         return wanted
     for signal in signals:
         if signal.kind != rule.kind or not rule.applies_to(signal.labels.get("model", "")):
@@ -101,14 +101,18 @@ def _event_summary(signal: Signal) -> str:
     return f"rollout {labels['rollout']} of {labels['model']} was rolled back: {reason}"
 
 
-def _add_failed_jobs(rule: Rule, wanted: Wanted, jobs: JobSource) -> None:
-    for job in jobs.failed_jobs():
+def _add_failed_jobs(rule: Rule, wanted: Wanted, jobs: JobSource, now: float) -> None:
+    """Jobs that failed within ``resolve_after`` and never had an alert (one per job)."""
+    found: dict[str, tuple[Labels, str]] = {}
+    for job in jobs.failed_jobs(now - rule.resolve_after):
         model = str(job["model"])
         if not rule.applies_to(model):
             continue
         labels = {"model": model, "version": str(job["version"]), "job": str(job["id"])}
-        key = labels_of(labels)
-        if key in wanted or jobs.fired_before(fingerprint(rule.name, labels)):
-            continue
         error = str(job["error"])[:300]
-        wanted[key] = (None, rule.summary or f"batch job {job['id']} of {model} failed: {error}")
+        summary = rule.summary or f"batch job {job['id']} of {model} failed: {error}"
+        found[fingerprint(rule.name, labels)] = (labels_of(labels), summary)
+    known = jobs.known(list(found))
+    for fp, (key, summary) in found.items():
+        if fp not in known and key not in wanted:
+            wanted[key] = (None, summary)

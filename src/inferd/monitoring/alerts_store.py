@@ -13,6 +13,7 @@ Every call blocks; the evaluator runs them in a thread. Times are epoch seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, desc, select, update
@@ -119,11 +120,13 @@ class AlertStore:
         with self.registry.transaction(bump=False) as conn:
             conn.execute(delete(alerts).where(alerts.c.id == alert_id, alerts.c.state == "pending"))
 
-    def fired_before(self, fingerprint: str) -> bool:
-        """Whether an instance with this fingerprint ever fired (one alert per failed job)."""
+    def known(self, fingerprints: list[str]) -> set[str]:
+        """Which of these fingerprints have an instance (one alert per failed job)."""
+        if not fingerprints:
+            return set()
         with self.registry.connection() as conn:
-            stmt = select(alerts.c.id).where(alerts.c.fingerprint == fingerprint).limit(1)
-            return conn.execute(stmt).first() is not None
+            stmt = select(alerts.c.fingerprint).where(alerts.c.fingerprint.in_(fingerprints))
+            return {str(r.fingerprint) for r in conn.execute(stmt)}
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -145,11 +148,13 @@ class AlertStore:
         return [Signal(r.id, r.kind, r.key, bool(r.active), dict(r.labels), dict(r.detail), r.at)
                 for r in rows]  # fmt: skip
 
-    def failed_jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The most recently finished failed batch jobs (id, model, version, error)."""
+    def failed_jobs(self, since: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Batch jobs that failed since ``since`` (epoch seconds), newest first (id, model,
+        version, error)."""
+        after = datetime.fromtimestamp(since, UTC)
         with self.registry.connection() as conn:
             stmt = (select(jobs.c.id, jobs.c.model, jobs.c.version, jobs.c.error)
-                    .where(jobs.c.state == "failed")
+                    .where(jobs.c.state == "failed", jobs.c.finished_at >= after)
                     .order_by(desc(jobs.c.finished_at)).limit(limit))  # fmt: skip
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
