@@ -26,6 +26,7 @@ from inferd.settings import Settings
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 ADMIN = "inferd_00000000_ui-test-admin-key"
+NONE = "\N{EN DASH}"  # what the page shows for no value
 WAIT_S = 20  # the page polls every 0.5 s in these tests; a step taking 20 s is a failure
 
 
@@ -115,6 +116,15 @@ def _model_rows(browser: webdriver.Chrome) -> set[tuple[str, str, str]]:
     return {(model, version, served) for model, version, served in rows}
 
 
+def _rows(browser: webdriver.Chrome, table: str) -> dict[str, list[str]]:
+    """Row id -> cell texts of the experiments or rollouts table, read in one script call."""
+    rows = browser.execute_script(
+        f"return [...document.querySelectorAll('#{table} tbody tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent));"
+    )
+    return {row[0]: row for row in rows}
+
+
 def _screenshot(browser: webdriver.Chrome, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -140,6 +150,12 @@ def test_page_shows_the_models_and_charts_follow_traffic(
         _wait(browser, "a first point", lambda: int(rate.get_attribute("data-points") or 0) >= 1)
         assert float(rate.get_attribute("data-last") or "nan") == 0.0  # nothing sent yet
         points = int(rate.get_attribute("data-points") or 0)
+        variants = [{"name": "a", "version": 1, "weight": 0.5},
+                    {"name": "b", "version": 2, "weight": 0.5}]  # fmt: skip
+        spec = {"name": "ui", "model": "linear", "variants": variants}
+        created = httpx.post(f"{server.url}/v1/experiments", json=spec, timeout=10)
+        created.raise_for_status()
+        experiment = created.json()
 
         for i in range(40):
             body = {"model_name": "linear", "input_data": {"x": [float(i)]}}
@@ -152,9 +168,11 @@ def test_page_shows_the_models_and_charts_follow_traffic(
         _wait(browser, "a p50 latency", lambda: (latency.get_attribute("data-last") or "") != "")
         assert float(latency.get_attribute("data-last") or "nan") > 0
         assert float(_chart(browser, "mlp", "rate").get_attribute("data-last") or "nan") == 0.0
+        shown = [experiment["id"], "ui", "linear", experiment["state"], "50% / 50%", NONE]
+        _wait(browser, f"experiment {shown}",
+              lambda: _rows(browser, "experiments").get(experiment["id"]) == shown)  # fmt: skip
         statuses = {e.get_attribute("data-for"): e.text
                     for e in browser.find_elements(By.CSS_SELECTOR, ".status")}  # fmt: skip
-        assert statuses["experiments"] == "no experiments"
         assert statuses["rollouts"] == "no rollouts"
         assert statuses["alerts"] in (  # /v1/alerts came with the alerting work
             "no alert rules on this server (inferd serve --alerts-file)",
@@ -182,4 +200,22 @@ def test_page_asks_for_a_key_with_auth_on_and_uses_it(
         mlp = _chart(browser, "mlp", "rate")
         _wait(browser, "a traffic point", lambda: mlp.get_attribute("data-last") == "0")
         _screenshot(browser, "status_page_auth")
+
+        # A predict key: the served models and their traffic, not experiments or rollouts.
+        headers = {"authorization": f"Bearer {ADMIN}"}
+        created = httpx.post(f"{server.url}/v1/keys", json={"role": "predict", "name": "ui"},
+                             headers=headers, timeout=10)  # fmt: skip
+        created.raise_for_status()
+        browser.find_element(By.ID, "forget-key").click()
+        _wait(browser, "the models gone with the key", lambda: _model_rows(browser) == set())
+        key.send_keys(created.json()["key"])
+        browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+        # Without registry access there is no stage or registry status: served state only.
+        _wait(browser, "the served models to a predict key",
+              lambda: ("mlp", "1", "READY") in _model_rows(browser))  # fmt: skip
+        assert "operator key" in status.text
+        experiments = browser.find_element(By.CSS_SELECTOR, '.status[data-for="experiments"]')
+        refused = "experiments: not available to this key (needs the operator role)"
+        _wait(browser, repr(refused), lambda: experiments.text == refused)
+        _screenshot(browser, "status_page_predict_key")
         assert _script_errors(browser) == []

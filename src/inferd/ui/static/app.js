@@ -17,6 +17,7 @@ const MAX_ALERTS = 20;
 const state = {
   key: window.sessionStorage.getItem(KEY_STORE) || "",
   models: [],          // [{name, versions: [{version, stage, status, served, memory}]}]
+  modelsNote: "",      // why the models table is partial or empty
   drift: new Map(),    // model -> {version -> status} or a reason string
   charts: new Map(),   // model -> {rate, latency, errors}
   tick: 0,
@@ -165,7 +166,7 @@ function driftText(model, version) {
   return {text: status.replace("_", " "), cls: status === "drift" ? "bad" : status === "ok" ? "good" : "muted"};
 }
 
-function renderModels(error) {
+function renderModels() {
   const rows = [];
   for (const model of state.models) {
     for (const v of model.versions) {
@@ -180,19 +181,21 @@ function renderModels(error) {
       rows.push(tr);
     }
   }
-  fillTable("models", rows, error || (rows.length ? "" : "no models registered"));
+  fillTable("models", rows, state.modelsNote || (rows.length ? "" : "no models registered"));
 }
 
 async function refreshModels() {
   const found = await loadModels();
+  state.modelsNote = found.error || "";
   if (found.models === null) {
     state.models = [];
-    renderModels(found.error);
+    renderModels();
+    syncCharts();  // no models to show: no charts either
     return;
   }
   await addServedState(found.models);
   state.models = found.models;
-  renderModels(found.error);
+  renderModels();
   syncCharts();
 }
 

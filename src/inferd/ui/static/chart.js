@@ -97,7 +97,7 @@ class LineChart {
       svgElement("rect", {x: left, y: top, width: w, height: h, class: "plot"}),
       this.label(left - 4, top + 8, formatValue(high, this.unit), "end"),
       this.label(left - 4, top + h, formatValue(low, this.unit), "end"),
-      this.label(left, this.height - 4, n ? `${n} samples` : "waiting for data", "start"),
+      this.label(left, this.height - 4, n ? `${n} point${n === 1 ? "" : "s"}` : "waiting for data", "start"),
     );
     this.values.forEach((list, s) => {
       // A null starts a new segment, so a gap is drawn as one.
