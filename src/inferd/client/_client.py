@@ -340,6 +340,11 @@ class Client:
         """The audit log, newest first: every model's, or one model's."""
         return self._manage(MANAGE.audit(name, limit))
 
+    def model_metrics(self, name: str, *, minutes: float | None = None) -> dict[str, Any]:
+        """Request rate, p50/p95/p99 latency (ms) and error rate of the model and of each
+        version over the last ``minutes`` (default 5, at most 60), every worker counted."""
+        return self._manage(MANAGE.model_metrics(name, minutes))
+
     def submit_job(self, spec: Mapping[str, Any]) -> JobInfo:
         """Queue a batch inference job (docs/jobs.md: model, inputs, output, ...)."""
         return self._manage(MANAGE.submit_job(spec))
@@ -401,26 +406,6 @@ class Client:
         """Attach outcomes ({"unit_id" or "request_id", "kind", "value" or "label"})."""
         return self._manage(MANAGE.post_outcomes(exp_id, outcomes))
 
-    def set_shadow(
-        self, model: str, version: int, fraction: float, *, queue_size: int | None = None
-    ) -> ShadowInfo:
-        """Mirror ``fraction`` (0..1) of ``model``'s answered requests to ``version``, after
-        the client has its answer (operator); replaces any shadow the model had."""
-        return self._manage(MANAGE.set_shadow(model, version, fraction, queue_size))
-
-    def get_shadow(self, model: str) -> ShadowInfo:
-        """The model's shadow target (404 as ClientError when it has none)."""
-        return self._manage(MANAGE.get_shadow(model))
-
-    def delete_shadow(self, model: str) -> ShadowInfo:
-        """Stop mirroring (operator); the agreement stays readable."""
-        return self._manage(MANAGE.delete_shadow(model))
-
-    def shadow_results(self, model: str) -> dict[str, Any]:
-        """Agreement per (primary, shadow) version pair: exact-match rate, mean absolute
-        difference, shadow latency, drops and failures, merged across every process."""
-        return self._manage(MANAGE.shadow_results(model))
-
     def create_rollout(self, spec: Mapping[str, Any]) -> RolloutInfo:
         """Create a canary rollout (docs/rollouts.md: model, candidate, steps, guardrails);
         the server's controller starts it and moves it on by itself."""
@@ -443,6 +428,26 @@ class Client:
     def rollout_status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's per-arm metrics, the guardrails' verdict and the next move."""
         return self._manage(MANAGE.rollout_status(rollout_id))
+
+    def set_shadow(
+        self, model: str, version: int, fraction: float, *, queue_size: int | None = None
+    ) -> ShadowInfo:
+        """Mirror ``fraction`` (0..1) of ``model``'s answered requests to ``version``, after
+        the client has its answer (operator); replaces any shadow the model had."""
+        return self._manage(MANAGE.set_shadow(model, version, fraction, queue_size))
+
+    def get_shadow(self, model: str) -> ShadowInfo:
+        """The model's shadow target (404 as ClientError when it has none)."""
+        return self._manage(MANAGE.get_shadow(model))
+
+    def delete_shadow(self, model: str) -> ShadowInfo:
+        """Stop mirroring (operator); the agreement stays readable."""
+        return self._manage(MANAGE.delete_shadow(model))
+
+    def shadow_results(self, model: str) -> dict[str, Any]:
+        """Agreement per (primary, shadow) version pair: exact-match rate, mean absolute
+        difference, shadow latency, drops and failures, merged across every process."""
+        return self._manage(MANAGE.shadow_results(model))
 
     def drift(
         self, model: str, version: int | None = None, *, refresh: bool = True

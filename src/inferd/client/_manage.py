@@ -244,6 +244,9 @@ class ManagementCalls:
         path = "audit" if name is None else f"models/{_q(name)}/audit"
         return self.call("GET", path + _query(limit=limit))
 
+    def model_metrics(self, name: str, minutes: float | None) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(name)}/metrics{_query(minutes=minutes)}")
+
     # -- jobs ------------------------------------------------------------------------------
 
     def submit_job(self, spec: Mapping[str, Any]) -> HttpCall[JobInfo]:
@@ -302,25 +305,6 @@ class ManagementCalls:
         return self.call("POST", f"experiments/{_q(exp_id)}/outcomes",
                          {"outcomes": list(outcomes)})  # fmt: skip
 
-    # -- shadow traffic --------------------------------------------------------------------
-
-    def set_shadow(
-        self, model: str, version: int, fraction: float, queue_size: int | None
-    ) -> HttpCall[ShadowInfo]:
-        body: dict[str, Any] = {"version": version, "fraction": fraction}
-        if queue_size is not None:
-            body["queue_size"] = queue_size
-        return self.call("PUT", f"models/{_q(model)}/shadow", body)
-
-    def get_shadow(self, model: str) -> HttpCall[ShadowInfo]:
-        return self.call("GET", f"models/{_q(model)}/shadow")
-
-    def delete_shadow(self, model: str) -> HttpCall[ShadowInfo]:
-        return self.call("DELETE", f"models/{_q(model)}/shadow")
-
-    def shadow_results(self, model: str) -> HttpCall[dict[str, Any]]:
-        return self.call("GET", f"models/{_q(model)}/shadow/results")
-
     # -- rollouts ----------------------------------------------------------------------------
 
     def create_rollout(self, spec: Mapping[str, Any]) -> HttpCall[RolloutInfo]:
@@ -341,6 +325,25 @@ class ManagementCalls:
 
     def rollout_status(self, rollout_id: str) -> HttpCall[dict[str, Any]]:
         return self.call("GET", f"rollouts/{_q(rollout_id)}/status")
+
+    # -- shadow traffic --------------------------------------------------------------------
+
+    def set_shadow(
+        self, model: str, version: int, fraction: float, queue_size: int | None
+    ) -> HttpCall[ShadowInfo]:
+        body: dict[str, Any] = {"version": version, "fraction": fraction}
+        if queue_size is not None:
+            body["queue_size"] = queue_size
+        return self.call("PUT", f"models/{_q(model)}/shadow", body)
+
+    def get_shadow(self, model: str) -> HttpCall[ShadowInfo]:
+        return self.call("GET", f"models/{_q(model)}/shadow")
+
+    def delete_shadow(self, model: str) -> HttpCall[ShadowInfo]:
+        return self.call("DELETE", f"models/{_q(model)}/shadow")
+
+    def shadow_results(self, model: str) -> HttpCall[dict[str, Any]]:
+        return self.call("GET", f"models/{_q(model)}/shadow/results")
 
     # -- drift detection ------------------------------------------------------------------------
 
