@@ -159,13 +159,10 @@ class Agreement:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Agreement:
         """Raises ValueError naming a missing or inconsistent field."""
-        missing = [
-            n for n in (*_COUNTS, "abs_diff_sum", "shadow_ms", "primary_ms") if n not in data
-        ]
+        fields = (*_COUNTS, "abs_diff_sum", "shadow_ms", "primary_ms")
+        missing = [name for name in fields if name not in data]
         if missing:
-            raise ValueError(
-                f"shadow agreement: expected fields {list(_COUNTS)}, missing {missing}"
-            )
+            raise ValueError(f"shadow agreement: expected fields {list(fields)}, missing {missing}")
         agreement = cls()
         for name in _COUNTS:
             setattr(agreement, name, int(data[name]))
