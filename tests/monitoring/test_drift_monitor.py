@@ -184,3 +184,26 @@ def test_the_table_is_bounded_by_the_settings_not_the_traffic(tmp_path: Any) -> 
     start = datetime.fromtimestamp(0, UTC)
     assert store.batches("m", 1, start) == []  # pruned by the check
     registry.close()
+
+
+def test_drift_then_resolved_events_follow_the_verdict(tmp_path: Any) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    store, clock = DriftStore(registry), Clock()
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(2_000, 4))
+    store.put_profile("m", 1, Profile.of({f"x[{i}]": reference[:, i] for i in range(4)}),
+                      "dataset")  # fmt: skip
+    store.put_settings("m", DriftSettings(sample_rate=1.0, min_samples=100, window_s=60,
+                                          multivariate=False))  # fmt: skip
+    monitor = DriftMonitor(store, clock=clock, seed=3)
+    kinds: list[str] = []
+    monitor.events.subscribe(lambda e: kinds.append(e.kind))
+    monitor.refresh()
+    clock.now += 1
+    _requests(monitor, rng, 500, shift=2.0)
+    asyncio.run(monitor.check_now("m"))
+    clock.now += 120  # the shifted rows leave the 60 s window
+    _requests(monitor, rng, 500, shift=0.0)
+    asyncio.run(monitor.check_now("m"))
+    assert kinds == ["checked", "drift", "checked", "resolved"]
+    registry.close()
