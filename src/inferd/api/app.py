@@ -20,6 +20,7 @@ from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
+from inferd.api.metrics import MetricRoutes
 from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
@@ -30,7 +31,9 @@ from inferd.monitoring.drift import DriftMonitor
 from inferd.monitoring.drift_store import DriftStore
 from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
+from inferd.monitoring.prediction_log import prediction_log_from_settings
 from inferd.monitoring.rollout_metrics import RolloutMetrics
+from inferd.monitoring.sampler import Sampler
 from inferd.monitoring.shadow_metrics import ShadowMetrics
 from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
@@ -115,6 +118,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     dataplane = DataPlane(manager, metrics, control, traffic)
     drift = DriftMonitor(DriftStore(registry), metrics.registry)  # samples flushed every 5 s
     dataplane.drift = drift.sampler
+    prediction_log = prediction_log_from_settings(  # None unless --prediction-log-uri
+        settings.prediction_log_uri, settings.prediction_log_rate, metrics.registry
+    )
+    dataplane.prediction_log = prediction_log
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Every process runs the controller; only the holder of the lease in the registry acts.
     rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)
@@ -137,6 +144,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     tracing = tracing_from_settings(settings.otlp_endpoint, settings.trace_sample_rate,
                                     log_ids=settings.log_format == "json")  # fmt: skip
     tasks: set[asyncio.Task[None]] = set()
+    sampler = Sampler(metrics)
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
     # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).
     grpc_server = inference_server(
@@ -188,6 +196,13 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         jobs.start()
+        sampling = asyncio.create_task(sampler.run())  # CPU, memory, GPU, summary snapshots
+        tasks.add(sampling)
+        sampling.add_done_callback(tasks.discard)
+        if prediction_log is not None:
+            logging_task = asyncio.create_task(prediction_log.run())
+            tasks.add(logging_task)
+            logging_task.add_done_callback(tasks.discard)
 
     async def shutdown() -> None:
         for task in list(tasks):
@@ -197,12 +212,15 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await shadow.close()  # before the batchers drain: queued copies are dropped, counted
         await dataplane.stop()
         await drift.close()  # the last sampled rows, once no request runs
+        if prediction_log is not None:
+            await prediction_log.close()  # the last logged requests
         await traffic.close()  # the last tallies and exposures, once no request runs
         await rollout_controller.close()  # another process leads at once
         if alerting is not None:
             await alerting.close()  # the last events; another process evaluates at once
         await asyncio.to_thread(tracing.shutdown)  # export the spans still buffered
         registry.close()
+        sampler.close()
         mark_worker_dead(os.getpid())
 
     app = HttpApp(
@@ -224,6 +242,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         app.management.shadow = ShadowRoutes(shadows, shadow, control.preload)
         app.management.drift = DriftRoutes(drift, management)
         app.management.alerts = AlertRoutes(alert_store, alerting.config if alerting else None)
+        app.management.metrics = MetricRoutes(metrics.window, registry.get_model)
     return app
 
 

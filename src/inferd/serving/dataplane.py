@@ -16,6 +16,7 @@ from inferd import __version__
 from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.monitoring.drift_sampler import DriftSampler
+from inferd.monitoring.prediction_log import PredictionLog
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
@@ -57,6 +58,7 @@ class DataPlane:
         self.traffic = traffic or TrafficPolicy(None)
         self.traffic.shadow.runner = self._run_shadow
         self.drift: DriftSampler | None = None  # drift sampling, set by the app
+        self.prediction_log: PredictionLog | None = None  # set by the app when configured
         self._started = False
         self._stopping = False
 
@@ -206,6 +208,7 @@ class DataPlane:
             if route is not None and self._started:  # "still starting" is no variant's fault
                 self._routed_failure(route, request, err, start)
             raise
+        self.metrics.request_started(version.name, version.label)
         try:
             response = await self._run(version, request, start)
         except InferdError as err:
@@ -217,6 +220,8 @@ class DataPlane:
             if route is not None:
                 self._routed_failure(route, request, err, start)
             raise
+        finally:  # answered, failed or cancelled
+            self.metrics.request_ended(version.name, version.label)
         info = response.batch
         self.metrics.observe_request(
             version.name, version.label, protocol, 200, response.latency_ms / 1000.0,
@@ -234,6 +239,8 @@ class DataPlane:
         shadow = self.traffic.shadow
         if shadow.targets:  # with no shadow configured, one dict test; the answer is made
             shadow.offer(request, response)
+        if self.prediction_log is not None:  # off by default; on: a random() and an append
+            self.prediction_log.offer(version.config, request, response)
         return response
 
     def _routed_failure(
