@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from inferd.config import ModelConfig
 from inferd.monitoring.prediction_log import Entry, PredictionLog
-from inferd.monitoring.prediction_log_reader import read_window, window_files
+from inferd.monitoring.prediction_log_reader import read_window, tensors, window_files
 from inferd.monitoring.prediction_log_writer import ParquetSink
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -268,3 +268,19 @@ def test_the_queue_is_bounded_in_bytes_too() -> None:
         log.offer(CONFIG, request, response)
     assert log.pending == 3
     assert dropped(registry, "queue_full") == 1
+
+
+def test_a_window_comes_back_as_the_tensors_the_model_saw() -> None:
+    uri = memory_uri()
+    log, _ = make_log(uri)
+    sent = [pair(3, seed=0, rid="a"), pair(2, seed=1, rid="b")]
+    log.write([Entry(T0, rq, rs) for rq, rs in sent])
+    window = read_window(uri, "m", 3)
+    inputs = tensors(window)
+    assert sorted(inputs) == ["k", "x"]
+    np.testing.assert_array_equal(inputs["x"], np.concatenate([rq.inputs["x"] for rq, _ in sent]))
+    np.testing.assert_array_equal(inputs["k"], np.concatenate([rq.inputs["k"] for rq, _ in sent]))
+    outputs = tensors(window, "output.")
+    y = np.concatenate([rs.outputs["y"] for _, rs in sent])
+    np.testing.assert_array_equal(outputs["y"], y)
+    assert outputs["y"].dtype == np.float64

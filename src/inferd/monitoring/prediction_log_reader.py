@@ -2,6 +2,7 @@
 
     read_window(uri, model, version, since, until) -> pa.Table   (``.to_pandas()`` for a frame)
     window_files(uri, model, version, since, until) -> [path]    the files that may hold rows
+    tensors(table, prefix)  -> {name: array}   a window's inputs or outputs, batch first
 
 Only the hour folders that overlap the window are listed, so a window costs the files of its
 hours, not the whole log. Drift checks use a window as live data or as a reference; batch jobs
@@ -14,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from inferd.monitoring.prediction_log_writer import HOUR_FORMAT, partition_path
+from inferd.monitoring.prediction_log_writer import HOUR_FORMAT, INPUT_PREFIX, partition_path
 
 _HOUR = timedelta(hours=1)
 
@@ -102,6 +104,33 @@ def read_window(
     table = table.sort_by([("timestamp", "ascending")])
     table = table.add_column(0, "version", pa.array([str(version)] * table.num_rows, pa.string()))
     return table.add_column(0, "model", pa.array([model] * table.num_rows, pa.string()))
+
+
+def tensors(table: pa.Table, prefix: str = INPUT_PREFIX) -> dict[str, np.ndarray]:
+    """A window's inputs (or outputs, with ``prefix="output."``) as batch-first arrays, the
+    shape the model saw, e.g. for :func:`inferd.monitoring.drift_profile.columns_of`.
+
+    A fixed-size list column becomes [rows, width] (a model's [n, d1, d2] comes back as
+    [n, d1*d2]), a scalar column [rows]; a variable-length list column (requests logged
+    whole) becomes an object array of arrays, one per row.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        if not name.startswith(prefix):
+            continue
+        column = table.column(name).combine_chunks()
+        kind = column.type
+        if pa.types.is_fixed_size_list(kind):
+            values = column.flatten().to_numpy(zero_copy_only=False)
+            out[name[len(prefix) :]] = values.reshape(len(column), kind.list_size)
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            rows = [np.asarray(v) for v in column.to_pylist()]
+            holder = np.empty(len(rows), dtype=object)
+            holder[:] = rows
+            out[name[len(prefix) :]] = holder
+        else:
+            out[name[len(prefix) :]] = column.to_numpy(zero_copy_only=False)
+    return out
 
 
 def _open(uri: str, filesystem: Any) -> tuple[Any, str]:
