@@ -189,7 +189,7 @@ async def test_a_failing_sink_drops_counts_and_warns_once_per_interval(
         await log.flush()
     assert dropped(registry, "sink_error") == 3
     assert len(caplog.records) == 1
-    assert "1 sampled requests dropped (sink_error)" in caplog.text
+    assert "1 sampled requests dropped (sink_error, the latest: PermissionError" in caplog.text
     now[0] = 61.0
     log.offer(CONFIG, *pair(2))
     await log.flush()

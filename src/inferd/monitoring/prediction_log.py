@@ -100,6 +100,7 @@ class PredictionLog:
         self.dropped = dict.fromkeys(REASONS, 0)  # this process's counts, by reason
         self.written = 0
         self._warned: dict[str, tuple[float, int]] = {}  # reason -> (when, count then)
+        self._last_error: dict[str, str] = {}  # reason -> the latest error, for the warning
         self._dropped_metric = Counter(
             "inferd_prediction_log_dropped", "Sampled requests left out of the prediction log, "
             "by reason: queue_full, disk_full, sink_error, encode_error.",
@@ -144,7 +145,10 @@ class PredictionLog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_s)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the log must outlive any one flush
+                logger.exception("prediction log: flush failed")
 
     async def flush(self) -> None:
         """Write what waits, in a worker thread; one write at a time."""
@@ -169,9 +173,9 @@ class PredictionLog:
 
         try:
             by_partition = tables(entries)
-        except Exception:
+        except Exception as err:
             logger.debug("prediction log: encoding failed", exc_info=True)
-            self._drop("encode_error", len(entries))
+            self._drop("encode_error", len(entries), err)
             return
         for partition, parts in by_partition.items():
             for table, requests in parts:
@@ -180,13 +184,15 @@ class PredictionLog:
                 except Exception as err:
                     reason = "disk_full" if _is_disk_full(err) else "sink_error"
                     logger.debug("prediction log: write failed", exc_info=True)
-                    self._drop(reason, requests)
+                    self._drop(reason, requests, err)
                     continue
                 self.written += requests
                 self._written_metric.inc(requests)
 
-    def _drop(self, reason: str, requests: int) -> None:
+    def _drop(self, reason: str, requests: int, err: BaseException | None = None) -> None:
         self.dropped[reason] += requests
+        if err is not None:
+            self._last_error[reason] = f"{type(err).__name__}: {err}"
         self._dropped_metric.labels(reason=reason).inc(requests)
 
     def _warn(self) -> None:
@@ -196,11 +202,15 @@ class PredictionLog:
             when, before = self._warned.get(reason, (-float("inf"), 0))
             if count > before and now - when >= self.warn_every_s:
                 logger.warning(
-                    "prediction log: %d sampled requests dropped (%s) since the last warning; "
-                    "requests are answered as usual (inferd_prediction_log_dropped_total)",
-                    count - before, reason,
+                    "prediction log: %d sampled requests dropped (%s%s) since the last "
+                    "warning; requests are answered as usual (inferd_prediction_log_dropped_total)",
+                    count - before, reason, _detail(self._last_error.get(reason)),
                 )  # fmt: skip
                 self._warned[reason] = (now, count)
+
+
+def _detail(error: str | None) -> str:
+    return "" if error is None else f", the latest: {error}"
 
 
 def _nbytes(tensors: Mapping[str, Any]) -> int:
