@@ -206,3 +206,19 @@ def test_json_log_lines_carry_the_request_id_and_trace_id(
     assert any("POST /predict" in line["message"] and line["logger"] == "uvicorn.access"
                for line in mine)  # fmt: skip
     assert {"timestamp", "level", "logger", "message"} <= set(mine[0])
+
+
+def test_a_failed_request_is_traced_and_answers_its_trace_id(
+    traced: tuple[Server, OtlpReceiver],
+) -> None:
+    server, receiver = traced
+    parent, trace_id, _ = traceparent()
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}
+    r = httpx.post(f"{server.url}/v2/models/nope/infer", json=body,
+                   headers={"traceparent": parent}, timeout=10)  # fmt: skip
+    assert r.status_code == 404
+    assert r.headers["x-trace-id"] == trace_id
+    spans = receiver.wait_for(lambda spans: bool(of_trace(spans, trace_id)))
+    (request,) = of_trace(spans, trace_id)  # refused before any queue: no other span
+    assert request.attributes["http.response.status_code"] == 404
+    assert request.status_code == 0  # a 4xx is the caller's error, not the server's (UNSET)
