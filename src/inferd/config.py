@@ -22,7 +22,8 @@ from inferd.errors import ConfigError
 from inferd.types import DATATYPES, TensorSpec
 
 Platform = Literal[
-    "onnx", "torchscript", "torch_export", "tensorflow", "sklearn", "xgboost", "lightgbm", "python"
+    "onnx", "torchscript", "torch_export", "tensorflow", "sklearn", "xgboost", "lightgbm", "python",
+    "transformers",
 ]
 
 # The artifact file (or folder) each platform loads from a version folder, in order of preference.
@@ -35,6 +36,8 @@ ARTIFACT_NAMES: dict[str, tuple[str, ...]] = {
     "xgboost": ("model.json", "model.ubj"),
     "lightgbm": ("model.txt",),
     "python": ("model.py",),
+    # A folder saved with save_pretrained (config, weights, tokenizer): a generative model.
+    "transformers": ("model.hf",),
 }
 
 

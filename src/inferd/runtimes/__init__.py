@@ -17,6 +17,7 @@ _RUNTIMES: dict[str, tuple[str, str, str]] = {
     "xgboost": ("inferd.runtimes.xgboost", "XGBoostRuntime", "xgboost"),
     "lightgbm": ("inferd.runtimes.lightgbm", "LightGBMRuntime", "lightgbm"),
     "python": ("inferd.runtimes.python", "PythonRuntime", "python"),
+    "transformers": ("inferd.runtimes.transformers", "TransformersRuntime", "generative"),
 }
 
 
