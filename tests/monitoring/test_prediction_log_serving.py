@@ -159,3 +159,34 @@ def test_inferd_serve_with_two_workers_writes_the_log(repo: Path, tmp_path: Path
     assert sorted(table.column("request_id").to_pylist()) == sorted(f"s{i}" for i in range(sent))
     names = {p.name.split("-")[1] for p in log_dir.rglob("part-*.parquet")}
     assert 1 <= len(names) <= 2  # one prefix per worker that answered
+
+
+async def test_routed_requests_carry_their_experiment_and_variant(
+    logged_app: tuple[HttpApp, Settings], tmp_path: Path
+) -> None:
+    app, _ = logged_app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                 headers={"x-inferd-actor": "alice"}) as client:  # fmt: skip
+        variants = [{"name": "control", "version": 1, "weight": 0.5},
+                    {"name": "treatment", "version": 2, "weight": 0.5}]  # fmt: skip
+        r = await client.post("/v1/experiments", json={"name": "e", "model": "linear",
+                                                        "variants": variants})  # fmt: skip
+        assert r.status_code == 201, r.text
+        exp_id = r.json()["id"]
+        assert (await client.post(f"/v1/experiments/{exp_id}/start")).status_code == 200
+        answers = {}
+        for user in range(40):
+            body = {"model_name": "linear", "input_data": {"x": [1.0]}, "user_id": f"u{user}"}
+            r = await client.post("/predict", json=body)
+            assert r.status_code == 200, r.text
+            answers[r.json()["request_id"]] = r.json()["model_version"]
+    assert app.dataplane.prediction_log is not None
+    await app.dataplane.prediction_log.flush()
+    seen = {}
+    for version, variant in (("1", "control"), ("2", "treatment")):
+        table = read_window(str(tmp_path / "log"), "linear", version)
+        assert set(table.column("experiment").to_pylist()) == {exp_id}
+        assert set(table.column("variant").to_pylist()) == {variant}
+        seen.update(dict.fromkeys(table.column("request_id").to_pylist(), version))
+    assert seen == answers  # every request once, under the version that answered it
