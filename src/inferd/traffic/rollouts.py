@@ -227,8 +227,8 @@ class RolloutService:
     async def apply(self, record: RolloutRecord) -> Decision:
         """Decide on ``record`` and carry the decision out (the leader's controller)."""
         if record.state == "pending":
-            await self.start(record.id)
-            return Decision("advance")
+            started = await self.start(record.id)
+            return Decision("advance" if started.state == "running" else "hold")
         decision = decide(record, await self.window(record), self.clock())
         if decision.action == "rollback":
             await self.rollback(record, decision.breaches)
