@@ -96,3 +96,38 @@ def test_healthy_canary_promoted_and_shifted_one_rolled_back(
         assert sdk.get_model("linear")["production_version"] == 2
         listed = cli(capsys, "list", "--url", server.url, "--model", "linear")
         assert [r["state"] for r in listed] == ["completed", "aborted", "rolled_back"]
+
+
+def test_a_killed_server_restarted_on_the_same_registry_resumes_the_rollout(
+    repo: Path, tmp_path: Path
+) -> None:
+    steps = [{"percent": 50, "min_duration_s": 1, "min_requests": 10},
+             {"percent": 100, "min_duration_s": 20, "min_requests": 10}]  # fmt: skip
+    rules = {"min_requests": 20, "max_p99_ratio": None, "max_prediction_ks": None}
+    first = Server(repo, tmp_path)
+    try:
+        first.wait_ready()
+        with Client(first.url) as sdk, httpx.Client(base_url=first.url, timeout=30) as client:
+            sdk.promote("linear", 1)
+            rid = sdk.create_rollout({"model": "linear", "candidate": 2, "steps": steps,
+                                      "guardrails": rules})["id"]  # fmt: skip
+            deadline = time.monotonic() + 60
+            while sdk.get_rollout(rid)["step"] < 1:
+                assert time.monotonic() < deadline, sdk.get_rollout(rid)
+                send(client, 20)
+            before = sdk.get_rollout(rid)
+    finally:
+        first.proc.kill()  # no clean shutdown: the lease is left to run out
+        first.proc.wait()
+        first.log.close()
+    with Server(repo, tmp_path) as second, Client(second.url) as sdk, httpx.Client(
+        base_url=second.url, timeout=30
+    ) as client:  # fmt: skip
+        assert sdk.get_rollout(rid)["state"] == "running"
+        drive(client, sdk, rid, {"completed"}, timeout_s=90)
+        after = sdk.get_rollout(rid)
+        assert after["step_started_at"] == before["step_started_at"]  # the step went on
+        assert [h["event"] for h in after["history"]] == [
+            "created", "started", "advanced", "completed"
+        ]  # fmt: skip
+        assert sdk.get_model("linear")["production_version"] == 2
