@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,7 @@ class DriftMonitor:
         self.settings: dict[str, DriftSettings] = {}
         self._profiled: set[tuple[str, int]] = set()
         self._rng = np.random.default_rng(seed)
+        self._rng_lock = threading.Lock()  # checks run in threads: a request's and the tick's
         self._last_tick = clock()
 
     def settings_of(self, model: str) -> DriftSettings:
@@ -141,8 +143,9 @@ class DriftMonitor:
             profile, source, created = found
             start = max(datetime.fromtimestamp(now - settings.window_s, UTC), created)
             batches = store.batches(model, version, start)
-            columns, seen = merge_batches(window_columns(batches), settings.max_samples, self._rng)
-            seed = int(self._rng.integers(1 << 31))
+            rng = self._child_rng()
+            columns, seen = merge_batches(window_columns(batches), settings.max_samples, rng)
+            seed = int(rng.integers(1 << 31))
             result = {**head, **check(profile, columns, settings, seed)}
             result["window"] = {"start": start.isoformat(), "seen": seen}
             # Batches older than the window are never read again (the index makes it cheap).
@@ -151,6 +154,12 @@ class DriftMonitor:
                                    "created_at": created.isoformat()}  # fmt: skip
         store.save_result(model, version, result, now)
         return result
+
+    def _child_rng(self) -> np.random.Generator:
+        """A generator of its own for one check (numpy's are not safe to share across
+        threads), drawn from the monitor's so a seeded monitor stays reproducible."""
+        with self._rng_lock:
+            return np.random.default_rng(int(self._rng.integers(1 << 63)))
 
     def _store(self) -> DriftStore:
         if self.store is None:
@@ -171,7 +180,7 @@ class DriftMonitor:
                 break
         if rows < wanted:
             return None
-        columns, _ = merge_batches(used, wanted, self._rng)
+        columns, _ = merge_batches(used, wanted, self._child_rng())
         profile = profile_of_rows(columns, settings.categorical)
         # Its windows start after the batches it was built from: no row is in both.
         store.put_profile(model, version, profile, "traffic", last + timedelta(microseconds=1))
