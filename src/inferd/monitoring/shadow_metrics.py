@@ -60,25 +60,44 @@ class ShadowMetrics:
             "inferd_shadow_queue_depth", "Shadow copies waiting in this model's queue.",
             ["model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self._results: dict[tuple[str, ...], Any] = {}
+        self._pairs: dict[Pair, tuple[Any, ...]] = {}
 
     def dropped(self, pair: Pair) -> None:
         """Count a copy the full queue refused."""
-        self.requests.labels(*pair, "dropped").inc()
+        self._result(pair, "dropped").inc()
 
     def answered(self, pair: Pair, result: str, comparison: Any, seconds: float) -> None:
         """Count a shadow request that ran; ``comparison`` is an
         ``inferd.traffic.agreement.Comparison``, or None when it failed."""
-        self.requests.labels(*pair, result).inc()
-        self.latency.labels(*pair).observe(seconds)
+        self._result(pair, result).inc()
+        latency, label_rows, label_matches, values, abs_diff = self._pair(pair)
+        latency.observe(seconds)
         if comparison is None or not comparison.comparable:
             return
         if comparison.label_rows:
-            self.label_rows.labels(*pair).inc(comparison.label_rows)
-            self.label_matches.labels(*pair).inc(comparison.label_matches)
+            label_rows.inc(comparison.label_rows)
+            label_matches.inc(comparison.label_matches)
         if comparison.values:
-            self.values.labels(*pair).inc(comparison.values)
-            self.abs_diff.labels(*pair).inc(comparison.abs_diff_sum)
+            values.inc(comparison.values)
+            abs_diff.inc(comparison.abs_diff_sum)
 
     def queue_depth(self, model: str, depth: int) -> None:
         """The model's queue depth as the consumer last saw it."""
         self.queue.labels(model).set(depth)
+
+    # labels() costs more than the observation itself: children are cached per label tuple.
+    def _result(self, pair: Pair, result: str) -> Any:
+        key = (*pair, result)
+        child = self._results.get(key)
+        if child is None:
+            child = self._results[key] = self.requests.labels(*key)
+        return child
+
+    def _pair(self, pair: Pair) -> tuple[Any, ...]:
+        children = self._pairs.get(pair)
+        if children is None:
+            families = (self.latency, self.label_rows, self.label_matches, self.values,
+                        self.abs_diff)  # fmt: skip
+            children = self._pairs[pair] = tuple(f.labels(*pair) for f in families)
+        return children
