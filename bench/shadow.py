@@ -13,22 +13,35 @@ requests mirrored to version 1 after the answer, at background priority). Prints
 p50/p99 latency and server CPU per request per mode, the shadow/none ratios (the issue asks
 for a client p99 within 10% of no shadow), and what the shadow did (mirrored, compared,
 dropped, agreement) from ``/v1/models/linear/shadow/results``.
+
+``--in-process`` measures instead, in this process and without HTTP, the data plane's CPU
+time per request with no shadow and with every request mirrored (fraction 1): the difference
+is the CPU one shadow copy costs (copy, background-priority run, comparison, sums, metrics),
+a figure much less sensitive to a busy machine than latency percentiles.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _server import Server
 from _wrk import MARKER, run_wrk
 
+from inferd.api.app import build_app
+from inferd.serving.dataplane import DataPlane
 from inferd.serving.examples import build_linear_onnx, ensure_examples
+from inferd.settings import Settings
+from inferd.traffic.shadow_config import ShadowConfig
+from inferd.types import InferenceRequest
 
 _LUA = """\
 local threads = {}
@@ -100,6 +113,34 @@ def _shadow_line(pair: dict[str, Any]) -> str:
             f"p50 {latency['p50']:.2f} p99 {latency['p99']:.2f}")  # fmt: skip
 
 
+async def _cpu_per_request(plane: DataPlane, count: int, tag: str) -> float:
+    x = np.array([1.5], dtype=np.float32)
+    requests = [InferenceRequest("linear", None, {"x": x}, id=f"{tag}{i}") for i in range(count)]
+    start = time.process_time()
+    for i in range(0, count, 64):  # 64 in flight, as with 64 connections
+        await asyncio.gather(*(plane.infer(r, "bench") for r in requests[i : i + 64]))
+    await plane.traffic.shadow.idle()
+    return (time.process_time() - start) / count * 1e6
+
+
+async def _in_process(repo: Path, home: Path, rounds: int) -> None:
+    plane = build_app(Settings(home=home, model_repository=repo)).dataplane
+    await plane.start()
+    await _cpu_per_request(plane, 2000, "warm-")
+    runs: dict[str, list[float]] = {"none": [], "all": []}
+    for r in range(rounds):
+        plane.traffic.shadow.apply([])
+        runs["none"].append(await _cpu_per_request(plane, 5000, f"n{r}-"))
+        plane.traffic.shadow.apply([ShadowConfig("linear", 1, 1.0, 10_000)])
+        runs["all"].append(await _cpu_per_request(plane, 5000, f"a{r}-"))
+    await plane.traffic.shadow.close()
+    await plane.stop()
+    none, every = (statistics.median(runs[m]) for m in ("none", "all"))
+    print(f"in process, linear, 64 in flight, median of {rounds}: CPU per request {none:.1f} µs "
+          f"with no shadow, {every:.1f} µs with every request mirrored: {every - none:.1f} µs per "
+          f"shadow copy ({(every - none) * 0.1:.1f} µs per request at 10%)")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -107,7 +148,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=0.1, help="share mirrored")
+    parser.add_argument("--in-process", action="store_true", help="CPU per shadow copy instead")
     args = parser.parse_args()
+    if args.in_process:
+        with tempfile.TemporaryDirectory() as folder:
+            tmp = Path(folder)
+            asyncio.run(_in_process(_repository(tmp / "repo"), tmp / "home", args.rounds + 1))
+        return 0
     runs: dict[str, list[tuple[float, ...]]] = {"none": [], "shadow": []}
     last_pair: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as folder:
