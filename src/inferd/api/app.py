@@ -21,6 +21,7 @@ from inferd.api.http import HttpApp
 from inferd.api.jobs import JobRoutes
 from inferd.api.keys import KeyRoutes
 from inferd.api.metrics import MetricRoutes
+from inferd.api.openai import GenerativeRoutes
 from inferd.api.rollouts import RolloutRoutes
 from inferd.api.shadow import ShadowRoutes
 from inferd.errors import InferdError, RegistryUnavailable
@@ -29,6 +30,7 @@ from inferd.monitoring.alerts import alert_evaluator
 from inferd.monitoring.alerts_store import AlertStore
 from inferd.monitoring.drift import DriftMonitor
 from inferd.monitoring.drift_store import DriftStore
+from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.monitoring.logs import configure_logging
 from inferd.monitoring.metrics import Metrics, mark_worker_dead
 from inferd.monitoring.prediction_log import prediction_log_from_settings
@@ -233,6 +235,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         limits=security.limits,
         tracing=tracing,
     )
+    app.generative = GenerativeRoutes(manager, GenerateMetrics(metrics.registry), security.guard)
     if app.management is not None:
         app.management.jobs = JobRoutes(jobs)
         app.management.keys = KeyRoutes(security.store, security.refresh)

@@ -21,6 +21,8 @@ import orjson
 
 from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
+from inferd.api.openai import GenerativeRoutes
+from inferd.api.openai import owns as generative_path
 from inferd.api.ui import is_ui_path, ui_response
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -122,6 +124,8 @@ class HttpApp:
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self._openapi: bytes | None = None  # built on first GET /openapi.json
+        # /openai/v1/... and V2 generate: they stream, so they answer through send themselves.
+        self.generative: GenerativeRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -190,6 +194,10 @@ class HttpApp:
         try:
             if self.guard is not None:  # auth on: 401/403/429 before routing or reading
                 caller = self._admit(scope)
+            if self.generative is not None and generative_path(scope["path"]):
+                body = await self._body(scope, receive)
+                await self.generative.serve(scope, body, receive, send)
+                return
             status, body, headers = await self._route(scope, receive)
         except _Disconnected:
             return

@@ -10,7 +10,9 @@ read        /v2, model metadata, ready, config, stats,         predict
             GET /v1/models/{m}/drift,
             GET /v1/models/{m}/metrics
 infer       .../infer, /predict, gRPC ModelInfer[Stream],      predict
-            /v1/experiments/{id}/outcomes
+            /v1/experiments/{id}/outcomes, .../generate[_stream],
+            /openai/v1/completions, /openai/v1/chat/completions
+            (GET /openai/v1/models: read)
 metrics     /metrics (open when metrics_auth is off)           operator
 repository  /v2/repository/*, gRPC Repository*                 operator
 manage      /v1/models..., /v1/jobs..., /v1/audit,             operator
@@ -53,6 +55,7 @@ REQUIRED_ROLE: dict[Group, Role | None] = {
     Group.ADMIN: Role.ADMIN,
 }
 ALL_MODELS = "*"
+_INFER_ACTIONS = ("infer", "generate", "generate_stream")
 Target = tuple[Group, str | None]
 
 
@@ -68,7 +71,7 @@ def classify_http(path: str) -> Target:
             name = parts[2]
             if name == "stats" and n == 3:
                 return Group.READ, ALL_MODELS
-            return (Group.INFER if parts[-1] == "infer" else Group.READ), name
+            return (Group.INFER if parts[-1] in _INFER_ACTIONS else Group.READ), name
         if n >= 2 and parts[1] == "repository":
             if n == 5 and parts[2] == "models":
                 return Group.REPOSITORY, parts[3]
@@ -76,6 +79,8 @@ def classify_http(path: str) -> Target:
         return Group.READ, None
     if head == "predict":
         return Group.INFER, None
+    if head == "openai":  # the model is in the body: the route checks the key's scope
+        return (Group.READ if parts[2:3] == ["models"] else Group.INFER), None
     if head == "metrics":
         return Group.METRICS, None
     if head == "ui":

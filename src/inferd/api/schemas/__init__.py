@@ -18,6 +18,7 @@ from inferd.api.schemas import (
     keys,
     management,
     metrics,
+    openai,
     predict,
     rollouts,
     server,
@@ -40,6 +41,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *drift.OPERATIONS,
     *alerts.OPERATIONS,
     *metrics.OPERATIONS,
+    *openai.OPERATIONS,
     *ui.OPERATIONS,
 )
 

@@ -1,0 +1,251 @@
+"""OpenAI-compatible generation under ``/openai/v1`` (as KServe's Hugging Face runtime has
+it; ``/v1`` is inferd's management API), and Triton's V2 generate extension.
+
+POST /openai/v1/completions          prompt(s) -> choices; ``stream: true`` for SSE
+POST /openai/v1/chat/completions     messages -> a reply, through the tokenizer's chat template
+GET  /openai/v1/models[/{m}]         the generative models served
+POST /v2/models/{m}[/versions/{v}]/generate          {"text_input", "parameters"} -> text
+POST /v2/models/{m}[/versions/{v}]/generate_stream   the same as server-sent events
+
+These routes answer through ASGI ``send`` themselves, as a streamed answer cannot be one
+body. The API key is checked by the HTTP app before (the ``infer`` group); the OpenAI routes
+name their model in the body, so the key's model scope is checked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from inferd.api import _generation as g
+from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
+from inferd.errors import InferdError, require_method
+from inferd.generative.engine import Engine
+from inferd.monitoring.generate_metrics import GenerateMetrics
+from inferd.security.guard import Guard
+from inferd.security.keys import ApiKey
+from inferd.serving.manager import ModelManager, ModelVersion
+
+GENERATE = ("generate", "generate_stream")
+_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos")
+
+
+def owns(path: str) -> bool:
+    """Whether ``path`` is one of these routes (the HTTP app hands it over whole)."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "openai":
+        return True
+    if parts[:2] != ["v2", "models"]:
+        return False
+    return (len(parts) == 4 and parts[3] in GENERATE) or (
+        len(parts) == 6 and parts[3] == "versions" and parts[5] in GENERATE
+    )
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The prompt for a chat: the tokenizer's template, else inferd's plain one
+    (``<|role|>\\ncontent\\n`` per message, then ``<|assistant|>\\n``)."""
+    if getattr(tokenizer, "chat_template", None):
+        text: str = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return text
+    return "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n"
+
+
+class GenerativeRoutes:
+    """Answers the generation routes.
+
+    Args:
+        manager: the model manager (the version serving a name).
+        metrics: the ``inferd_generate_*`` families; None for none.
+        guard: with auth on, checks the key's model scope for the OpenAI routes.
+    """
+
+    def __init__(
+        self, manager: ModelManager, metrics: GenerateMetrics | None = None,
+        guard: Guard | None = None,
+    ) -> None:  # fmt: skip
+        self.manager = manager
+        self.metrics = metrics
+        self.guard = guard
+
+    async def serve(self, scope: Any, body: bytes, receive: g.Receive, send: g.Send) -> None:
+        """Answer one request whose body has been read; errors answer as ``{"error"}``."""
+        try:
+            await self._dispatch(scope, body, receive, send)
+        except InferdError as err:
+            await g.send_error(send, err)
+
+    async def _dispatch(self, scope: Any, body: bytes, receive: g.Receive, send: g.Send) -> None:
+        parts = scope["path"].strip("/").split("/")
+        method, caller = scope["method"], scope.get("inferd.caller")
+        if parts[0] == "v2":
+            version = parts[4] if len(parts) == 6 else None
+            require_method(method, "POST")
+            request = g.validate(GenerateRequest, body)
+            found = g.generative_version(self.manager, parts[2], version)
+            await self._generate(found, request, parts[-1] == "generate_stream", receive, send)
+            return
+        route = parts[2:] if parts[:2] == ["openai", "v1"] else None
+        if route == ["models"] or (route and len(route) == 2 and route[0] == "models"):
+            require_method(method, "GET")
+            await g.send_json(send, 200, self._models(route[1:], caller))
+        elif route == ["completions"]:
+            require_method(method, "POST")
+            await self._completions(g.validate(CompletionRequest, body), caller, receive, send)
+        elif route == ["chat", "completions"]:
+            require_method(method, "POST")
+            chat = g.validate(ChatCompletionRequest, body)
+            await self._chat(chat, caller, receive, send)
+        else:
+            raise g.PathNotFound(scope["path"])
+
+    def _models(self, named: list[str], caller: ApiKey | None) -> dict[str, Any]:
+        cards = []
+        for name in named or self.manager.names():
+            try:
+                found = g.generative_version(self.manager, name, None)
+                if caller is not None and self.guard is not None:
+                    self.guard.check_model(caller, name)
+            except InferdError:
+                if named:
+                    raise
+                continue
+            cards.append({"id": name, "object": "model", "created": 0, "owned_by": "inferd",
+                          "version": found.label})  # fmt: skip
+        return cards[0] if named else {"object": "list", "data": cards}
+
+    def _resolve(self, model: str, caller: ApiKey | None) -> tuple[ModelVersion, Engine]:
+        if caller is not None and self.guard is not None:
+            self.guard.check_model(caller, model)
+        found = g.generative_version(self.manager, model, None)
+        return found, g.engine_of(found, self.metrics)
+
+    async def _completions(
+        self, req: CompletionRequest, caller: ApiKey | None, receive: g.Receive, send: g.Send
+    ) -> None:
+        found, engine = self._resolve(req.model, caller)
+        params = g.sampling(req.model_dump(), found)
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        prompts = [await asyncio.to_thread(engine.encode, t) for t in texts]
+        for prompt in prompts:
+            g.check_context(engine, prompt, params)
+        head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
+                "created": int(time.time()), "model": req.model}  # fmt: skip
+        choices = g.Choices(engine, prompts, params)
+        usage = req.stream_options.include_usage if req.stream_options else False
+        await _answer(head, choices, req.stream, usage, send, receive, chat=False)
+
+    async def _chat(
+        self, req: ChatCompletionRequest, caller: ApiKey | None, receive: g.Receive, send: g.Send
+    ) -> None:
+        found, engine = self._resolve(req.model, caller)
+        fields = req.model_dump()
+        if req.max_completion_tokens is not None:
+            fields["max_tokens"] = req.max_completion_tokens
+        params = g.sampling(fields, found)
+        messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        text = chat_prompt(engine.tokenizer, messages)
+        prompt = await asyncio.to_thread(engine.encode, text)
+        g.check_context(engine, prompt, params)
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+                "created": int(time.time()), "model": req.model}  # fmt: skip
+        choices = g.Choices(engine, [prompt], params)
+        usage = req.stream_options.include_usage if req.stream_options else False
+        await _answer(head, choices, req.stream, usage, send, receive, chat=True)
+
+    async def _generate(
+        self, found: ModelVersion, req: GenerateRequest, stream: bool, receive: g.Receive,
+        send: g.Send,
+    ) -> None:  # fmt: skip
+        engine = g.engine_of(found, self.metrics)
+        given = {k: req.parameters[k] for k in _SAMPLING if k in req.parameters}
+        given.setdefault("temperature", 0.0)  # Triton's generate is greedy unless told
+        params = g.sampling(given, found)
+        prompt = await asyncio.to_thread(engine.encode, req.text_input)
+        g.check_context(engine, prompt, params)
+        head = {"model_name": found.name, "model_version": found.label}
+        choices = g.Choices(engine, [prompt], params)
+        watcher = asyncio.create_task(g.watch_disconnect(receive, choices))
+        try:
+            if stream:
+                await g.start_events(send)
+                async for _, event in choices.events():
+                    finish = _reason(event.finish)
+                    if event.text or finish:
+                        await g.send_event(send, {**head, "text_output": event.text,
+                                                  "finish_reason": finish})  # fmt: skip
+                await g.end_events(send, done=False)
+                return
+            parts = [event.text async for _, event in choices.events()]
+            await g.send_json(send, 200, {**head, "text_output": "".join(parts)})
+        finally:
+            watcher.cancel()
+
+
+def _reason(finish: str | None) -> str | None:
+    return finish if finish in ("stop", "length") else None
+
+
+async def _answer(
+    head: dict[str, Any], choices: g.Choices, stream: bool, usage: bool, send: g.Send,
+    receive: g.Receive, *, chat: bool,
+) -> None:  # fmt: skip
+    """Run the choices; answer one JSON document, or events as tokens come."""
+    watcher = asyncio.create_task(g.watch_disconnect(receive, choices))
+    try:
+        if stream:
+            await _stream(head, choices, usage, send, chat)
+            return
+        n = len(choices.sequences)
+        texts, counts = [""] * n, [0] * n
+        reasons: list[str | None] = [None] * n
+        async for i, event in choices.events():
+            texts[i] += event.text
+            if event.finish is not None:
+                reasons[i] = _reason(event.finish)
+                counts[i] = event.completion_tokens
+        out = [{"index": i, "finish_reason": reasons[i], "logprobs": None,
+                **({"message": {"role": "assistant", "content": texts[i]}} if chat
+                   else {"text": texts[i]})} for i in range(n)]  # fmt: skip
+        usage_counts = _usage(choices.prompt_tokens, sum(counts))
+        await g.send_json(send, 200, {**head, "choices": out, "usage": usage_counts})
+    finally:
+        watcher.cancel()
+
+
+async def _stream(
+    head: dict[str, Any], choices: g.Choices, usage: bool, send: g.Send, chat: bool
+) -> None:
+    chunk = {**head, "object": "chat.completion.chunk"} if chat else head
+    completion = 0
+    await g.start_events(send)
+    if chat:  # the role comes first, as OpenAI sends it
+        for i in range(len(choices.sequences)):
+            delta = {"index": i, "delta": {"role": "assistant", "content": ""},
+                     "finish_reason": None, "logprobs": None}  # fmt: skip
+            await g.send_event(send, {**chunk, "choices": [delta]})
+    async for i, event in choices.events():
+        finish = _reason(event.finish)
+        if event.finish is not None:
+            completion += event.completion_tokens
+        if not event.text and not finish:
+            continue
+        body: dict[str, Any] = {"index": i, "finish_reason": finish, "logprobs": None}
+        if chat:
+            body["delta"] = {"content": event.text} if event.text else {}
+        else:
+            body["text"] = event.text
+        await g.send_event(send, {**chunk, "choices": [body]})
+    if usage:
+        counts = _usage(choices.prompt_tokens, completion)
+        await g.send_event(send, {**chunk, "choices": [], "usage": counts})
+    await g.end_events(send)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}  # fmt: skip
