@@ -173,6 +173,12 @@ def main() -> int:
         print(f"{mode:<8} {rps[mode]:>15.0f} {cpu:>11.1f}   {each}")
     print(f"on/off throughput: {rps['on'] / rps['off']:.3f}; "
           f"on/before: {rps['on'] / rps['before']:.3f}")  # fmt: skip
+    # Paired per round (the modes of one round ran back to back, under much the same load).
+    paired = [on[0] / off[0] for on, off in zip(runs["on"], runs["off"], strict=True)]
+    cpu_added = [on[1] - off[1] for on, off in zip(runs["on"], runs["off"], strict=True)]
+    print(f"per round on/off: {', '.join(f'{r:.3f}' for r in paired)} "
+          f"(median {statistics.median(paired):.3f}); CPU µs/req added, median "
+          f"{statistics.median(cpu_added):.1f}")  # fmt: skip
     for multiprocess in (False, True):
         micro = _micro_in_subprocess(multiprocess, 20_000)
         label = "multiprocess files" if multiprocess else "single process"
