@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from inferd.api._request import MAX_LIMIT
 from inferd.api.schemas._operation import Operation, Param
 
 TAG = "v1"
@@ -56,7 +57,7 @@ class AlertsOut(BaseModel):
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/alerts", "list_alerts", "active alerts and their history", TAG,
               {200: AlertsOut},
-              params=(Param("limit", "query", Annotated[int, Field(ge=1, le=1000)],
+              params=(Param("limit", "query", Annotated[int, Field(ge=1, le=MAX_LIMIT)],
                             "history entries at most (default 100)"),
                       Param("rule", "query", str, "only this rule's alerts"))),
 )  # fmt: skip
