@@ -126,6 +126,9 @@ def _log_config(config: dict[str, Any] | None) -> dict[str, Any]:
     return {} if config is None else {"log_config": config}
 
 
+WORKER_HEALTHCHECK_S = 30
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -160,6 +163,10 @@ def serve(args: argparse.Namespace) -> int:
         **_log_config(uvicorn_log_config(settings.log_format)),
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        # uvicorn kills a worker that does not answer its supervisor's ping within this; its
+        # 5 s default killed workers still importing runtimes and loading models on a busy
+        # 2-core machine ("Child process died"), and a restarted worker starts over.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         timeout_keep_alive=30,
         limit_concurrency=settings.max_connections,
         backlog=4096,
