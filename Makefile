@@ -32,6 +32,8 @@ system-deps:
 	    prometheus prometheus-alertmanager)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	@command -v haproxy >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy)
 
 # Triton's perf_analyzer, for the tests and benchmarks: the binary in the tritonclient 2.41.0
 # wheel (newer PyPI builds need glibc 2.38), kept apart from the venv's newer tritonclient.
