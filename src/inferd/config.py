@@ -4,6 +4,7 @@
     ├── inputs / outputs: list[TensorConfig]
     ├── batching: BatchingConfig
     ├── warmup: WarmupConfig
+    ├── cache, circuit_breaker, fallback: inferd.resilience.config
     └── version_policy: VersionPolicy
 
 ``load_model_config`` turns validation failures into a :class:`ConfigError` that names the
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferd.errors import ConfigError
+from inferd.resilience.config import BreakerConfig, CacheConfig, FallbackConfig
 from inferd.types import DATATYPES, TensorSpec
 
 Platform = Literal[
@@ -176,6 +178,15 @@ class ModelConfig(_Strict):
         le=1.0,
         description="Share of this model's requests kept in the prediction log (when the "
         "server has one, --prediction-log-uri); None: the server's --prediction-log-rate.",
+    )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig, description="Prediction cache (off by default)."
+    )
+    circuit_breaker: BreakerConfig | None = Field(
+        None, description="Circuit breaker of each version; None: requests always go through."
+    )
+    fallback: FallbackConfig | None = Field(
+        None, description="Versions and a default answer tried when a version fails."
     )
     trust_pickle: bool = Field(
         False,

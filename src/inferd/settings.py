@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Share of requests logged for models whose model.yaml sets no "
         "prediction_log_rate.",
     )
+    # Shared prediction cache (inferd.resilience, docs/resilience.md).
+    cache_redis_url: str | None = Field(
+        None,
+        description="Redis shared by replicas for models whose model.yaml enables the cache "
+        "(redis://host:port/db); None: each process caches alone.",
+    )
     # Alerts (inferd.monitoring.alerts, docs/alerts.md).
     alerts_file: Path | None = Field(
         None,

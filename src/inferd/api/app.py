@@ -40,6 +40,7 @@ from inferd.monitoring.shadow_metrics import ShadowMetrics
 from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
+from inferd.resilience.layer import Resilience
 from inferd.runtimes.trust import parse_roots
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
@@ -124,6 +125,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         settings.prediction_log_uri, settings.prediction_log_rate, metrics.registry
     )
     dataplane.prediction_log = prediction_log
+    resilience = Resilience(metrics.registry, settings.cache_redis_url)  # per model.yaml
+    dataplane.resilience = resilience
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Every process runs the controller; only the holder of the lease in the registry acts.
     rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)
@@ -216,6 +219,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await drift.close()  # the last sampled rows, once no request runs
         if prediction_log is not None:
             await prediction_log.close()  # the last logged requests
+        await resilience.close()  # the shared cache's writes in flight
         await traffic.close()  # the last tallies and exposures, once no request runs
         await rollout_controller.close()  # another process leads at once
         if alerting is not None:

@@ -470,6 +470,9 @@ def _routing_headers(scope: Scope, keys: frozenset[str]) -> dict[str, str]:
 
 
 def _experiment_headers(parameters: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    served = parameters.get("served_from")  # cache, coalesced or fallback (inferd.resilience)
+    if served is not None:
+        headers.append((b"inferd-served-from", str(served).encode()))
     variant = parameters.get("experiment_variant")
     if variant is not None:
         headers.append((b"inferd-experiment-id", str(parameters["experiment_id"]).encode()))

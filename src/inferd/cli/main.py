@@ -42,6 +42,7 @@ _SERVE_FLAGS = {
     "trace_sample_rate": "share of requests traced when no caller decided (default 1.0)",
     "prediction_log_uri": "log sampled requests as Parquet under this folder or URI (default: off)",
     "prediction_log_rate": "share of requests logged where model.yaml sets none (default 0.01)",
+    "cache_redis_url": "Redis shared by replicas for model.yaml caches (default: none)",
     "artifact_root": "where uploaded artifacts go (default INFERD_HOME/artifacts)",
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
     "alerts_file": "alert rules and receivers (alerts.yaml, docs/alerts.md; default: none)",

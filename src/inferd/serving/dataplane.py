@@ -17,6 +17,7 @@ from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.prediction_log import PredictionLog
+from inferd.resilience.layer import Resilience
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 from inferd.serving.validation import validate_request
@@ -59,6 +60,7 @@ class DataPlane:
         self.traffic.shadow.runner = self._run_shadow
         self.drift: DriftSampler | None = None  # drift sampling, set by the app
         self.prediction_log: PredictionLog | None = None  # set by the app when configured
+        self.resilience: Resilience | None = None  # cache, breakers, fallbacks; set by the app
         self._started = False
         self._stopping = False
 
@@ -210,7 +212,11 @@ class DataPlane:
             raise
         self.metrics.request_started(version.name, version.label)
         try:
-            response = await self._run(version, request, start)
+            resilience = self.resilience  # per model.yaml: cache, breaker, fallback chain
+            if resilience is None:
+                response = await self._run(version, request, start)
+            else:
+                response = await resilience.run(version, request, start, self._run, self._resolve)
         except InferdError as err:
             elapsed = time.perf_counter() - start
             self.metrics.observe_request(

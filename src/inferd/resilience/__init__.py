@@ -1,0 +1,12 @@
+"""Resilience between the protocol layer and the model versions: what answers when.
+
+    Resilience (layer.py) ── the data plane's one hook; per model, from model.yaml:
+    ├── LocalCache (cache.py)       LRU bounded in bytes, TTL on an injectable clock
+    ├── RedisCache (redis_cache.py) optional, shared by replicas; its failures never fail a request
+    ├── Coalescer (coalesce.py)     identical requests in flight share one inference
+    ├── CircuitBreaker (breaker.py) per version: closed / open / half-open
+    └── fallback.py                 primary version -> fallback versions -> a default response
+
+Nothing is imported here: ``inferd.config`` imports :mod:`inferd.resilience.config`, and the
+layer imports the model manager, which imports the config.
+"""
