@@ -148,6 +148,11 @@ class Resilience:
             self._hop(primary.name, where, label, reason)
             try:
                 target = await resolve(primary.name, label)
+            except InferdError as err:  # not registered or not loadable: a config problem
+                logger.warning("fallback version %s of model '%s': %s", label, primary.name, err)
+                reason, where = "unavailable", label
+                continue
+            try:
                 hop = dataclasses.replace(request, model_version=label, timeout_ms=left)
                 response = await self._guarded(target, hop, time.perf_counter(), run)
             except InferdError as err:

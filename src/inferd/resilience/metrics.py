@@ -10,6 +10,7 @@ class ResilienceMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry or CollectorRegistry(auto_describe=True)
+        self.registry = r
         self.cache_hits = Counter(
             "inferd_cache_hits_total", "Requests answered from the prediction cache.",
             ["model", "version", "tier"], registry=r,
