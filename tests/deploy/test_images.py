@@ -75,7 +75,8 @@ def test_every_hadolint_ignore_gives_a_reason(name: str) -> None:
     lines = (ROOT / name).read_text().splitlines()
     for i, line in enumerate(lines):
         if "hadolint ignore" in line:
-            assert i > 0 and lines[i - 1].startswith("#"), f"{name}:{i + 1}: no reason above"
+            assert i > 0, f"{name}:1: no reason above the ignore"
+            assert lines[i - 1].startswith("#"), f"{name}:{i + 1}: no reason above"
             assert "hadolint" not in lines[i - 1], f"{name}:{i + 1}: no reason above"
 
 
