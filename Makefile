@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,postgres,jobs,ray,tracing,generative,test,dev
+EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,explain,postgres,jobs,ray,tracing,generative,test,dev
 ARGS ?=
 
 .PHONY: bench-tools install system-deps perf-analyzer grpc-stubs serve test check format bench fuzz clean
