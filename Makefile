@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,explain,postgres,jobs,ray,tracing,generative,test,dev
+EXTRAS := onnx,torch,tensorflow,sklearn,xgboost,lightgbm,explain,postgres,jobs,ray,tracing,generative,cache,test,dev
 ARGS ?=
 
 .PHONY: bench-tools install system-deps perf-analyzer grpc-stubs serve test check format bench fuzz clean
@@ -32,6 +32,8 @@ system-deps:
 	    prometheus prometheus-alertmanager)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	@command -v redis-server >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 	@command -v haproxy >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy)
 
