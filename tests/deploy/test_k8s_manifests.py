@@ -41,7 +41,9 @@ def test_probes_check_what_they_say(target: str) -> None:
 @pytest.mark.parametrize("target", SERVING)
 def test_grace_period_outlasts_the_pause_and_the_drain(target: str) -> None:
     pause = server_container(render(target))["lifecycle"]["preStop"]["sleep"]["seconds"]
-    drain = _settings(target).graceful_timeout_s
+    settings = _settings(target)
+    # A drain delay (not ready, still serving) comes before the drain where the server has one.
+    drain = getattr(settings, "drain_delay_s", 0.0) + settings.graceful_timeout_s
     assert _pod_spec(target)["terminationGracePeriodSeconds"] > pause + drain
 
 
