@@ -142,3 +142,18 @@ def test_healthcheck_tells_a_ready_server_from_none(repo: Path, tmp_path: Path) 
     with Server(repo, tmp_path / "home") as server:
         assert check(server.port) == 0
     assert check(free_port()) != 0
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_build_context_holds_what_the_build_copies(name: str) -> None:
+    # .dockerignore excludes everything, then lets back in what the build stage copies.
+    kept = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    for word, rest in _instructions(ROOT / name):
+        if word == "COPY" and not rest.startswith("--from="):
+            *sources, _dest = rest.split()
+            assert set(sources) <= kept, f"{name}: COPY {sources}, context keeps {sorted(kept)}"
+            assert all((ROOT / source).exists() for source in sources)
