@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = Field(
         30.0, gt=0, description="On SIGTERM, how long in-flight and queued requests may finish."
     )
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="On SIGTERM, how long readiness reports not ready before the listeners "
+        "close, so a load balancer's health check stops sending first (docs/rolling-updates.md).",
+    )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     access_log: bool = Field(False, description="Log every HTTP request (costs throughput).")
     log_format: Literal["text", "json"] = Field(

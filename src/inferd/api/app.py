@@ -57,6 +57,7 @@ from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.shadow_store import ShadowStore
 from inferd.traffic.store import ExperimentStore
 from inferd.transport.grpc.tls import server_tls
+from inferd.transport.http.drain import DrainOnTerm
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         await control.run()
 
     async def startup() -> None:
+        # SIGTERM: not ready first, listeners closed drain_delay_s later (balancers notice).
+        DrainOnTerm(settings.drain_delay_s, dataplane.drain).install()
         if security.guard is not None:
             await security.start(settings.poll_interval_s, tasks)
         await grpc_server.start()

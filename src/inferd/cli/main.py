@@ -34,6 +34,7 @@ _SERVE_FLAGS = {
     "workers": "server processes sharing the HTTP port (default 1)",
     "max_body_bytes": "largest request body in bytes (default 64 MiB)",
     "graceful_timeout_s": "seconds in-flight requests may take to finish on SIGTERM",
+    "drain_delay_s": "seconds readiness is false on SIGTERM before the listeners close (default 0)",
     "request_read_timeout_s": "seconds a client has to send a whole request (default 30)",
     "max_connections": "connections one process serves at once; 503 above (default 2048)",
     "log_level": "critical, error, warning, info or debug",
@@ -64,8 +65,8 @@ _INT_FLAGS = {
     "device_memory_budget_bytes",
 }  # fmt: skip
 _FLOAT_FLAGS = {
-    "graceful_timeout_s", "poll_interval_s", "request_read_timeout_s", "trace_sample_rate",
-    "prediction_log_rate",
+    "graceful_timeout_s", "drain_delay_s", "poll_interval_s", "request_read_timeout_s",
+    "trace_sample_rate", "prediction_log_rate",
 }  # fmt: skip
 _CHOICES = {"grpc_transport": ("grpcio", "native"), "log_format": ("text", "json")}
 

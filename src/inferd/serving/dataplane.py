@@ -88,8 +88,12 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready once the start-up load finished, until shutdown begins."""
+        """Ready once the start-up load finished, until draining or shutdown begins."""
         return self._started and not self._stopping
+
+    def drain(self) -> None:
+        """Report not ready from now on, while still serving (SIGTERM, before shutdown)."""
+        self._stopping = True
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "inferd", "version": __version__, "extensions": EXTENSIONS}
