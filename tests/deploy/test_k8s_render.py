@@ -15,7 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from fixtures.k8s import K8S, TARGETS, find, render
+from fixtures.k8s import K8S, ROOT, TARGETS, find, render
 
 KUBERNETES_VERSION = "1.37.0"
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -24,6 +24,7 @@ CUSTOM = {
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "clusterservingruntime",
     ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule",
 }
 
 
@@ -99,6 +100,7 @@ def test_a_misspelt_kubernetes_field_fails() -> None:
         ("kserve", "ClusterServingRuntime", ("spec", "containers", 0), {"ports": "8080"}),
         ("kserve", "InferenceService", ("spec", "predictor", "model"), {"storageURI": "x"}),
         ("base", "ServiceMonitor", ("spec", "endpoints", 0), {"interval": "15 seconds"}),
+        ("base", "PrometheusRule", ("spec", "groups", 0, "rules", 0), {"alert": "Both"}),
     ],
 )
 def test_a_bad_custom_resource_fails(
@@ -116,3 +118,11 @@ def test_a_bad_custom_resource_fails(
 def test_prometheus_adapter_rules_validate() -> None:
     rules = yaml.safe_load((K8S / "prometheus-adapter" / "rules.yaml").read_text())
     jsonschema.validate(rules, _schema("prometheus-adapter"))
+
+
+def test_prometheusrule_holds_the_rules_of_deploy_prometheus() -> None:
+    """base/prometheusrule.yaml is generated; rerun scripts/gen_prometheusrule.py if this fails."""
+    groups = []
+    for name in ("recording.yml", "alerts.yml"):
+        groups += yaml.safe_load((ROOT / "deploy" / "prometheus" / name).read_text())["groups"]
+    assert find(render("base"), "PrometheusRule")["spec"]["groups"] == groups
