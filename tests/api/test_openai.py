@@ -13,6 +13,7 @@ from fixtures.generative import MODEL, TinyLM, lm_repository, tiny_lm  # noqa: F
 
 from inferd.api.app import build_app
 from inferd.api.openai import chat_prompt
+from inferd.security.policy import Group, classify_http
 from inferd.settings import Settings
 
 PROMPT = "Hello world"
@@ -165,3 +166,41 @@ async def test_metrics_after_generation(client: httpx.AsyncClient) -> None:
     assert f"inferd_generate_time_to_first_token_seconds_count{{{label}}} 1.0" in text
     assert f"inferd_generate_time_per_output_token_seconds_count{{{label}}} 3.0" in text
     assert f'inferd_generate_tokens_total{{kind="completion",{label}}} 4.0' in text
+
+
+def test_generation_is_inference_for_auth() -> None:
+    assert classify_http("/openai/v1/completions") == (Group.INFER, None)
+    assert classify_http("/openai/v1/chat/completions") == (Group.INFER, None)
+    assert classify_http("/openai/v1/models") == (Group.READ, None)
+    assert classify_http("/v2/models/m/generate_stream") == (Group.INFER, "m")
+    assert classify_http("/v2/models/m/versions/2/generate") == (Group.INFER, "m")
+
+
+async def test_a_scoped_key_sees_and_uses_only_its_models(
+    tiny_lm: TinyLM,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    admin = "bootstrap-admin-key-0123456789"
+    repo = lm_repository(tmp_path / "repo", tiny_lm)
+    app = build_app(Settings(home=tmp_path, model_repository=repo, admin_key=admin))
+    assert await app.dataplane.start() == {}
+    try:
+        assert app.guard is not None
+        app.guard.refresh()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                     timeout=60) as c:  # fmt: skip
+            keys = {}
+            for models in ([MODEL], ["other"]):
+                r = await c.post("/v1/keys", json={"role": "predict", "models": models},
+                                 headers={"authorization": f"Bearer {admin}"})  # fmt: skip
+                keys[models[0]] = {"authorization": f"Bearer {r.json()['key']}"}
+            body = {"model": MODEL, "prompt": PROMPT, "max_tokens": 2}
+            assert (await c.post("/openai/v1/completions", json=body)).status_code == 401
+            r = await c.post("/openai/v1/completions", json=body, headers=keys[MODEL])
+            assert r.status_code == 200, r.text
+            r = await c.post("/openai/v1/completions", json=body, headers=keys["other"])
+            assert r.status_code == 403, r.text
+            r = await c.get("/openai/v1/models", headers=keys["other"])
+            assert r.json()["data"] == []
+    finally:
+        await app.dataplane.stop()

@@ -126,3 +126,37 @@ def test_new_sequences_join_between_decode_steps(tiny_lm: TinyLM) -> None:  # no
     assert engine.batch.mask is None
     texts = ["".join(e.text for e in events) for events in (first, late)]
     assert texts == [tiny_lm.greedy(p, 6)[1] for p in (PROMPTS[1], PROMPTS[0])]
+
+
+def test_running_streams_get_a_token_every_step_while_a_long_prompt_prefills(
+    tiny_lm: TinyLM,  # noqa: F811
+) -> None:
+    engine = _engine(tiny_lm, max_running=4, token_budget=20)
+    params = SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True)
+    running: list[Event] = []
+    engine.submit(engine.encode(PROMPTS[0]), params, running.append)
+    engine.admit()
+    engine.step()
+    long_prompt = engine.encode(PROMPTS[1] * 3)
+    assert len(long_prompt) > 60
+    late: list[Event] = []
+    engine.submit(long_prompt, params, late.append)
+    engine.admit()
+    steps = 0
+    while not late:
+        before = len(running)
+        engine.step()
+        steps += 1
+        assert len(running) == before + 1  # the running stream never skips a step
+    assert steps >= 3  # the prompt took several chunks of at most 19 tokens
+
+
+def test_stop_cancels_what_is_still_running(tiny_lm: TinyLM) -> None:  # noqa: F811
+    engine = _engine(tiny_lm)
+    engine.start()
+    stream = SyncStream()
+    params = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
+    engine.submit(engine.encode(PROMPTS[0]), params, stream.sink)
+    engine.stop()
+    _, final = stream.result(timeout=60)
+    assert final.finish in ("cancelled", "length")

@@ -225,9 +225,9 @@ class Engine:
         seq.cache = None
         if reason == "stop" and not seq.text.stopped:
             text += seq.text.flush()
-        seq.sink(seq.event(text, None, reason, error))
-        if self.observer is not None:
+        if self.observer is not None:  # before the caller hears of the end: counts are final
             self.observer.finished(len(seq.prompt), len(seq.output), reason)
+        seq.sink(seq.event(text, None, reason, error))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
