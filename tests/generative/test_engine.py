@@ -160,3 +160,25 @@ def test_stop_cancels_what_is_still_running(tiny_lm: TinyLM) -> None:  # noqa: F
     engine.stop()
     _, final = stream.result(timeout=60)
     assert final.finish in ("cancelled", "length")
+
+
+def test_a_caller_that_cannot_take_events_is_cancelled_not_the_engine(
+    tiny_lm: TinyLM,  # noqa: F811
+) -> None:
+    engine = _engine(tiny_lm)
+
+    def closed_loop(event: Event) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    gone = engine.submit(engine.encode(PROMPTS[0]), params, closed_loop)
+    fine: list[Event] = []
+    engine.submit(engine.encode(PROMPTS[2]), params, fine.append)
+    engine.admit()
+    engine.step()
+    assert gone.cancelled
+    engine.step()
+    assert gone.finish == "cancelled"
+    while engine.scheduler.busy:
+        engine.step()
+    assert fine[-1].finish == "length"

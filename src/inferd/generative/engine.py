@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from inferd.generative.kv import BatchCache
 from inferd.generative.sampling import SamplingParams, new_generator, pick
 from inferd.generative.scheduler import Plan, Scheduler
-from inferd.generative.sequence import Sequence, Sink
+from inferd.generative.sequence import Event, Sequence, Sink
 from inferd.generative.text import TextStream
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Engine:
         seq = Sequence(list(prompt), params, stream, sink, new_generator(self.torch, params.seed))
         with self._wake:
             if self._stopping:
-                seq.sink(seq.event("", None, "cancelled"))
+                _emit(seq, seq.event("", None, "cancelled"))
                 return seq
             self._inbox.append(seq)
             self._wake.notify()
@@ -125,7 +125,12 @@ class Engine:
                     if self._stopping:
                         break
                 self.admit()
-                self.step()
+                try:
+                    self.step()
+                except Exception:  # a bug here must not leave every stream hanging silently
+                    logger.exception("generation engine step failed; dropping its sequences")
+                    for seq in [*self.scheduler.prefilling, *self.scheduler.running]:
+                        self._finish(seq, "error", "generation engine failure")
         for seq in [*self._inbox, *self.scheduler.waiting, *self.scheduler.prefilling,
                     *self.scheduler.running]:  # fmt: skip
             self._finish(seq, "cancelled")
@@ -214,7 +219,7 @@ class Engine:
         elif len(seq.output) >= seq.params.max_tokens or seq.length + 1 >= self.max_context:
             self._finish(seq, "length", text=text + seq.text.flush())
         else:
-            seq.sink(seq.event(text, token, None))
+            _emit(seq, seq.event(text, token, None))
 
     def _finish(self, seq: Sequence, reason: str, error: str = "", text: str = "") -> None:
         if seq.finish is not None:
@@ -227,7 +232,17 @@ class Engine:
             text += seq.text.flush()
         if self.observer is not None:  # before the caller hears of the end: counts are final
             self.observer.finished(len(seq.prompt), len(seq.output), reason)
-        seq.sink(seq.event(text, None, reason, error))
+        _emit(seq, seq.event(text, None, reason, error))
+
+
+def _emit(seq: Sequence, event: Event) -> None:
+    """Hand an event to its caller; a caller that cannot take it (its loop closed) is
+    cancelled instead of stopping the engine thread."""
+    try:
+        seq.sink(event)
+    except Exception:
+        logger.warning("sequence %d: its caller is gone; cancelling it", seq.id, exc_info=True)
+        seq.cancelled = True
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
