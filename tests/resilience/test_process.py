@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis
+import tritonclient.grpc as grpcclient
 from fixtures.redis import redis_server
 from fixtures.servers import Server
 
@@ -105,7 +107,14 @@ def test_fallback_chain_markers_metrics_and_log(served: tuple[Server, Server, st
     assert default.headers["inferd-served-from"] == "fallback"
     assert default.json()["outputs"][0]["data"] == [0.5]
     assert default.json()["parameters"]["fallback_default"] is True
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{a.grpc_port}")
+    x = grpcclient.InferInput("x", [1], "FP32")
+    x.set_data_from_numpy(np.array([-2.0], np.float32))
+    result = client.infer("flaky", [x])  # over gRPC: the marker is in the response parameters
+    client.close()
+    assert result.get_response().parameters["served_from"].string_param == "fallback"
+    np.testing.assert_array_equal(result.as_numpy("y"), [-3.0])
     metrics = httpx.get(f"{a.url}/metrics").text
-    assert 'inferd_fallback_total{model="flaky",reason="error"} 3.0' in metrics
+    assert 'inferd_fallback_total{model="flaky",reason="error"} 4.0' in metrics
     assert "fallback: model 'flaky' version 2 -> 1 (reason: error)" in a.output()
     assert "fallback: model 'flaky' version 1 -> default (reason: error)" in a.output()
