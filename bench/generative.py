@@ -49,7 +49,7 @@ class Timings:
     def finished(self, prompt_tokens: int, completion_tokens: int, reason: str) -> None:
         pass
 
-    def queues(self, running: int, waiting: int) -> None:
+    def queues(self, running: int, waiting: int, cache_bytes: int) -> None:
         pass
 
 

@@ -166,6 +166,7 @@ async def test_metrics_after_generation(client: httpx.AsyncClient) -> None:
     assert f"inferd_generate_time_to_first_token_seconds_count{{{label}}} 1.0" in text
     assert f"inferd_generate_time_per_output_token_seconds_count{{{label}}} 3.0" in text
     assert f'inferd_generate_tokens_total{{kind="completion",{label}}} 4.0' in text
+    assert f"inferd_generate_kv_cache_bytes{{{label}}} 0.0" in text  # the batch is empty again
 
 
 def test_generation_is_inference_for_auth() -> None:

@@ -182,3 +182,19 @@ def test_a_caller_that_cannot_take_events_is_cancelled_not_the_engine(
     while engine.scheduler.busy:
         engine.step()
     assert fine[-1].finish == "length"
+
+
+def test_the_batch_cache_grows_with_rows_and_empties(tiny_lm: TinyLM) -> None:  # noqa: F811
+    engine = _engine(tiny_lm)
+    params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
+    engine.submit(engine.encode(PROMPTS[0]), params, lambda e: None)
+    engine.admit()
+    engine.step()
+    one = engine.batch.bytes
+    engine.submit(engine.encode(PROMPTS[0]), params, lambda e: None)
+    engine.admit()
+    engine.step()
+    assert engine.batch.bytes > one > 0
+    while engine.scheduler.busy:
+        engine.step()
+    assert engine.batch.bytes == 0

@@ -35,7 +35,7 @@ class Observer(Protocol):
     def first_token(self, seconds: float) -> None: ...
     def next_token(self, seconds: float) -> None: ...
     def finished(self, prompt_tokens: int, completion_tokens: int, reason: str) -> None: ...
-    def queues(self, running: int, waiting: int) -> None: ...
+    def queues(self, running: int, waiting: int, cache_bytes: int) -> None: ...
 
 
 class Engine:
@@ -163,7 +163,8 @@ class Engine:
         self.steps += 1
         if self.observer is not None:
             s = self.scheduler
-            self.observer.queues(len(s.running), len(s.waiting) + len(s.prefilling))
+            self.observer.queues(len(s.running), len(s.waiting) + len(s.prefilling),
+                                 self.batch.bytes)  # fmt: skip
         return plan
 
     def _prefill(self, seq: Sequence, tokens: int) -> None:

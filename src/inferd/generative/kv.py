@@ -69,6 +69,11 @@ class BatchCache:
             for k, v in self.layers
         ]
 
+    @property
+    def bytes(self) -> int:
+        """Memory the batch's keys and values hold, padding included."""
+        return sum(t.numel() * t.element_size() for pair in self.layers for t in pair)
+
     def step(self) -> tuple[Any, Any]:
         """The cache object and attention mask for one decode step (one new token per row)."""
         torch = self._torch

@@ -49,6 +49,11 @@ class GenerateMetrics:
             "inferd_generate_waiting_sequences", "Sequences queued or prefilling their prompt.",
             ["model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.cache = Gauge(
+            "inferd_generate_kv_cache_bytes", "Bytes the decode batch's KV cache holds "
+            "(keys and values, padding included).", ["model"], registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
 
     def observer(self, model: str) -> ModelObserver:
         """An ``inferd.generative.engine.Observer`` for one model's engine."""
@@ -67,6 +72,7 @@ class ModelObserver:
         self._model = model
         self._running = metrics.running.labels(model)
         self._waiting = metrics.waiting.labels(model)
+        self._cache = metrics.cache.labels(model)
 
     def first_token(self, seconds: float) -> None:
         self._ttft.observe(seconds)
@@ -79,6 +85,7 @@ class ModelObserver:
         self._completion.inc(completion_tokens)
         self._sequences.labels(self._model, reason).inc()
 
-    def queues(self, running: int, waiting: int) -> None:
+    def queues(self, running: int, waiting: int, cache_bytes: int) -> None:
         self._running.set(running)
         self._waiting.set(waiting)
+        self._cache.set(cache_bytes)
