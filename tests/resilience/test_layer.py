@@ -183,3 +183,18 @@ async def test_redis_down_never_fails_a_request() -> None:
 
 def _metrics(layer: Resilience) -> str:
     return generate_latest(layer.metrics.registry).decode()
+
+
+async def test_cached_answers_do_not_keep_their_batch_alive() -> None:
+    layer = Resilience()
+    primary = version(1, cache={"enabled": True})
+    batch = np.zeros(100_000, np.float32)  # a batch's output; each request gets a view of it
+
+    async def run(v: ModelVersion, request: InferenceRequest, start: float) -> Any:
+        return InferenceResponse(v.name, v.label, {"y": batch[:1]})
+
+    await layer.run(primary, req([1]), time.perf_counter(), run, Fleet({}, {}).resolve)
+    hit = await layer.run(primary, req([1]), time.perf_counter(), run, Fleet({}, {}).resolve)
+    assert hit.parameters == {"served_from": "cache"}
+    assert hit.outputs["y"].base is None  # a copy of the row, not a view of the batch
+    assert 'inferd_cache_bytes{model="m"} 132.0' in _metrics(layer)

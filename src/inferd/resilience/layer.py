@@ -205,10 +205,10 @@ class Resilience:
                 return shared, BatchInfo(0, rows_of(request))
             self.metrics.cache_misses.labels(*labels).inc()
             response = await run(version, request, start)
-            self._keep(version.name, local, key, response.outputs)
+            outputs = self._keep(version.name, local, key, response.outputs)
             if self.redis is not None and config.shared:
-                self._share(key, response.outputs, config.ttl_s)
-            return response.outputs, response.batch
+                self._share(key, outputs, config.ttl_s)
+            return outputs, response.batch
 
         if config.coalesce:
             (outputs, info), leader = await self._flights.run(key, fill)
@@ -235,9 +235,13 @@ class Resilience:
         found.max_bytes, found.ttl_s = config.max_bytes, config.ttl_s  # a reload may change them
         return found
 
-    def _keep(self, model: str, local: LocalCache, key: bytes, outputs: Outputs) -> None:
-        local.put(key, outputs)
+    def _keep(self, model: str, local: LocalCache, key: bytes, outputs: Outputs) -> Outputs:
+        # A request's outputs are often views of its batch's arrays: keeping a view would keep
+        # the whole batch alive while the byte bound counts only the view.
+        owned = {n: a if a.base is None else a.copy() for n, a in outputs.items()}
+        local.put(key, owned)
         self.metrics.cache_bytes.labels(model).set(local.bytes)
+        return owned
 
     def _share(self, key: bytes, outputs: Outputs, ttl_s: float) -> None:
         if self.redis is None:
