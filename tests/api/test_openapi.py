@@ -35,6 +35,8 @@ V2_BODY = {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1
 BODIES: dict[str, Any] = {
     "model_infer": V2_BODY,
     "model_version_infer": V2_BODY,
+    "model_explain": V2_BODY,
+    "model_version_explain": V2_BODY,
     "predict": {"model_name": "linear", "input_data": {"x": [1.0, 2.0]}},
     "update_model": {"description": "documented"},
     "update_version": {"description": "documented"},

@@ -25,6 +25,8 @@ from inferd.api.openai import GenerativeRoutes
 from inferd.api.openai import owns as generative_path
 from inferd.api.ui import is_ui_path, ui_response
 from inferd.errors import InferdError, InvalidInput, PayloadTooLarge, require_method
+from inferd.explain.reference import wants_explanation
+from inferd.explain.service import Explanations
 from inferd.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from inferd.monitoring.tracing import RequestTrace, Tracing, annotate_current
 from inferd.protocol._prescan import PRESCAN_BYTES
@@ -126,6 +128,7 @@ class HttpApp:
         self._openapi: bytes | None = None  # built on first GET /openapi.json
         # /openai/v1/... and V2 generate: they stream, so they answer through send themselves.
         self.generative: GenerativeRoutes | None = None
+        self.explanations = Explanations()  # /explain and explain: true
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -301,9 +304,9 @@ class HttpApp:
         action = rest[0] if rest else ""
         if len(rest) > 1:
             return _not_found("/v2/models/" + "/".join(parts))
-        if action == "infer":
+        if action in ("infer", "explain"):
             require_method(method, "POST")
-            return await self._infer(name, version, scope, receive)
+            return await self._infer(name, version, scope, receive, action == "explain")
         require_method(method, "GET")
         if action == "":
             return _json(200, dp.model_metadata(name, version))
@@ -317,7 +320,7 @@ class HttpApp:
         return _not_found("/v2/models/" + "/".join(parts))
 
     async def _infer(
-        self, name: str, version: str | None, scope: Scope, receive: Receive
+        self, name: str, version: str | None, scope: Scope, receive: Receive, explain: bool = False
     ) -> Result:
         try:
             body = await self._body(scope, receive)
@@ -332,11 +335,21 @@ class HttpApp:
                 )
             if self.limits is not None:
                 self.limits.check(request)
+            explain = explain or wants_explanation(request.parameters)
         except InferdError as err:
             self.dataplane.record_rejected(name, "http", err.http_status)
             raise
         if self._tracing is not None:
             annotate_current(request.id, request.model_name, request.model_version)
+        if explain:  # attributions instead of outputs (inferd.explain, docs/explanations.md)
+            explained = await self.explanations.answer(self.dataplane, request)
+            payload, extra = encode_infer_response(explained, fmt)
+            return (
+                200,
+                payload,
+                [(k.encode(), v.encode()) for k, v in extra.items()]
+                + [(b"x-model-version", explained.model_version.encode())],
+            )
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by header
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "http", found)

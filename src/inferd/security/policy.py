@@ -55,7 +55,7 @@ REQUIRED_ROLE: dict[Group, Role | None] = {
     Group.ADMIN: Role.ADMIN,
 }
 ALL_MODELS = "*"
-_INFER_ACTIONS = ("infer", "generate", "generate_stream")
+_INFER_ACTIONS = ("infer", "explain", "generate", "generate_stream")
 Target = tuple[Group, str | None]
 
 

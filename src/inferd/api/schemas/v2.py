@@ -162,6 +162,10 @@ def _model_operations() -> list[Operation]:
                       f"{what}: inference statistics", "v2", {200: Statistics}),
             Operation("POST", f"{prefix}/infer", f"{scope}_infer", f"run inference on {what}",
                       "v2", {200: infer_answer}, body=infer_body, params=(header_length,)),
+            Operation("POST", f"{prefix}/explain", f"{scope}_explain",
+                      f"per-feature attributions of {what}'s score for each row (outputs "
+                      "attributions and base_value; the infer body; docs/explanations.md)",
+                      "v2", {200: infer_answer}, body=infer_body, params=(header_length,)),
         ]  # fmt: skip
     return found
 
