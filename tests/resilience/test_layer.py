@@ -1,6 +1,7 @@
 """Resilience.run with fake versions: the fallback chain, its reasons, deadlines, breakers,
 and a Redis that is down."""
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ from fixtures.servers import free_port
 from prometheus_client import generate_latest
 
 from inferd.config import parse_model_config
-from inferd.errors import InferdError, InferenceFailed, InvalidInput, ModelNotFound
+from inferd.errors import (
+    InferdError,
+    InferenceFailed,
+    InvalidInput,
+    ModelNotFound,
+    RequestTimeout,
+)
 from inferd.resilience.layer import Resilience
 from inferd.serving.manager import ModelVersion
 from inferd.types import InferenceRequest, InferenceResponse, Signature, TensorSpec
@@ -198,3 +205,25 @@ async def test_cached_answers_do_not_keep_their_batch_alive() -> None:
     assert hit.parameters == {"served_from": "cache"}
     assert hit.outputs["y"].base is None  # a copy of the row, not a view of the batch
     assert 'inferd_cache_bytes{model="m"} 132.0' in _metrics(layer)
+
+
+async def test_a_coalesced_waiter_keeps_its_own_deadline() -> None:
+    layer = Resilience()
+    primary = version(1, cache={"enabled": True})
+    gate = asyncio.Event()
+    fleet = Fleet({}, {})
+
+    async def slow(v: ModelVersion, request: InferenceRequest, start: float) -> Any:
+        await gate.wait()
+        return await fleet.run(v, request, start)
+
+    leader = asyncio.ensure_future(
+        layer.run(primary, req([1]), time.perf_counter(), slow, fleet.resolve)
+    )
+    await asyncio.sleep(0)
+    with pytest.raises(RequestTimeout, match="identical request in flight"):
+        await layer.run(primary, req([1], timeout_ms=20), time.perf_counter(), slow,
+                        fleet.resolve)  # fmt: skip
+    gate.set()
+    assert (await leader).outputs["y"][0] == 11  # the shared inference went on
+    assert fleet.calls == ["1"]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
 
-from inferd.errors import InferdError
+from inferd.errors import InferdError, RequestTimeout
 from inferd.resilience.breaker import CircuitBreaker, CircuitOpen, CircuitState
 from inferd.resilience.cache import LocalCache, Outputs
 from inferd.resilience.coalesce import Coalescer
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 Run = Callable[[ModelVersion, InferenceRequest, float], Awaitable[InferenceResponse]]
 Resolve = Callable[[str, str | None], Awaitable[ModelVersion]]
 SERVED_FROM = "served_from"
+_Flight = tuple[Outputs, BatchInfo]  # what one shared inference hands every waiter
 
 
 class Resilience:
@@ -59,7 +60,7 @@ class Resilience:
         )
         self._caches: dict[str, LocalCache] = {}
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
-        self._flights: Coalescer[tuple[Outputs, BatchInfo]] = Coalescer()
+        self._flights: Coalescer[_Flight] = Coalescer()
         self._writes: set[asyncio.Task[None]] = set()  # Redis writes in flight, kept alive
 
     async def run(
@@ -197,12 +198,11 @@ class Resilience:
             self.metrics.cache_hits.labels(*labels, "local").inc()
             return _answer(version, request, start, found, BatchInfo(0, rows_of(request)), "cache")
 
-        async def fill() -> tuple[Outputs, BatchInfo]:
+        async def fill() -> _Flight:
             shared = await self.redis.get(key) if self.redis and config.shared else None
             if shared is not None:
                 self.metrics.cache_hits.labels(*labels, "redis").inc()
-                self._keep(version.name, local, key, shared)
-                return shared, BatchInfo(0, rows_of(request))
+                return self._keep(version.name, local, key, shared), BatchInfo(0, rows_of(request))
             self.metrics.cache_misses.labels(*labels).inc()
             response = await run(version, request, start)
             outputs = self._keep(version.name, local, key, response.outputs)
@@ -211,7 +211,7 @@ class Resilience:
             return outputs, response.batch
 
         if config.coalesce:
-            (outputs, info), leader = await self._flights.run(key, fill)
+            (outputs, info), leader = await self._join(version, key, fill, request, start)
         else:
             (outputs, info), leader = await fill(), True
         if not leader:
@@ -220,6 +220,24 @@ class Resilience:
         if info.batch_size == 0:  # Redis answered, no batch ran
             served = "cache"
         return _answer(version, request, start, outputs, info, served)
+
+    async def _join(
+        self, version: ModelVersion, key: bytes, fill: Callable[[], Awaitable[_Flight]],
+        request: InferenceRequest, start: float,
+    ) -> tuple[_Flight, bool]:  # fmt: skip
+        """Share the flight under ``key``, waiting no longer than this request's deadline
+        (the flight runs under the first request's; leaving it does not cancel it)."""
+        left = remaining_ms(request, start)
+        if left is None:
+            return await self._flights.run(key, fill)
+        try:
+            return await asyncio.wait_for(self._flights.run(key, fill), max(left, 0.0) / 1000.0)
+        except TimeoutError:
+            waited = (time.perf_counter() - start) * 1000.0
+            where = "waiting for an identical request in flight"
+            raise RequestTimeout(
+                version.name, version.label, waited, request.timeout_ms or 0.0, where
+            ) from None
 
     def _cache(self, version: ModelVersion) -> LocalCache:
         config = version.config.cache
