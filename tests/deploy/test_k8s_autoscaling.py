@@ -7,16 +7,22 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from fixtures.k8s import K8S, ROOT, find, kinds, render
+from fixtures.prometheus import Prometheus, started
+from fixtures.servers import Server
 
 ADAPTER = K8S / "prometheus-adapter" / "rules.yaml"
 NAME = re.compile(r"\b(inferd_[a-z0-9_]+)")
 # What Prometheus Adapter puts in place of its template variables, for promtool.
+WAIT_S = 30
 TEMPLATES = {"<<.LabelMatchers>>": 'namespace="inferd",pod="p"', "<<.GroupBy>>": "pod"}
 
 
@@ -42,14 +48,15 @@ def _rules() -> list[dict[str, Any]]:
     return rules
 
 
-def _adapter_queries() -> list[str]:
-    queries = []
+def _adapter_queries(templates: dict[str, str] = TEMPLATES) -> dict[str, str]:
+    """HPA metric name -> the PromQL the adapter runs for it, variables filled in."""
+    queries = {}
     for rule in _rules():
         (series,) = NAME.findall(rule["seriesQuery"])
         query = rule["metricsQuery"].replace("<<.Series>>", series)
-        for var, value in TEMPLATES.items():
+        for var, value in templates.items():
             query = query.replace(var, value)
-        queries.append(query)
+        queries[rule["name"]["as"]] = query
     return queries
 
 
@@ -90,7 +97,7 @@ def test_rules_and_triggers_read_exported_series() -> None:
 
 
 def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
-    queries = _adapter_queries() + [t["metadata"]["query"] for t in _keda_triggers()]
+    queries = [*_adapter_queries().values()] + [t["metadata"]["query"] for t in _keda_triggers()]
     assert not _promtool_errors(queries, tmp_path)
 
 
@@ -116,3 +123,44 @@ def test_keda_replaces_the_hpa_and_scales_to_zero() -> None:
     assert spec["scaleTargetRef"]["name"] == find(objects, "Deployment")["metadata"]["name"]
     # At zero replicas no inferd series exists: one trigger must read something upstream.
     assert any(not NAME.search(t["metadata"]["query"]) for t in _keda_triggers())
+
+
+def _value(prometheus: Prometheus, query: str) -> float | None:
+    found = prometheus.query(query)
+    return float(found[0]["value"][1]) if found else None
+
+
+def _wait_for(prometheus: Prometheus, query: str, wanted: Callable[[float], bool]) -> float:
+    deadline = time.monotonic() + WAIT_S
+    while (value := _value(prometheus, query)) is None or not wanted(value):
+        assert time.monotonic() < deadline, f"{query!r} is {value} after {WAIT_S} s"
+        time.sleep(0.2)
+    return value
+
+
+@pytest.mark.slow
+def test_adapter_rules_answer_for_a_busy_and_an_idle_server(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "inferd").mkdir()
+    (tmp_path / "prometheus").mkdir()
+    with Server(repo, tmp_path / "inferd") as server:
+        target = f"127.0.0.1:{server.port}"
+        # A pod is an instance here; a 5 s window instead of 2 m keeps the wait short.
+        fill = {"<<.LabelMatchers>>": f'instance="{target}"', "<<.GroupBy>>": "instance"}
+        queries = {k: q.replace("[2m]", "[5s]") for k, q in _adapter_queries(fill).items()}
+        with started(Prometheus(tmp_path / "prometheus", [target], [])) as prometheus:
+            assert isinstance(prometheus, Prometheus)
+            body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+            p95 = queries["inferd_request_duration_seconds_p95"]
+
+            def busy(value: float) -> bool:
+                # Requests while Prometheus scrapes: the rate needs two scrapes that differ.
+                for _ in range(5):
+                    url = f"{server.url}/v2/models/linear/infer"
+                    httpx.post(url, json=body, timeout=10).raise_for_status()
+                return value > 0
+
+            busy(0.0)  # the histogram's series exist once a request was answered
+            assert 0 < _wait_for(prometheus, p95, busy) < 10
+            assert _wait_for(prometheus, queries["inferd_queue_depth"], lambda v: v >= 0) == 0
+            # Idle: no request in the window; 0, not NaN and not missing.
+            assert _wait_for(prometheus, p95, lambda v: v == 0) == 0
