@@ -176,6 +176,16 @@ def test_bad_url_and_retry_settings() -> None:
     assert retry.delay(10, error) == 1.0
 
 
+def test_a_gateways_502_is_retried_and_a_500_is_not() -> None:
+    from inferd.client._types import http_error
+
+    # HAProxy answers 502 when the replica it chose died before answering (SIGKILL).
+    lost = http_error(502, "Bad Gateway", None)
+    assert (lost.code, lost.retryable) == ("UNAVAILABLE", True)
+    failed = http_error(500, "boom", None)
+    assert (failed.code, failed.retryable) == ("INTERNAL", False)
+
+
 def test_management_calls_go_over_http(server: Server) -> None:
     with Client(url(server, "http")) as client:
         answer = client.management("GET", "models")

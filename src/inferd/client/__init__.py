@@ -5,8 +5,8 @@
     ...     y = client.infer("linear", {"x": np.array([1, 2, 3], dtype=np.float32)})["y"]
 
 Numpy arrays in and out; HTTP sends binary tensors by default; calls refused as unavailable
-(503 / UNAVAILABLE) are retried with backoff (:class:`Retry`); every other refusal raises
-:class:`ClientError` with the server's message. Over ``http(s)://`` the clients also
+(503 / UNAVAILABLE, a gateway's 502) are retried with backoff (:class:`Retry`); every other
+refusal raises :class:`ClientError` with the server's message. Over ``http(s)://`` the clients also
 manage the registry (``list_models``, ``register_version``, ``promote``, ``rollback``,
 ``audit``), batch jobs (``submit_job``, ``wait_for_job``), API keys (``create_key``) and
 A/B experiments (``create_experiment``, ``experiment_action``, ``post_outcomes``,

@@ -54,7 +54,7 @@ class AsyncClient:
         url: ``http://host:8000`` or ``grpc://host:8001`` (``https://`` and ``grpcs://`` for
             TLS).
         timeout: seconds per call unless a call says otherwise.
-        retry: the retry policy for 503 / UNAVAILABLE.
+        retry: the retry policy for 502 / 503 / UNAVAILABLE.
         binary: HTTP only: binary tensor extension (default) or JSON.
         max_message_bytes: gRPC only: largest message sent or received.
         api_key: API key sent with every call (``Authorization: Bearer``, gRPC metadata

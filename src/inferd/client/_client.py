@@ -75,7 +75,8 @@ class Client:
     """A blocking client for inferd (and any Open Inference Protocol server) over HTTP or gRPC.
 
     Arrays go in and come out as numpy; HTTP uses binary tensors unless ``binary=False``.
-    Calls refused as unavailable (503 / UNAVAILABLE: overload, draining, loading) are retried
+    Calls refused as unavailable (503 / UNAVAILABLE: overload, draining, loading; 502: a
+    gateway lost the replica; no answer: connection refused or reset) are retried
     with exponential backoff per ``retry``; other errors raise :class:`ClientError` at once.
 
     Args:

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-# Status codes worth retrying: the server is overloaded, draining or still loading.
-RETRYABLE_HTTP = frozenset({503})
+# Status codes worth retrying: the server is overloaded, draining or still loading (503), or
+# a gateway in front (HAProxy, nginx, an ingress) lost the replica before it answered (502).
+RETRYABLE_HTTP = frozenset({502, 503})
 RETRYABLE_GRPC = frozenset({"UNAVAILABLE"})
 
 
@@ -64,7 +65,8 @@ class ClientError(Exception):
 
 _HTTP_TO_GRPC = {
     400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED", 409: "ALREADY_EXISTS",
-    413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+    413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }  # fmt: skip
 _GRPC_TO_HTTP = {
@@ -95,7 +97,8 @@ def _seconds(value: str | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Retries with exponential backoff for calls refused as unavailable (503 / UNAVAILABLE).
+    """Retries with exponential backoff for calls refused as unavailable (502 from a gateway,
+    503, UNAVAILABLE, no answer at all).
 
     Args:
         attempts: calls in all, the first included (1 disables retries).
