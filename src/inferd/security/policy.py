@@ -9,7 +9,7 @@ read        /v2, model metadata, ready, config, stats,         predict
             /v1/models/{m}/shadow... (changes need operator),
             GET /v1/models/{m}/drift,
             GET /v1/models/{m}/metrics
-infer       .../infer, /predict, gRPC ModelInfer[Stream],      predict
+infer       .../infer, .../explain, /predict, gRPC ModelInfer[Stream], predict
             /v1/experiments/{id}/outcomes, .../generate[_stream],
             /openai/v1/completions, /openai/v1/chat/completions
             (GET /openai/v1/models: read)
