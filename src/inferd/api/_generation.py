@@ -177,8 +177,9 @@ async def send_error(send: Send, err: InferdError) -> None:
     await send_json(send, err.http_status, encode_error(err.message), headers)
 
 
-async def start_events(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+async def start_events(send: Send, headers: Sequence[Any] = ()) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*SSE_HEADERS, *headers]})  # fmt: skip
 
 
 async def send_event(send: Send, payload: Any) -> None:

@@ -242,7 +242,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         limits=security.limits,
         tracing=tracing,
     )
-    app.generative = GenerativeRoutes(manager, GenerateMetrics(metrics.registry), security.guard)
+    app.generative = GenerativeRoutes(
+        manager, GenerateMetrics(metrics.registry), security.guard, traffic
+    )
     if app.management is not None:
         app.management.jobs = JobRoutes(jobs)
         app.management.keys = KeyRoutes(security.store, security.refresh)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from inferd.api import _generation as g
@@ -27,8 +29,12 @@ from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.security.guard import Guard
 from inferd.security.keys import ApiKey
 from inferd.serving.manager import ModelManager, ModelVersion
+from inferd.traffic.policy import TrafficPolicy
+from inferd.types import InferenceRequest
 
 GENERATE = ("generate", "generate_stream")
+Headers = list[tuple[bytes, bytes]]
+Answer = Callable[[ModelVersion, Engine, Headers, g.Receive, g.Send], Awaitable[None]]
 _SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos")
 
 
@@ -62,15 +68,17 @@ class GenerativeRoutes:
         manager: the model manager (the version serving a name).
         metrics: the ``inferd_generate_*`` families; None for none.
         guard: with auth on, checks the key's model scope for the OpenAI routes.
+        traffic: experiments and canary rollouts choose the version of OpenAI requests.
     """
 
     def __init__(
         self, manager: ModelManager, metrics: GenerateMetrics | None = None,
-        guard: Guard | None = None,
+        guard: Guard | None = None, traffic: TrafficPolicy | None = None,
     ) -> None:  # fmt: skip
         self.manager = manager
         self.metrics = metrics
         self.guard = guard
+        self.traffic = traffic
 
     async def serve(self, scope: Any, body: bytes, receive: g.Receive, send: g.Send) -> None:
         """Answer one request whose body has been read; errors answer as ``{"error"}``."""
@@ -95,11 +103,14 @@ class GenerativeRoutes:
             await g.send_json(send, 200, self._models(route[1:], caller))
         elif route == ["completions"]:
             require_method(method, "POST")
-            await self._completions(g.validate(CompletionRequest, body), caller, receive, send)
+            req = g.validate(CompletionRequest, body)
+            await self._routed(req.model, req.user, scope, partial(self._completions, req),
+                               receive, send)  # fmt: skip
         elif route == ["chat", "completions"]:
             require_method(method, "POST")
             chat = g.validate(ChatCompletionRequest, body)
-            await self._chat(chat, caller, receive, send)
+            await self._routed(chat.model, chat.user, scope, partial(self._chat, chat),
+                               receive, send)  # fmt: skip
         else:
             raise g.PathNotFound(scope["path"])
 
@@ -118,16 +129,40 @@ class GenerativeRoutes:
                           "version": found.label})  # fmt: skip
         return cards[0] if named else {"object": "list", "data": cards}
 
-    def _resolve(self, model: str, caller: ApiKey | None) -> tuple[ModelVersion, Engine]:
+    async def _routed(
+        self, model: str, user: str | None, scope: Any, answer: Answer, receive: g.Receive,
+        send: g.Send,
+    ) -> None:  # fmt: skip
+        """Check the key's scope, let experiments and rollouts choose the version (by
+        ``user``, as ``/predict``'s ``user_id``), answer, and count the answer for them."""
+        caller = scope.get("inferd.caller")
         if caller is not None and self.guard is not None:
             self.guard.check_model(caller, model)
-        found = g.generative_version(self.manager, model, None)
-        return found, g.engine_of(found, self.metrics)
+        route = request = None
+        if self.traffic is not None and self.traffic.live:
+            request = InferenceRequest(model, None, {}, id=uuid.uuid4().hex, routing_key=user)
+            route = self.traffic.route(request, _headers(scope))
+        start, status = time.perf_counter(), 500
+        try:
+            found = g.generative_version(self.manager, model, route.version if route else None)
+            headers = [(b"x-model-version", found.label.encode())]
+            if route is not None:
+                headers += [(b"inferd-experiment-id", route.experiment.encode()),
+                            (b"inferd-experiment-variant", route.variant.encode())]  # fmt: skip
+            await answer(found, g.engine_of(found, self.metrics), headers, receive, send)
+            status = 200
+        except InferdError as err:
+            status = err.http_status
+            raise
+        finally:
+            if self.traffic is not None and route is not None and request is not None:
+                elapsed_ms = 1000 * (time.perf_counter() - start)
+                self.traffic.record(route, request, status, elapsed_ms)
 
     async def _completions(
-        self, req: CompletionRequest, caller: ApiKey | None, receive: g.Receive, send: g.Send
-    ) -> None:
-        found, engine = self._resolve(req.model, caller)
+        self, req: CompletionRequest, found: ModelVersion, engine: Engine, headers: Headers,
+        receive: g.Receive, send: g.Send,
+    ) -> None:  # fmt: skip
         params = g.sampling(req.model_dump(), found)
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         prompts = [await asyncio.to_thread(engine.encode, t) for t in texts]
@@ -137,12 +172,12 @@ class GenerativeRoutes:
                 "created": int(time.time()), "model": req.model}  # fmt: skip
         choices = g.Choices(engine, prompts, params)
         usage = req.stream_options.include_usage if req.stream_options else False
-        await _answer(head, choices, req.stream, usage, send, receive, chat=False)
+        await _answer(head, choices, req.stream, usage, send, receive, headers, chat=False)
 
     async def _chat(
-        self, req: ChatCompletionRequest, caller: ApiKey | None, receive: g.Receive, send: g.Send
-    ) -> None:
-        found, engine = self._resolve(req.model, caller)
+        self, req: ChatCompletionRequest, found: ModelVersion, engine: Engine, headers: Headers,
+        receive: g.Receive, send: g.Send,
+    ) -> None:  # fmt: skip
         fields = req.model_dump()
         if req.max_completion_tokens is not None:
             fields["max_tokens"] = req.max_completion_tokens
@@ -155,7 +190,7 @@ class GenerativeRoutes:
                 "created": int(time.time()), "model": req.model}  # fmt: skip
         choices = g.Choices(engine, [prompt], params)
         usage = req.stream_options.include_usage if req.stream_options else False
-        await _answer(head, choices, req.stream, usage, send, receive, chat=True)
+        await _answer(head, choices, req.stream, usage, send, receive, headers, chat=True)
 
     async def _generate(
         self, found: ModelVersion, req: GenerateRequest, stream: bool, receive: g.Receive,
@@ -186,19 +221,23 @@ class GenerativeRoutes:
             watcher.cancel()
 
 
+def _headers(scope: Any) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 def _reason(finish: str | None) -> str | None:
     return finish if finish in ("stop", "length") else None
 
 
 async def _answer(
     head: dict[str, Any], choices: g.Choices, stream: bool, usage: bool, send: g.Send,
-    receive: g.Receive, *, chat: bool,
+    receive: g.Receive, headers: Headers, *, chat: bool,
 ) -> None:  # fmt: skip
     """Run the choices; answer one JSON document, or events as tokens come."""
     watcher = asyncio.create_task(g.watch_disconnect(receive, choices))
     try:
         if stream:
-            await _stream(head, choices, usage, send, chat)
+            await _stream(head, choices, usage, send, headers, chat)
             return
         n = len(choices.sequences)
         texts, counts = [""] * n, [0] * n
@@ -212,17 +251,22 @@ async def _answer(
                 **({"message": {"role": "assistant", "content": texts[i]}} if chat
                    else {"text": texts[i]})} for i in range(n)]  # fmt: skip
         usage_counts = _usage(choices.prompt_tokens, sum(counts))
-        await g.send_json(send, 200, {**head, "choices": out, "usage": usage_counts})
+        await g.send_json(send, 200, {**head, "choices": out, "usage": usage_counts}, headers)
     finally:
         watcher.cancel()
 
 
 async def _stream(
-    head: dict[str, Any], choices: g.Choices, usage: bool, send: g.Send, chat: bool
+    head: dict[str, Any],
+    choices: g.Choices,
+    usage: bool,
+    send: g.Send,
+    headers: Headers,
+    chat: bool,
 ) -> None:
     chunk = {**head, "object": "chat.completion.chunk"} if chat else head
     completion = 0
-    await g.start_events(send)
+    await g.start_events(send, headers)
     if chat:  # the role comes first, as OpenAI sends it
         for i in range(len(choices.sequences)):
             delta = {"index": i, "delta": {"role": "assistant", "content": ""},

@@ -42,6 +42,7 @@ class Sampling(_Body):
     stream: bool = Field(False, description="answer with server-sent events")
     stream_options: StreamOptions | None = None
     ignore_eos: bool = Field(False, description="extension: go on past end-of-sequence")
+    user: str | None = Field(None, description="routing key of experiments and canaries")
 
 
 class CompletionRequest(Sampling):
