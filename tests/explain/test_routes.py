@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from fixtures.models import build_xgboost_classifier, classification_data
 
 from inferd.api.app import build_app
 from inferd.explain.base import NotExplainable
@@ -20,6 +21,9 @@ from inferd.types import Signature, TensorSpec
 
 @pytest.fixture
 async def client(repo: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    x, y = classification_data(rows=200)
+    build_xgboost_classifier(repo / "boost" / "1" / "model.json", x, y, trees=5)
+    (repo / "boost" / "model.yaml").write_text("platform: xgboost\n")
     app = build_app(Settings(home=tmp_path, model_repository=repo))
     assert await app.dataplane.start() == {}
     transport = httpx.ASGITransport(app=app)
@@ -56,6 +60,19 @@ async def test_explain_route_and_parameter_answer_alike(client: httpx.AsyncClien
     assert answer["parameters"]["explainer"] == "kernel_shap"
     assert answer["parameters"]["explained"] == "y"
     assert routed.headers["x-model-version"] == "2"
+
+
+async def test_a_served_booster_explains_its_margin_exactly(client: httpx.AsyncClient) -> None:
+    x = classification_data(rows=4, seed=1)[0].astype(np.float32)
+    tensor = {"name": "x", "shape": [4, 6], "datatype": "FP32", "data": x.ravel().tolist()}
+    found = outputs(await client.post("/v2/models/boost/explain", json={"inputs": [tensor]}))
+    assert found["attributions"].shape == (4, 3, 6)
+    margin = outputs(await client.post("/v2/models/boost/infer", json={"inputs": [tensor]}))[
+        "margin"
+    ]
+    np.testing.assert_allclose(
+        found["attributions"].sum(axis=-1) + found["base_value"], margin, atol=1e-5
+    )
 
 
 async def test_the_mlp_gets_bounded_kernel_attributions_that_add_up(
