@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         0.0,
         ge=0,
         description="On SIGTERM, how long readiness reports not ready before the listeners "
-        "close, so a load balancer's health check stops sending first (docs/rolling-updates.md).",
+        "close, so a load balancer's health check stops sending first (docs/deploy.md).",
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     access_log: bool = Field(False, description="Log every HTTP request (costs throughput).")
