@@ -13,6 +13,7 @@ import pytest
 from fixtures.generative import MODEL, MODEL_YAML, TinyLM, lm_repository, tiny_lm  # noqa: F401
 
 from inferd.api.app import build_app
+from inferd.api.http import HttpApp
 from inferd.api.openai import chat_prompt
 from inferd.security.policy import Group, classify_http
 from inferd.settings import Settings
@@ -21,14 +22,19 @@ PROMPT = "Hello world"
 
 
 @pytest.fixture
-async def client(tiny_lm: TinyLM, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
+async def app(tiny_lm: TinyLM, tmp_path: Path) -> AsyncIterator[HttpApp]:  # noqa: F811
     repo = lm_repository(tmp_path / "repo", tiny_lm)
-    app = build_app(Settings(home=tmp_path, model_repository=repo))
-    assert await app.dataplane.start() == {}
+    application = build_app(Settings(home=tmp_path, model_repository=repo))
+    assert await application.dataplane.start() == {}
+    yield application
+    await application.dataplane.stop()
+
+
+@pytest.fixture
+async def client(app: HttpApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
         yield c
-    await app.dataplane.stop()
 
 
 def _events(text: str) -> list[Any]:
@@ -243,3 +249,21 @@ async def test_an_experiment_routes_openai_requests_by_user(
             assert sum(v["requests"] for v in results["variants"]) == 24
     finally:
         await app.dataplane.stop()
+
+
+async def test_a_failure_after_the_stream_began_is_an_error_event(
+    app: HttpApp, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine: Any = app.dataplane.manager.get(MODEL, None).runtime.engine  # type: ignore[union-attr]
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine.model, "forward", boom)
+    body = {"model": MODEL, "prompt": PROMPT, "max_tokens": 4, "stream": True}
+    r = await client.post("/openai/v1/completions", json=body)
+    assert r.status_code == 200
+    assert _events(r.text) == [{"error": "generation failed: RuntimeError: boom"}, "[DONE]"]
+    r = await client.post("/openai/v1/completions", json={**body, "stream": False})
+    assert r.status_code == 500
+    assert r.json() == {"error": "generation failed: RuntimeError: boom"}

@@ -208,11 +208,14 @@ class GenerativeRoutes:
         try:
             if stream:
                 await g.start_events(send)
-                async for _, event in choices.events():
-                    finish = _reason(event.finish)
-                    if event.text or finish:
-                        await g.send_event(send, {**head, "text_output": event.text,
-                                                  "finish_reason": finish})  # fmt: skip
+                try:
+                    async for _, event in choices.events():
+                        finish = _reason(event.finish)
+                        if event.text or finish:
+                            await g.send_event(send, {**head, "text_output": event.text,
+                                                      "finish_reason": finish})  # fmt: skip
+                except InferdError as err:  # the answer has begun: the error is an event
+                    await g.send_event(send, {"error": err.message})
                 await g.end_events(send, done=False)
                 return
             parts = [event.text async for _, event in choices.events()]
@@ -265,13 +268,27 @@ async def _stream(
     chat: bool,
 ) -> None:
     chunk = {**head, "object": "chat.completion.chunk"} if chat else head
-    completion = 0
     await g.start_events(send, headers)
     if chat:  # the role comes first, as OpenAI sends it
         for i in range(len(choices.sequences)):
             delta = {"index": i, "delta": {"role": "assistant", "content": ""},
                      "finish_reason": None, "logprobs": None}  # fmt: skip
             await g.send_event(send, {**chunk, "choices": [delta]})
+    try:
+        completion = await _deltas(chunk, choices, send, chat)
+    except InferdError as err:  # the answer has begun: the error is an event, then the end
+        await g.send_event(send, {"error": err.message})
+        await g.end_events(send)
+        return
+    if usage:
+        counts = _usage(choices.prompt_tokens, completion)
+        await g.send_event(send, {**chunk, "choices": [], "usage": counts})
+    await g.end_events(send)
+
+
+async def _deltas(chunk: dict[str, Any], choices: g.Choices, send: g.Send, chat: bool) -> int:
+    """Send each text delta as an event; return the completion tokens of every choice."""
+    completion = 0
     async for i, event in choices.events():
         finish = _reason(event.finish)
         if event.finish is not None:
@@ -284,10 +301,7 @@ async def _stream(
         else:
             body["text"] = event.text
         await g.send_event(send, {**chunk, "choices": [body]})
-    if usage:
-        counts = _usage(choices.prompt_tokens, completion)
-        await g.send_event(send, {**chunk, "choices": [], "usage": counts})
-    await g.end_events(send)
+    return completion
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
