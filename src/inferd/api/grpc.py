@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 
 from inferd.errors import InferdError, InvalidInput
+from inferd.explain.reference import wants_explanation
+from inferd.explain.service import Explanations
 from inferd.monitoring.tracing import (
     REQUEST_ID_HEADER,
     TRACE_ID_HEADER,
@@ -81,6 +83,7 @@ class InferenceService:
         self.limits = limits
         # Tested once per call: None unless tracing or JSON logs are on.
         self._tracing = tracing if tracing is not None and tracing.active else None
+        self.explanations = Explanations()  # parameters {explain: true} on ModelInfer
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Method name -> handler; methods not listed (shared memory...) are UNIMPLEMENTED."""
@@ -206,11 +209,14 @@ class InferenceService:
             request = decode_infer_request(msg, context.time_remaining())
             if self.limits is not None:
                 self.limits.check(request)
+            explain = wants_explanation(request.parameters)
         except InferdError as err:
             self.dataplane.record_rejected(msg.model_name, "grpc", err.http_status)
             raise
         if self._tracing is not None:
             annotate_current(request.id, request.model_name, request.model_version)
+        if explain:  # attributions instead of outputs (docs/explanations.md)
+            return encode_infer_response(await self.explanations.answer(self.dataplane, request))
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by metadata
         found = _routing_metadata(context, keys) if keys else None
         return encode_infer_response(await self.dataplane.infer(request, "grpc", found))
