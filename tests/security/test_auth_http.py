@@ -57,6 +57,7 @@ ENDPOINTS = [
     ("read", "GET", "/v2/models/linear/ready", None),
     ("read", "GET", "/v2/models/linear/config", None),
     ("infer", "POST", "/v2/models/linear/infer", X),
+    ("infer", "POST", "/v2/models/linear/explain", X),
     ("infer", "POST", "/predict", {"model_name": "linear", "input_data": {"x": [1.0]}}),
     ("metrics", "GET", "/metrics", None),
     ("repository", "POST", "/v2/repository/index", None),
