@@ -7,23 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.explain import served
 
-from inferd.config import parse_model_config
 from inferd.explain import ExplainLimits, Explanations
 from inferd.runtimes import Runtime
-from inferd.serving.manager import ModelVersion, VersionState
 from inferd.types import InferenceRequest, InferenceResponse
 
 Explain = Callable[..., Awaitable[InferenceResponse]]
-
-
-def served(runtime: Runtime, platform: str) -> ModelVersion:
-    """A ready version 1 of model ``m`` around a loaded runtime."""
-    config = parse_model_config({"platform": platform}, "test", "m")
-    return ModelVersion(
-        "m", 1, config, None, state=VersionState.READY, runtime=runtime,
-        signature=runtime.signature(),
-    )  # fmt: skip
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import served
+from fixtures.explain import served
 from fixtures.models import build_sklearn_classifier, classification_data, load_runtime
 
 from inferd.errors import InvalidInput
