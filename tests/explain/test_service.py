@@ -11,7 +11,7 @@ import pytest
 from fixtures.explain import served
 from fixtures.models import build_sklearn_classifier, classification_data, load_runtime
 
-from inferd.errors import InvalidInput
+from inferd.errors import ConfigError, InvalidInput
 from inferd.explain import ExplainLimits, Explanations
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -43,3 +43,9 @@ async def test_answers_repeat_and_survive_a_hot_swap(tmp_path: Path) -> None:
     version.runtime = load_runtime("sklearn", tmp_path / "1" / "model.skops")  # a hot swap
     swapped = await service.explain(request, version)
     np.testing.assert_array_equal(first.outputs["attributions"], swapped.outputs["attributions"])
+
+
+@pytest.mark.parametrize("field", ["max_rows", "kernel_samples", "concurrency"])
+def test_limits_must_be_positive_integers(field: str) -> None:
+    with pytest.raises(ConfigError, match=f"{field}.*expected an integer >= 1, got 0"):
+        ExplainLimits(**{field: 0})

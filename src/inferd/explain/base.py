@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferd.errors import InferdError
+from inferd.errors import ConfigError, InferdError
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,13 @@ class ExplainLimits:
     max_background: int = 32
     max_evaluations: int = 2_000_000
     concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_kernel_rows", "kernel_samples", "max_background",
+                     "max_evaluations", "concurrency"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError("ExplainLimits", name, f"expected an integer >= 1, got {value!r}")
 
 
 class NotExplainable(InferdError):
