@@ -24,7 +24,14 @@ from inferd.resilience.config import BreakerConfig, CacheConfig, FallbackConfig
 from inferd.types import DATATYPES, TensorSpec
 
 Platform = Literal[
-    "onnx", "torchscript", "torch_export", "tensorflow", "sklearn", "xgboost", "lightgbm", "python",
+    "onnx",
+    "torchscript",
+    "torch_export",
+    "tensorflow",
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "python",
     "transformers",
 ]
 

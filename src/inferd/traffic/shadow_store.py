@@ -30,8 +30,10 @@ class ShadowNotFound(InferdError):
     grpc_code = "NOT_FOUND"
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"model '{model}' has no shadow traffic configured; PUT a "
-                         '{"version", "fraction"} body to its shadow endpoint to set one')  # fmt: skip
+        super().__init__(
+            f"model '{model}' has no shadow traffic configured; PUT a "
+            '{"version", "fraction"} body to its shadow endpoint to set one'
+        )
 
 
 class ShadowStore:
