@@ -124,6 +124,7 @@ async def test_binary_outputs_are_honoured(client: httpx.AsyncClient) -> None:
             [1.0] * 17,
             "input 'x': expected at most 16 rows per kernel_shap explanation, got 17 rows",
         ),
+        ({}, [], "input 'x': expected at least one row, got 0 rows"),
     ],
 )
 async def test_bad_requests_get_400_naming_what_and_where(

@@ -82,6 +82,8 @@ class Explanations:
             raise NotExplainable(version.name, version.label, "a loaded version", version.state)
         spec = tabular_input(version.name, version.label, signature)
         x = validate_request(request, signature)[spec.name]
+        if len(x) == 0:  # nothing to explain, and no shape to explain it in
+            raise InvalidInput(f"input '{spec.name}'", "at least one row", "0 rows")
         x = x.reshape(len(x), -1)
         async with self._slots:
             explainer = await asyncio.to_thread(self._explainer, version, runtime, request)
