@@ -22,12 +22,13 @@ import numpy as np
 
 from inferd.explain.base import Explainer, Explanation
 
+# Not IsolationForest: shap explains its path length, not the score it serves.
 _TREES = (
     "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
     "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor",
     "ExtraTreeClassifier", "ExtraTreeRegressor", "GradientBoostingClassifier",
     "GradientBoostingRegressor", "HistGradientBoostingClassifier",
-    "HistGradientBoostingRegressor", "IsolationForest",
+    "HistGradientBoostingRegressor",
 )  # fmt: skip
 
 
