@@ -198,8 +198,12 @@ class Engine:
         out = self._forward(ids, mask, positions, cache)
         self.batch.absorb(cache, mask)
         logits = out.logits[:, -1]
+        greedy = logits.argmax(dim=-1).tolist()  # one call for every greedy row, not one each
         for i, seq in enumerate(rows):
-            self._accept(seq, pick(torch, logits[i], seq.params, seq.generator))
+            if seq.params.temperature == 0.0:
+                self._accept(seq, greedy[i])
+            else:
+                self._accept(seq, pick(torch, logits[i], seq.params, seq.generator))
 
     def _accept(self, seq: Sequence, token: int) -> None:
         """Record a sampled token, hand out its text, end the sequence if it is done."""
