@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +53,27 @@ def test_rs256_token_maps_to_role_and_scope(pem_file: Path) -> None:
     assert verifier.verify(token()).models is None
 
 
-@pytest.mark.parametrize(
-    ("bad", "needle"),
-    [
-        (token(OTHER), "Signature verification failed"),
-        (token(exp=int(time.time()) - 3600), "expired"),
-        (token(role="root"), "claim 'role' must be predict, operator or admin; got 'root'"),
-        (token(role=None), "got None"),
-        (token(models="linear"), "claim 'models' must be a list"),
-        (jwt.encode({"sub": "a", "role": "admin"}, RSA, algorithm="RS256"), "exp"),
-        (token(aud="someone-else"), "aud"),
-        ("a.b.c", "malformed JWT"),
-    ],
-)
-def test_bad_tokens_are_refused_with_the_reason(pem_file: Path, bad: str, needle: str) -> None:
+# Tokens are made when the test runs, not at collection: a suite slower than their 600 s
+# lifetime would otherwise see "Signature has expired" instead of the reason under test.
+BAD_TOKENS: list[tuple[Callable[[], str], str]] = [
+    (lambda: token(OTHER), "Signature verification failed"),
+    (lambda: token(exp=int(time.time()) - 3600), "expired"),
+    (lambda: token(role="root"), "claim 'role' must be predict, operator or admin; got 'root'"),
+    (lambda: token(role=None), "got None"),
+    (lambda: token(models="linear"), "claim 'models' must be a list"),
+    (lambda: jwt.encode({"sub": "a", "role": "admin"}, RSA, algorithm="RS256"), "exp"),
+    (lambda: token(aud="someone-else"), "aud"),
+    (lambda: "a.b.c", "malformed JWT"),
+]
+
+
+@pytest.mark.parametrize(("bad", "needle"), BAD_TOKENS)
+def test_bad_tokens_are_refused_with_the_reason(
+    pem_file: Path, bad: Callable[[], str], needle: str
+) -> None:
     verifier = JwtVerifier(JwtSettings(key_file=pem_file))
     with pytest.raises(Unauthenticated, match=needle.replace("(", r"\(")) as info:
-        verifier.verify(bad)
+        verifier.verify(bad())
     assert info.value.http_status == 401
 
 
