@@ -1,5 +1,6 @@
 """Three replicas on one PostgreSQL behind HAProxy: a rolling restart with a promotion in the
-middle loses no request, and a replica killed with SIGKILL loses only what it had in flight.
+middle loses no request, and a replica killed with SIGKILL loses at most one request per client
+(in flight on it, or sent to it before HAProxy marked it down), which the SDK's retry recovers.
 
 Real parts throughout: `inferd serve` processes, PostgreSQL and HAProxy from Debian, the inferd
 SDK over HTTP and gRPC. bench/rolling_update.py runs the same roll for longer and prints the
