@@ -7,6 +7,11 @@ app (see docs/performance.md for the measurements behind the choice).
 Bodies of LARGE_BODY_BYTES or more are decoded in a worker thread, after a pre-scan that
 checks every input's declared shape against the server's limits and the model's signature,
 and counts its data, before any data is parsed (docs/security.md, "Request bodies").
+
+Past 500 lines because the router is one flat dispatch over every HTTP route family (V2,
+``/predict``, explain, generate, ``/v1``, health, metrics, ``/ui``): the route families' own
+logic lives in their modules, and what stays here is the shared decode/answer path that
+each route's per-request cost depends on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The blocking client: :class:`Client`."""
+"""The blocking client: :class:`Client`.
+
+Past 500 lines because :class:`Client` is the SDK's one public surface: every management
+area (models, experiments, rollouts, shadow, drift, alerts, jobs, keys) is a few thin
+methods over the shared request helpers in :mod:`inferd.client._manage`, kept on one class
+so that ``help(Client)`` lists them all.
+"""
 
 from __future__ import annotations
 
