@@ -27,51 +27,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _inprocess import drive, mlp_plane
 
-from inferd.config import load_model_config
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.metrics import Metrics
-from inferd.serving.dataplane import DataPlane
 from inferd.serving.examples import ensure_examples
-from inferd.serving.manager import ModelManager
-from inferd.types import InferenceRequest
 
 MODES = {"off": None, "1%": 0.01, "100%": 1.0}
-
-
-async def _drive(plane: DataPlane, concurrency: int, seconds: float) -> int:
-    x = np.random.default_rng(0).random((1, 256), dtype=np.float32)
-    stop = time.perf_counter() + seconds
-    done = 0
-
-    async def caller() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            request = InferenceRequest(model_name="mlp", model_version=None, inputs={"x": x})
-            await plane.infer(request, "http")
-            done += 1
-
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return done
 
 
 async def _measure(mode: str, repo: Path, args: argparse.Namespace) -> tuple[float, float, int]:
     """Requests per second, CPU µs per request and requests sampled of one mode."""
     metrics = Metrics()
-    manager = ModelManager(metrics)
-    config = load_model_config(repo / "mlp" / "model.yaml", "mlp")
-    await manager.load_version(config, 1, repo / "mlp" / "1" / "model.onnx")
-    plane = DataPlane(manager, metrics)
+    plane = await mlp_plane(repo, metrics)
     sampler = DriftSampler(None, seed=0)
     rate = MODES[mode]
     sampler.rates = {} if rate is None else {"mlp": rate}
     plane.drift = sampler
     await plane.start()
-    await _drive(plane, args.concurrency, 1.0)  # warm-up
+    await drive(plane, args.concurrency, 1.0)  # warm-up
     cpu, wall = time.process_time(), time.perf_counter()
-    count = await _drive(plane, args.concurrency, args.duration)
+    count = await drive(plane, args.concurrency, args.duration)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    await manager.close()
+    await plane.manager.close()
     return count / wall, cpu / max(count, 1) * 1e6, sampler.sampled
 
 

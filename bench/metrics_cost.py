@@ -32,14 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _inprocess import drive, mlp_plane
 
-from inferd.config import load_model_config
 from inferd.monitoring.metrics import Metrics
-from inferd.serving.dataplane import DataPlane
 from inferd.serving.examples import ensure_examples
-from inferd.serving.manager import ModelManager
-from inferd.types import InferenceRequest
 
 
 class OffMetrics(Metrics):
@@ -71,35 +67,16 @@ class BeforeMetrics(Metrics):
 MODES: dict[str, type[Metrics]] = {"off": OffMetrics, "before": BeforeMetrics, "on": Metrics}
 
 
-async def _drive(plane: DataPlane, concurrency: int, seconds: float) -> int:
-    x = np.random.default_rng(0).random((1, 256), dtype=np.float32)
-    stop = time.perf_counter() + seconds
-    done = 0
-
-    async def caller() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            request = InferenceRequest(model_name="mlp", model_version=None, inputs={"x": x})
-            await plane.infer(request, "http")
-            done += 1
-
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return done
-
-
 async def _measure(mode: str, repo: Path, args: argparse.Namespace) -> tuple[float, float]:
     """Requests per second and CPU µs per request of one mode (fresh manager and metrics)."""
     metrics = MODES[mode]()
-    manager = ModelManager(metrics)
-    config = load_model_config(repo / "mlp" / "model.yaml", "mlp")
-    await manager.load_version(config, 1, repo / "mlp" / "1" / "model.onnx")
-    plane = DataPlane(manager, metrics)
+    plane = await mlp_plane(repo, metrics)
     await plane.start()  # no model control: serves what the manager holds
-    await _drive(plane, args.concurrency, 1.0)  # warm-up
+    await drive(plane, args.concurrency, 1.0)  # warm-up
     cpu, wall = time.process_time(), time.perf_counter()
-    count = await _drive(plane, args.concurrency, args.duration)
+    count = await drive(plane, args.concurrency, args.duration)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    await manager.close()
+    await plane.manager.close()
     return count / wall, cpu / max(count, 1) * 1e6
 
 

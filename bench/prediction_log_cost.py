@@ -29,34 +29,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _inprocess import drive, mlp_plane
 from prometheus_client import CollectorRegistry
 
-from inferd.config import ModelConfig, load_model_config
+from inferd.config import ModelConfig
 from inferd.monitoring.metrics import Metrics
 from inferd.monitoring.prediction_log import PredictionLog
 from inferd.monitoring.prediction_log_writer import ParquetSink
-from inferd.serving.dataplane import DataPlane
 from inferd.serving.examples import ensure_examples
-from inferd.serving.manager import ModelManager
 from inferd.types import InferenceRequest, InferenceResponse
 
 MODES: dict[str, float | None] = {"off": None, "1%": 0.01, "100%": 1.0}
-
-
-async def _drive(plane: DataPlane, concurrency: int, seconds: float) -> int:
-    x = np.random.default_rng(0).random((1, 256), dtype=np.float32)
-    stop = time.perf_counter() + seconds
-    done = 0
-
-    async def caller() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            request = InferenceRequest(model_name="mlp", model_version=None, inputs={"x": x})
-            await plane.infer(request, "http")
-            done += 1
-
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return done
 
 
 async def _measure(
@@ -64,24 +47,21 @@ async def _measure(
 ) -> tuple[float, float, int]:
     """Requests/s, CPU µs per request and requests written, for one mode."""
     metrics = Metrics(CollectorRegistry())
-    manager = ModelManager(metrics)
-    config = load_model_config(repo / "mlp" / "model.yaml", "mlp")
-    await manager.load_version(config, 1, repo / "mlp" / "1" / "model.onnx")
-    plane = DataPlane(manager, metrics)
+    plane = await mlp_plane(repo, metrics)
     await plane.start()
     log = None
     if rate is not None:
         log = PredictionLog(ParquetSink(str(folder)), rate, CollectorRegistry(), flush_s=1.0)
         plane.prediction_log = log
-    await _drive(plane, args.concurrency, 1.0)  # warm-up
+    await drive(plane, args.concurrency, 1.0)  # warm-up
     task = asyncio.create_task(log.run()) if log is not None else None
     cpu, wall = time.process_time(), time.perf_counter()
-    count = await _drive(plane, args.concurrency, args.duration)
+    count = await drive(plane, args.concurrency, args.duration)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if log is not None and task is not None:
         task.cancel()
         await log.close()
-    await manager.close()
+    await plane.manager.close()
     written = log.written if log is not None else 0
     return count / wall, cpu / max(count, 1) * 1e6, written
 
