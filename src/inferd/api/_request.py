@@ -33,6 +33,14 @@ def json_object(
     return data
 
 
+def optional_text(data: dict[str, Any], name: str) -> str | None:
+    """A JSON body's optional string field. Raises InvalidInput naming ``body.<name>``."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"body.{name}", "a string", repr(value)[:80])
+    return value
+
+
 def query_limit(query: dict[str, str], default: int = 100) -> int:
     """``?limit=``: 1 to :data:`MAX_LIMIT`. Raises InvalidInput otherwise."""
     text = query.get("limit")

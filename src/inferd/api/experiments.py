@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from inferd.api._request import json_object
+from inferd.api._request import json_object, optional_text
 from inferd.errors import ExperimentNotFound, InvalidInput, PermissionDenied, require_method
 from inferd.security.keys import ApiKey
 from inferd.traffic import outcomes as outcome_rules
@@ -32,13 +32,6 @@ from inferd.traffic.store import ExperimentRecord
 
 Reply = tuple[int, Any]
 _ACTIONS = ("start", "pause", "resume", "stop", "conclude", "weights")
-
-
-def _optional_text(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"body.{name}", "a string", repr(value)[:80])
-    return value
 
 
 class ExperimentRoutes:
@@ -89,10 +82,10 @@ class ExperimentRoutes:
         if action == "resume":
             return await svc.resume(exp_id, actor)
         if action == "stop":
-            return await svc.stop(exp_id, actor, _optional_text(data, "reason") or "")
+            return await svc.stop(exp_id, actor, optional_text(data, "reason") or "")
         if action == "weights":
             return await svc.set_weights(exp_id, data.get("weights"), actor)
-        winner, reason = _optional_text(data, "winner"), _optional_text(data, "reason")
+        winner, reason = optional_text(data, "winner"), optional_text(data, "reason")
         return await svc.conclude(exp_id, winner, actor, reason or "")
 
     async def results(self, exp_id: str) -> dict[str, Any]:

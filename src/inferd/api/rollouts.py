@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from inferd.api._request import json_object
-from inferd.errors import InvalidInput, require_method
+from inferd.api._request import json_object, optional_text
+from inferd.errors import require_method
 from inferd.traffic.guardrails import evaluate
 from inferd.traffic.policy import TrafficPolicy
 from inferd.traffic.rollout_store import RolloutNotFound, RolloutRecord
@@ -71,10 +71,7 @@ class RolloutRoutes:
             return await svc.resume(rollout_id, actor)
         if action == "advance":
             return await svc.advance(rollout_id, actor)
-        reason = data.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidInput("body.reason", "a string", repr(reason)[:80])
-        return await svc.abort(rollout_id, actor, reason or "")
+        return await svc.abort(rollout_id, actor, optional_text(data, "reason") or "")
 
     async def status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's arms (merged across processes, this one flushed first), the
