@@ -99,6 +99,10 @@ def _alerts(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _sequential(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.experiment_sequential])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -109,6 +113,7 @@ MIGRATIONS: list[Migration] = [
     (13, "shadow traffic: targets and per-process agreement per version pair", _shadows),
     (14, "drift detection: settings, reference profiles, sampled windows, results", _drift),
     (15, "alerts: instances and history, signals from every process, webhook outbox", _alerts),
+    (16, "experiments: running minimum of each always-valid p-value", _sequential),
 ]
 
 

@@ -7,7 +7,8 @@ jobs ─< job_chunks: batch inference jobs and their planned chunks (inferd.jobs
 api_keys: API keys (inferd.security); only a SHA-256 of each key is stored.
 experiments ─┬─< experiment_aggregates (one row per variant and process, cumulative)
              ├─< experiment_outcomes (conversions, values, labels by request or unit)
-             └─< experiment_exposures (a sample of routed requests, to join outcomes)
+             ├─< experiment_exposures (a sample of routed requests, to join outcomes)
+             └─< experiment_sequential (the running minimum of each always-valid p-value)
 rollouts ─< rollout_aggregates (one row per step, arm and process, cumulative)
 leases: one row per controller that must run once (rollouts, ...): owner and expiry.
 drift_settings, drift_profiles, drift_samples, drift_results: drift detection
@@ -249,6 +250,23 @@ experiment_exposures = Table(
     Column("status", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# The always-valid p-value of each (metric, variant) comparison is carried across looks as its
+# running minimum (inferd.traffic.looks), so a later look never reports a higher one.
+experiment_sequential = Table(
+    "experiment_sequential",
+    metadata,
+    Column(
+        "experiment_id",
+        String(40),
+        ForeignKey("experiments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("metric", String(40), primary_key=True),
+    Column("variant", String(100), primary_key=True),
+    Column("p_value", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # Drift detection (inferd.monitoring.drift). Keyed by model name and version number, like the
