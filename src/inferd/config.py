@@ -3,8 +3,9 @@
     ModelConfig
     ├── inputs / outputs: list[TensorConfig]
     ├── batching: BatchingConfig
+    ├── instances: InstancesConfig
     ├── warmup: WarmupConfig
-    ├── cache, circuit_breaker, fallback: inferd.resilience.config
+    ├── cache, precomputed, circuit_breaker, fallback: inferd.resilience.config
     └── version_policy: VersionPolicy
 
 ``load_model_config`` turns validation failures into a :class:`ConfigError` that names the
@@ -20,7 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferd.errors import ConfigError
-from inferd.resilience.config import BreakerConfig, CacheConfig, FallbackConfig
+from inferd.resilience.config import (
+    BreakerConfig,
+    CacheConfig,
+    FallbackConfig,
+    PrecomputedConfig,
+)
 from inferd.types import DATATYPES, TensorSpec
 
 Platform = Literal[
@@ -113,6 +119,56 @@ class BatchingConfig(_Strict):
         return sorted(set(value))
 
 
+class InstancesConfig(_Strict):
+    """How many runtime calls of a version may run at once, fixed or adaptive.
+
+    A plain integer in model.yaml is a fixed count (``instances: 2`` is ``{min: 2, max: 2}``).
+    With ``max > min`` the count starts at ``min`` and follows the load: one more instance when
+    the queue held at least ``grow_queue_depth`` requests on average for ``grow_after_s`` while
+    every instance was busy, one fewer when the others would have absorbed the work at most
+    ``shrink_utilization`` busy for ``shrink_after_s`` (inferd.batching.scaling).
+    """
+
+    min: int = Field(1, ge=1, le=64, description="Instances a loaded version always has.")
+    max: int = Field(1, ge=1, le=64, description="Most instances the version may grow to.")
+    grow_queue_depth: float = Field(
+        1.0, gt=0, description="Mean waiting requests that count as pressure."
+    )
+    grow_after_s: float = Field(
+        2.0, gt=0, le=3600, description="How long pressure lasts before one instance is added."
+    )
+    shrink_after_s: float = Field(
+        30.0, gt=0, le=86_400, description="How long spare capacity lasts before one is removed."
+    )
+    shrink_utilization: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Shrink when one instance fewer would have been at most this busy.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_count(cls, value: Any) -> Any:
+        # bool is an int subclass; `instances: true` is a typo, not a count.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"min": value, "max": value}
+        if isinstance(value, dict) and "min" in value and "max" not in value:
+            return {**value, "max": value["min"]}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InstancesConfig:
+        if self.max < self.min:
+            raise ValueError(f"max must be >= min ({self.min}), got {self.max}")
+        return self
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the count may change (``max > min``)."""
+        return self.max > self.min
+
+
 class WarmupConfig(_Strict):
     """Synthetic requests run before a version is marked ready."""
 
@@ -172,7 +228,10 @@ class ModelConfig(_Strict):
         32, ge=0, description="Most rows per batch; 0 or 1 turns dynamic batching off."
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
-    instances: int = Field(1, ge=1, le=64, description="Concurrent executions per version.")
+    instances: InstancesConfig = Field(
+        default_factory=InstancesConfig,
+        description="Concurrent runtime calls per version: a count, or {min, max} to adapt.",
+    )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Placement.")
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     version_policy: VersionPolicy = Field(default_factory=lambda: VersionPolicy(latest=1))
@@ -188,6 +247,10 @@ class ModelConfig(_Strict):
     )
     cache: CacheConfig = Field(
         default_factory=CacheConfig, description="Prediction cache (off by default)."
+    )
+    precomputed: PrecomputedConfig = Field(
+        default_factory=PrecomputedConfig,
+        description="Answers published from batch jobs, by entity id (off by default).",
     )
     circuit_breaker: BreakerConfig | None = Field(
         None, description="Circuit breaker of each version; None: requests always go through."

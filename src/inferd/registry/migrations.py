@@ -103,6 +103,16 @@ def _sequential(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.experiment_sequential])
 
 
+def _precomputed(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.precomputed_tables, schema.precomputed_rows])
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_precomputed_tables_version "
+            "ON precomputed_tables (model, version, state)"
+        )
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -114,6 +124,11 @@ MIGRATIONS: list[Migration] = [
     (14, "drift detection: settings, reference profiles, sampled windows, results", _drift),
     (15, "alerts: instances and history, signals from every process, webhook outbox", _alerts),
     (16, "experiments: running minimum of each always-valid p-value", _sequential),
+    (
+        17,
+        "precomputed predictions: published tables per model version and their rows",
+        _precomputed,
+    ),
 ]
 
 

@@ -18,6 +18,8 @@ shadows: one row per model with shadow traffic (inferd.traffic.shadow); shadow_a
 agreement per (model, primary version, shadow version) and process, cumulative.
 alerts, alert_signals, alert_notifications: alerting (inferd.monitoring.alerts): every alert
 with its state and times, events reported by any process, the webhook outbox with retries.
+precomputed_tables ─< precomputed_rows: batch job outputs published as lookup tables per model
+version (inferd.resilience.tables); rows of a table kept in Redis have only the table row here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -443,4 +446,35 @@ alert_notifications = Table(
     Column("next_at", Float, nullable=False),
     Column("last_error", Text, nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+)
+
+# Precomputed predictions (inferd.resilience.tables): one row per publish of a job's output for a
+# model version; at most one ``active`` per (model, version). Rows are keyed by the publish id,
+# so a new publish loads beside the active one and replaces it in one update.
+precomputed_tables = Table(
+    "precomputed_tables",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("key_column", String(200), nullable=False),
+    Column("store", String(10), nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("rows", BigInteger, nullable=False, default=0),
+    Column("computed_at", Float, nullable=False),
+    Column("max_age_s", Float, nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("error", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("published_at", Float, nullable=False),
+)
+
+precomputed_rows = Table(
+    "precomputed_rows",
+    metadata,
+    Column("table_id", String(40), primary_key=True),
+    Column("entity", String(300), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""The ``cache``, ``circuit_breaker`` and ``fallback`` sections of ``model.yaml``.
+"""The ``cache``, ``precomputed``, ``circuit_breaker`` and ``fallback`` sections of
+``model.yaml``.
 
 Every section is off by default: a cache or a fallback changes what a request may receive.
 """
@@ -25,6 +26,23 @@ class CacheConfig(_Strict):
     coalesce: bool = Field(True, description="Identical requests in flight share one inference.")
     shared: bool = Field(
         True, description="Also use the server's Redis (--cache-redis-url) when it has one."
+    )
+
+
+class PrecomputedConfig(_Strict):
+    """Answers published from a batch job (``inferd jobs publish``), looked up by entity id."""
+
+    enabled: bool = Field(
+        False, description="Answer requests carrying an entity id from the version's table."
+    )
+    max_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="Entries older than this are not served (online inference answers); the "
+        "smaller of this and the table's own --max-age applies. None: only the table's.",
+    )
+    refresh_s: float = Field(
+        5.0, gt=0, description="Seconds a process trusts what it knows of a version's table."
     )
 
 
