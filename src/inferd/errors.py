@@ -138,6 +138,23 @@ class InvalidInput(InferdError):
         self.field = field
 
 
+class PreprocessingError(InferdError):
+    """A request's raw features fail a model's declared preprocessing (``model.yaml``).
+
+    Args:
+        where: the feature or column at fault, e.g. ``feature 'country'``.
+        rule: the rule that refused it (``one_hot``, ``scale``...), or None.
+        problem: what was expected and what came.
+    """
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+    def __init__(self, where: str, rule: str | None, problem: str) -> None:
+        rule_part = f"{rule}: " if rule else ""
+        super().__init__(f"preprocessing: {where}: {rule_part}{problem}")
+
+
 class PayloadTooLarge(InferdError):
     """The request body is larger than the configured limit."""
 
