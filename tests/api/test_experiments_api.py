@@ -217,3 +217,35 @@ async def test_hostile_requests_get_4xx_with_a_message(client: httpx.AsyncClient
         r = await client.request(method, "/v1/experiments" + path.format(id=exp_id), content=body)
         assert 400 <= r.status_code < 500, (method, path, body[:60], r.text)
         assert r.json()["error"]
+
+
+async def test_each_results_look_carries_the_running_minimum_sequential_p_value(
+    client: httpx.AsyncClient,
+) -> None:
+    exp_id = await started(client, primary_metric="conversion", guard_metrics=[])
+    arms: dict[str, list[str]] = {"control": [], "treatment": []}
+    for i in range(200):
+        r = await predict(client, f"user-{i}")
+        arms[r.headers["inferd-experiment-variant"]].append(f"user-{i}")
+
+    async def post(variant: str, value: int, repeat: int) -> None:
+        items = [{"unit_id": u, "kind": "conversion", "value": value} for u in arms[variant]]
+        r = await client.post(f"/v1/experiments/{exp_id}/outcomes", json=items * repeat)
+        assert r.status_code == 200, r.text
+
+    async def comparison() -> dict[str, Any]:
+        r = await client.get(f"/v1/experiments/{exp_id}/results")
+        assert r.status_code == 200, r.text
+        found: dict[str, Any] = r.json()["metrics"]["conversion"]["comparisons"][0]
+        return found
+
+    await post("treatment", 1, 1)
+    await post("control", 0, 1)
+    first = await comparison()
+    assert first["significant_sequential"] is True
+    # Later outcomes reverse the gap's evidence: this look alone says less, the result does not.
+    await post("treatment", 0, 3)
+    await post("control", 1, 1)
+    second = await comparison()
+    assert second["p_value_sequential_look"] > first["p_value_sequential_look"]
+    assert second["p_value_sequential"] == first["p_value_sequential"]

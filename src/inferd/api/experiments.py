@@ -26,6 +26,7 @@ from inferd.errors import ExperimentNotFound, InvalidInput, PermissionDenied, re
 from inferd.security.keys import ApiKey
 from inferd.traffic import outcomes as outcome_rules
 from inferd.traffic.experiments import ExperimentService
+from inferd.traffic.looks import LookStore, carry
 from inferd.traffic.policy import TrafficPolicy
 from inferd.traffic.results import compute
 from inferd.traffic.store import ExperimentRecord
@@ -89,14 +90,23 @@ class ExperimentRoutes:
         return await svc.conclude(exp_id, winner, actor, reason or "")
 
     async def results(self, exp_id: str) -> dict[str, Any]:
-        """Flush this process's tallies first, so the results include its latest requests."""
+        """Flush this process's tallies first, so the results include its latest requests.
+
+        Each call is a look: the sequential p-values are the running minima over every look
+        (``inferd.traffic.looks``), lowered by this one and stored.
+        """
         record = await self.service.get(exp_id)
         store = self.service.store
+        looks = LookStore(store.registry)
         await asyncio.to_thread(self.traffic.write, self.traffic.collect())
         tallies = await asyncio.to_thread(store.aggregates, exp_id)
         totals, pending = await asyncio.to_thread(store.outcome_totals, exp_id)
         units = await asyncio.to_thread(store.exposure_units, exp_id)
-        return compute(record, tallies, totals, pending, units)
+        previous = await asyncio.to_thread(looks.running, exp_id)
+        doc = compute(record, tallies, totals, pending, units)
+        minima = carry(doc, previous, record.spec.alpha)
+        await asyncio.to_thread(looks.save, exp_id, minima, self.service.now())
+        return doc
 
     async def outcomes(self, exp_id: str, body: bytes, caller: ApiKey | None) -> dict[str, Any]:
         record = await self.service.get(exp_id)

@@ -3,7 +3,8 @@
 For each metric (the primary and the guards) every variant is compared with the control
 (the first variant): the effect with its confidence interval, the relative lift with its
 interval, a fixed-horizon p-value adjusted across the comparisons (Holm or BH, as the spec
-says), an always-valid sequential p-value, and whether the difference is significant. Around
+says), this look's always-valid sequential p-value (``inferd.traffic.looks`` carries its
+running minimum across looks), and whether the difference is significant. Around
 that: request counts per variant, whether each reached the minimum sample size, and a
 sample-ratio-mismatch check of the request counts against the current weights.
 

@@ -96,7 +96,15 @@ class Comparison(BaseModel):
     relative_ci: list[float | None] | None
     p_value: float | None
     p_value_adjusted: float | None
-    p_value_sequential: float | None
+    p_value_sequential: float | None = Field(
+        description="always-valid (mSPRT) p-value: the running minimum over every look"
+    )
+    p_value_sequential_look: float | None = Field(
+        None, description="this look's always-valid p-value, before the running minimum"
+    )
+    significant_sequential: bool = Field(
+        False, description="p_value_sequential below alpha: safe to stop at any look"
+    )
     p_value_rank: float | None = Field(None, description="Mann-Whitney U, latency_ms")
     significant: bool
     better: bool
