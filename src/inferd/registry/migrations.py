@@ -113,6 +113,12 @@ def _precomputed(conn: Connection) -> None:
     )
 
 
+def _weight_times(conn: Connection) -> None:
+    # Migration 11 builds the current table, which has the column already on a new database.
+    if "weight_times" not in {c["name"] for c in inspect(conn).get_columns("experiments")}:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN weight_times JSON"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -129,6 +135,7 @@ MIGRATIONS: list[Migration] = [
         "precomputed predictions: published tables per model version and their rows",
         _precomputed,
     ),
+    (18, "experiments: when each weight vector took effect", _weight_times),
 ]
 
 

@@ -187,6 +187,9 @@ experiments = Table(
     Column("state", String(20), nullable=False),
     Column("spec", JSON, nullable=False),
     Column("weights", JSON, nullable=False),
+    # When each entry of ``weights`` took effect (ISO 8601, same length); NULL for rows from
+    # before migration 18. The SRM check expects each period's units at that period's weights.
+    Column("weight_times", JSON, nullable=True),
     Column("salt", String(64), nullable=False),
     Column("winner", String(100), nullable=True),
     Column("reason", Text, nullable=False, default=""),
