@@ -1,8 +1,9 @@
-"""The data plane's one hook: cache, coalescing, circuit breakers and fallback chains.
+"""The data plane's one hook: precomputed tables, cache, coalescing, circuit breakers and
+fallback chains.
 
 :meth:`Resilience.run` stands where the data plane would run a request on its chosen version.
-A model with none of ``cache``, ``circuit_breaker`` and ``fallback`` in its ``model.yaml``
-goes straight through (three attribute reads).
+A model with none of ``precomputed``, ``cache``, ``circuit_breaker`` and ``fallback`` in its
+``model.yaml`` goes straight through (a few attribute reads).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from inferd.resilience.fallback import (
 )  # fmt: skip
 from inferd.resilience.key import request_key
 from inferd.resilience.metrics import ResilienceMetrics
+from inferd.resilience.precomputed import Precomputed
 from inferd.resilience.redis_cache import RedisCache
+from inferd.resilience.tables import TableStore
 from inferd.serving.manager import ModelVersion
 from inferd.types import BatchInfo, InferenceRequest, InferenceResponse
 
@@ -45,15 +48,23 @@ class Resilience:
 
     Args:
         registry: where the metrics register (the server's).
-        redis_url: the shared cache tier, or None for in-process caches only.
+        redis_url: the shared cache tier, or None for in-process caches only; also where the
+            rows of precomputed tables published to Redis are read.
         clock: monotonic seconds for TTLs and breakers (injectable for tests).
+        tables: the precomputed tables' records (the registry database); None answers
+            nothing from precomputed tables.
+        wall: seconds since the epoch, for the age of precomputed predictions.
     """
 
     def __init__(
         self, registry: CollectorRegistry | None = None, redis_url: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, tables: TableStore | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.metrics = ResilienceMetrics(registry)
+        self.precomputed = (
+            Precomputed(tables, self.metrics.registry, redis_url, clock, wall) if tables else None
+        )
         self._clock = clock
         self.redis = (
             RedisCache(redis_url, on_error=self._redis_failed, clock=clock) if redis_url else None
@@ -67,9 +78,14 @@ class Resilience:
         self, version: ModelVersion, request: InferenceRequest, start: float,
         run: Run, resolve: Resolve,
     ) -> InferenceResponse:  # fmt: skip
-        """Answer ``request`` as the data plane's ``run`` would on ``version``, or from the
-        cache, or down the model's fallback chain."""
+        """Answer ``request`` as the data plane's ``run`` would on ``version``, or from its
+        precomputed table, or from the cache, or down the model's fallback chain."""
         config = version.config
+        if config.precomputed.enabled and self.precomputed is not None:
+            found = await self.precomputed.lookup(version, request)
+            if found is not None:
+                info = BatchInfo(0, rows_of(request))
+                return _answer(version, request, start, found, info, "precomputed")
         if config.fallback is None and config.circuit_breaker is None:
             if not config.cache.enabled:
                 return await run(version, request, start)
@@ -82,7 +98,9 @@ class Resilience:
             return await self._fall_back(version, request, start, run, resolve, err)
 
     async def close(self) -> None:
-        """Finish the Redis writes in flight and close the connection."""
+        """Finish the Redis writes in flight and close the connections."""
+        if self.precomputed is not None:
+            await self.precomputed.close()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self.redis is not None:
