@@ -5,6 +5,10 @@ Request::
     {"model_name": "mlp", "model_version": 2, "input_data": {"x": [[0.1, 0.2]]},
      "user_id": "u-17", "request_id": "r-1", "parameters": {"timeout_ms": 50}}
 
+or, row by row (KServe V1 and MLServer style; a key absent from a row is a missing value)::
+
+    {"model_name": "credit", "instances": [{"age": 31, "country": "DE"}, {"age": 45}]}
+
 Response::
 
     {"request_id": "r-1", "model_name": "mlp", "model_version": "2",
@@ -25,6 +29,7 @@ import numpy as np
 import orjson
 
 from inferd.errors import InferenceFailed, InvalidInput
+from inferd.protocol._instances import instances_to_inputs
 from inferd.protocol._prescan import PRESCAN_BYTES, Cut, Path, load_scanned
 from inferd.protocol._tensors import array_to_json_data, describe, json_object, load_json_object
 from inferd.types import InferenceRequest, InferenceResponse
@@ -68,7 +73,7 @@ def decode_predict_request(body: bytes, check: CountCheck | None = None) -> Infe
     request = InferenceRequest(
         model_name=model_name,
         model_version=_optional_text("model_version", doc.get("model_version"), allow_int=True),
-        inputs=_decode_inputs(doc.get("input_data")),
+        inputs=_decode_inputs(doc.get("input_data"), doc.get("instances")),
         # The response always carries a request_id, so mint one the logs can share.
         id=_optional_text("request_id", doc.get("request_id"), allow_int=False) or uuid.uuid4().hex,
         typed=False,
@@ -90,7 +95,11 @@ def _check_counts(raw: object, check: CountCheck | None) -> None:
             check(name, value.values)
 
 
-def _decode_inputs(raw: object) -> dict[str, np.ndarray]:
+def _decode_inputs(raw: object, instances: object) -> dict[str, np.ndarray]:
+    if instances is not None:  # rows of named values (KServe V1, MLServer): to columns
+        if raw is not None:
+            raise InvalidInput("instances", "either input_data or instances", "both")
+        return instances_to_inputs(instances)
     if not isinstance(raw, dict) or not raw:
         raise InvalidInput("input_data", "an object mapping input names to lists", describe(raw))
     return {name: _decode_array(f"input_data.{name}", value) for name, value in raw.items()}
