@@ -189,6 +189,18 @@ class Settings(BaseSettings):
     client_rate_burst: int = Field(
         200, ge=1, description="Bucket size of the per-client-address rate limit."
     )
+    key_tokens_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Generated and prompt tokens per minute per API key on the "
+        "generative endpoints (reserved at admission, corrected at the end); 0: no limit.",
+    )
+    model_tokens_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Tokens per minute per generative model, all callers together "
+        "(model.yaml parameters.tokens_per_minute overrides it); 0: no limit.",
+    )
     max_concurrent_per_key: int = Field(
         256, ge=1, description="Requests one API key may have in flight at once (429 above)."
     )

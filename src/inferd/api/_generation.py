@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from inferd.errors import InferdError, InvalidInput
+from inferd.errors import InferdError, InvalidInput, RateLimited
 from inferd.generative.engine import Engine
 from inferd.generative.sampling import SamplingParams
 from inferd.generative.sequence import Event
@@ -126,6 +126,7 @@ class Choices:
         self.prompt_tokens = sum(len(p) for p in prompts)  # each prompt once, as OpenAI counts
         expanded = [p for p in prompts for _ in range(params.n)]
         self.running = len(expanded)
+        self._completion = [0] * len(expanded)  # tokens generated so far, per choice
         self.sequences = []
         for i, prompt in enumerate(expanded):
             seed = None if params.seed is None else params.seed + i
@@ -141,6 +142,7 @@ class Choices:
         try:
             while self.running:
                 index, event = await self._queue.get()
+                self._completion[index] = event.completion_tokens
                 if event.finish is not None:
                     self.running -= 1
                     if event.finish == "error":
@@ -148,6 +150,11 @@ class Choices:
                 yield index, event
         finally:
             self.cancel()
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens generated so far by every choice (what a token budget is charged)."""
+        return sum(self._completion)
 
     def cancel(self) -> None:
         for seq in self.sequences:
@@ -172,9 +179,18 @@ async def send_json(send: Send, status: int, payload: Any, headers: Sequence[Any
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, err: InferdError) -> None:
+async def send_error(send: Send, err: InferdError, body: bytes | None = None) -> None:
     headers = [(k.encode(), v.encode()) for k, v in err.headers().items()]
-    await send_json(send, err.http_status, encode_error(err.message), headers)
+    await send_json(send, err.http_status, body or encode_error(err.message), headers)
+
+
+def error_body(path: str, err: InferdError) -> bytes:
+    """The error body for ``path``: OpenAI's shape for a rate limit under ``/openai/`` (the
+    SDK's ``RateLimitError`` then carries ``type`` and ``code``), inferd's otherwise."""
+    if isinstance(err, RateLimited) and path.startswith("/openai/"):
+        return orjson.dumps({"error": {"message": err.message, "type": "rate_limit_exceeded",
+                                       "param": None, "code": "rate_limit_exceeded"}})  # fmt: skip
+    return encode_error(err.message)
 
 
 async def start_events(send: Send, headers: Sequence[Any] = ()) -> None:

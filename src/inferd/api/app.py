@@ -42,6 +42,7 @@ from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
 from inferd.resilience.layer import Resilience
 from inferd.runtimes.trust import parse_roots
+from inferd.security.tokens import TokenLimits
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
@@ -242,8 +243,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         limits=security.limits,
         tracing=tracing,
     )
+    tokens = TokenLimits(settings.key_tokens_per_minute, settings.model_tokens_per_minute)
     app.generative = GenerativeRoutes(
-        manager, GenerateMetrics(metrics.registry), security.guard, traffic
+        manager, GenerateMetrics(metrics.registry), security.guard, traffic, tokens
     )
     if app.management is not None:
         app.management.jobs = JobRoutes(jobs)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from inferd.api._generation import error_body as generation_error_body
 from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.api.openai import GenerativeRoutes
@@ -210,7 +211,7 @@ class HttpApp:
         except _Disconnected:
             return
         except InferdError as err:
-            status, body = err.http_status, encode_error(err.message)
+            status, body = err.http_status, generation_error_body(scope["path"], err)
             headers = [(k.encode(), v.encode()) for k, v in err.headers().items()]
         except asyncio.CancelledError:
             raise

@@ -25,9 +25,11 @@ from inferd.api import _generation as g
 from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
 from inferd.errors import InferdError, require_method
 from inferd.generative.engine import Engine
+from inferd.generative.sampling import SamplingParams
 from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.security.guard import Guard
 from inferd.security.keys import ApiKey
+from inferd.security.tokens import Reservation, TokenLimits
 from inferd.serving.manager import ModelManager, ModelVersion
 from inferd.traffic.policy import TrafficPolicy
 from inferd.types import InferenceRequest
@@ -69,23 +71,26 @@ class GenerativeRoutes:
         metrics: the ``inferd_generate_*`` families; None for none.
         guard: with auth on, checks the key's model scope for the OpenAI routes.
         traffic: experiments and canary rollouts choose the version of OpenAI requests.
+        tokens: token budgets per minute per key and per model; None for none.
     """
 
     def __init__(
         self, manager: ModelManager, metrics: GenerateMetrics | None = None,
         guard: Guard | None = None, traffic: TrafficPolicy | None = None,
+        tokens: TokenLimits | None = None,
     ) -> None:  # fmt: skip
         self.manager = manager
         self.metrics = metrics
         self.guard = guard
         self.traffic = traffic
+        self.tokens = tokens
 
     async def serve(self, scope: Any, body: bytes, receive: g.Receive, send: g.Send) -> None:
         """Answer one request whose body has been read; errors answer as ``{"error"}``."""
         try:
             await self._dispatch(scope, body, receive, send)
         except InferdError as err:
-            await g.send_error(send, err)
+            await g.send_error(send, err, g.error_body(scope["path"], err))
 
     async def _dispatch(self, scope: Any, body: bytes, receive: g.Receive, send: g.Send) -> None:
         parts = scope["path"].strip("/").split("/")
@@ -95,7 +100,8 @@ class GenerativeRoutes:
             require_method(method, "POST")
             request = g.validate(GenerateRequest, body)
             found = g.generative_version(self.manager, parts[2], version)
-            await self._generate(found, request, parts[-1] == "generate_stream", receive, send)
+            stream = parts[-1] == "generate_stream"
+            await self._generate(found, request, stream, caller, receive, send)
             return
         route = parts[2:] if parts[:2] == ["openai", "v1"] else None
         if route == ["models"] or (route and len(route) == 2 and route[0] == "models"):
@@ -104,12 +110,12 @@ class GenerativeRoutes:
         elif route == ["completions"]:
             require_method(method, "POST")
             req = g.validate(CompletionRequest, body)
-            await self._routed(req.model, req.user, scope, partial(self._completions, req),
+            await self._routed(req.model, req.user, scope, partial(self._completions, req, caller),
                                receive, send)  # fmt: skip
         elif route == ["chat", "completions"]:
             require_method(method, "POST")
             chat = g.validate(ChatCompletionRequest, body)
-            await self._routed(chat.model, chat.user, scope, partial(self._chat, chat),
+            await self._routed(chat.model, chat.user, scope, partial(self._chat, chat, caller),
                                receive, send)  # fmt: skip
         else:
             raise g.PathNotFound(scope["path"])
@@ -160,8 +166,8 @@ class GenerativeRoutes:
                 self.traffic.record(route, request, status, elapsed_ms)
 
     async def _completions(
-        self, req: CompletionRequest, found: ModelVersion, engine: Engine, headers: Headers,
-        receive: g.Receive, send: g.Send,
+        self, req: CompletionRequest, caller: ApiKey | None, found: ModelVersion,
+        engine: Engine, headers: Headers, receive: g.Receive, send: g.Send,
     ) -> None:  # fmt: skip
         params = g.sampling(req.model_dump(), found)
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
@@ -170,13 +176,17 @@ class GenerativeRoutes:
             g.check_context(engine, prompt, params)
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
                 "created": int(time.time()), "model": req.model}  # fmt: skip
+        reservation = self._reserve(caller, found, prompts, params)
         choices = g.Choices(engine, prompts, params)
         usage = req.stream_options.include_usage if req.stream_options else False
-        await _answer(head, choices, req.stream, usage, send, receive, headers, chat=False)
+        try:
+            await _answer(head, choices, req.stream, usage, send, receive, headers, chat=False)
+        finally:
+            self._settle(reservation, choices)
 
     async def _chat(
-        self, req: ChatCompletionRequest, found: ModelVersion, engine: Engine, headers: Headers,
-        receive: g.Receive, send: g.Send,
+        self, req: ChatCompletionRequest, caller: ApiKey | None, found: ModelVersion,
+        engine: Engine, headers: Headers, receive: g.Receive, send: g.Send,
     ) -> None:  # fmt: skip
         fields = req.model_dump()
         if req.max_completion_tokens is not None:
@@ -188,13 +198,32 @@ class GenerativeRoutes:
         g.check_context(engine, prompt, params)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
                 "created": int(time.time()), "model": req.model}  # fmt: skip
+        reservation = self._reserve(caller, found, [prompt], params)
         choices = g.Choices(engine, [prompt], params)
         usage = req.stream_options.include_usage if req.stream_options else False
-        await _answer(head, choices, req.stream, usage, send, receive, headers, chat=True)
+        try:
+            await _answer(head, choices, req.stream, usage, send, receive, headers, chat=True)
+        finally:
+            self._settle(reservation, choices)
+
+    def _reserve(
+        self, caller: ApiKey | None, found: ModelVersion, prompts: list[list[int]],
+        params: SamplingParams,
+    ) -> Reservation | None:  # fmt: skip
+        """Take the request's most tokens from its key's and model's budgets (429 if short)."""
+        if self.tokens is None:
+            return None
+        most = sum(len(p) for p in prompts) + params.max_tokens * params.n * len(prompts)
+        own = getattr(found.runtime, "tokens_per_minute", None)
+        return self.tokens.reserve(caller.id if caller else None, found.name, most, own)
+
+    def _settle(self, reservation: Reservation | None, choices: g.Choices) -> None:
+        if reservation is not None and self.tokens is not None:
+            self.tokens.settle(reservation, choices.prompt_tokens + choices.completion_tokens)
 
     async def _generate(
-        self, found: ModelVersion, req: GenerateRequest, stream: bool, receive: g.Receive,
-        send: g.Send,
+        self, found: ModelVersion, req: GenerateRequest, stream: bool, caller: ApiKey | None,
+        receive: g.Receive, send: g.Send,
     ) -> None:  # fmt: skip
         engine = g.engine_of(found, self.metrics)
         given = {k: req.parameters[k] for k in _SAMPLING if k in req.parameters}
@@ -203,6 +232,7 @@ class GenerativeRoutes:
         prompt = await asyncio.to_thread(engine.encode, req.text_input)
         g.check_context(engine, prompt, params)
         head = {"model_name": found.name, "model_version": found.label}
+        reservation = self._reserve(caller, found, [prompt], params)
         choices = g.Choices(engine, [prompt], params)
         watcher = asyncio.create_task(g.watch_disconnect(receive, choices))
         try:
@@ -222,6 +252,7 @@ class GenerativeRoutes:
             await g.send_json(send, 200, {**head, "text_output": "".join(parts)})
         finally:
             watcher.cancel()
+            self._settle(reservation, choices)
 
 
 def _headers(scope: Any) -> dict[str, str]:

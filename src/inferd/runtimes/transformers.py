@@ -14,6 +14,8 @@ input ``text_input`` BYTES [-1] -> output ``text_output`` BYTES [-1], greedy.
 - ``max_tokens`` (512): the most a request may ask for.
 - ``default_max_tokens`` (16): when a request does not say.
 - ``max_context``: prompt + output tokens; default the model's ``max_position_embeddings``.
+- ``tokens_per_minute``: this model's token budget on the generative endpoints (overrides
+  ``INFERD_MODEL_TOKENS_PER_MINUTE``; 0 turns it off for this model).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from inferd.generative.sequence import SyncStream
 from inferd.runtimes.base import Runtime, import_framework
 from inferd.types import Signature, TensorSpec
 
-PARAMETERS = ("max_running", "token_budget", "max_tokens", "default_max_tokens", "max_context")
+PARAMETERS = ("max_running", "token_budget", "max_tokens", "default_max_tokens", "max_context",
+              "tokens_per_minute")  # fmt: skip
 INFER_TIMEOUT_S = 600.0
 
 
@@ -46,6 +49,7 @@ class TransformersRuntime(Runtime):
         self.engine: Engine | None = None
         self.max_tokens = 512
         self.default_max_tokens = 16
+        self.tokens_per_minute: int | None = None  # None: the server's setting
 
     def load(self) -> None:
         """Load model and tokenizer onto the device and start the engine thread."""
@@ -69,6 +73,8 @@ class TransformersRuntime(Runtime):
         positions = getattr(model.config, "max_position_embeddings", 2048)
         self.max_tokens = self.int_parameter("max_tokens", 512)
         self.default_max_tokens = self.int_parameter("default_max_tokens", 16)
+        if "tokens_per_minute" in self.config.parameters:
+            self.tokens_per_minute = self.int_parameter("tokens_per_minute", 0)
         self.engine = Engine(
             model, tokenizer, torch, transformers.DynamicCache,
             max_running=max(1, self.int_parameter("max_running", 16)),
