@@ -306,7 +306,7 @@ async def test_cancelled_caller_with_a_timeout_leaves_the_queue() -> None:
 async def test_run_on_each_thread_reaches_every_worker_thread() -> None:
     batcher = make(AffineRuntime(), max_batch_size=4, instances=3)
     seen: list[int] = []
-    await batcher.run_on_each_thread(lambda: seen.append(threading.get_ident()))
+    await batcher.run_on_each_thread(lambda _: seen.append(threading.get_ident()))
     assert len(seen) == 3
     assert len(set(seen)) == 3
     await batcher.close()
@@ -350,4 +350,68 @@ async def test_background_requests_take_at_most_half_the_queue() -> None:
     gate.set()
     results = await asyncio.gather(first, *waiting, *clients)
     assert len(results) == 5
+    await batcher.close()
+
+
+async def test_an_added_instance_runs_a_second_batch_at_once() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1, instances=1, max_instances=2)
+    first = asyncio.ensure_future(batcher.submit(x(1)))
+    await wait_started(runtime)
+    second = asyncio.ensure_future(batcher.submit(x(2)))
+    await asyncio.sleep(0.01)
+    assert (batcher.in_flight, batcher.queued) == (1, 1)
+    batcher.add_instance()
+    await asyncio.sleep(0.05)
+    assert (batcher.instances, batcher.in_flight, batcher.queued) == (2, 2, 0)
+    gate.set()
+    await asyncio.gather(first, second)
+    with pytest.raises(ValueError, match="max_instances 2"):
+        batcher.add_instance()
+    await batcher.close()
+
+
+async def test_taking_an_idle_instance_hands_back_a_copy_first() -> None:
+    main, copy = AffineRuntime(), AffineRuntime()
+    policy = BatchPolicy(max_batch_size=1, instances=2, max_instances=3)
+    batcher = Batcher(main, policy, model="m", version="1", copies=[copy])
+    assert batcher.copies() == [copy]
+    assert batcher.take_idle_instance() is copy
+    assert batcher.take_idle_instance() is None  # the last instance stays
+    assert (batcher.instances, batcher.copies()) == (1, [])
+    outputs, _ = await batcher.submit(x(3))
+    np.testing.assert_array_equal(outputs["y"], [7])
+    assert main.batches == [1]
+    assert copy.batches == []
+    await batcher.close()
+
+
+async def test_copies_serve_concurrent_calls_one_each() -> None:
+    gate = threading.Event()
+    runtimes = [AffineRuntime(gate=gate) for _ in range(3)]
+    policy = BatchPolicy(max_batch_size=1, instances=3)
+    batcher = Batcher(runtimes[0], policy, model="m", version="1", copies=runtimes[1:])
+    calls = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(3)]
+    for runtime in runtimes:
+        await wait_started(runtime)  # each copy took one of the three calls
+    gate.set()
+    await asyncio.gather(*calls)
+    assert [r.batches for r in runtimes] == [[1], [1], [1]]
+    await batcher.close()
+
+
+async def test_load_sample_sees_the_queue_behind_a_busy_instance() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1)
+    batcher.sample_load()
+    calls = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(4)]
+    await wait_started(runtime)
+    await asyncio.sleep(0.05)
+    sample = batcher.sample_load()
+    assert 2.0 < sample.mean_depth <= 3.0  # three waited for almost all of the interval
+    assert (sample.peak_busy, sample.instances) == (1, 1)
+    gate.set()
+    await asyncio.gather(*calls)
     await batcher.close()

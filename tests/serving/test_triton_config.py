@@ -54,7 +54,7 @@ def test_every_understood_field_is_translated(
     assert config.batching.preferred_batch_sizes == [4, 8]
     assert config.batching.max_queue_size == 10
     assert config.batching.queue_timeout_ms == 50
-    assert (config.instances, config.device) == (3, "cuda:1")
+    assert (config.instances.max, config.device) == (3, "cuda:1")
     assert config.version_policy.specific == [1, 3]
     assert config.parameters == {"intra_op_threads": 2}
     # Known to Triton but without effect here: reported, not silently dropped.
@@ -107,7 +107,7 @@ def test_repository_reads_config_pbtxt_folders(tmp_path: Path) -> None:
     write_identity_model(tmp_path)
     assert repository.model_names(tmp_path) == ["identity"]
     config = repository.read_config(tmp_path, "identity")
-    assert config.instances == 2
+    assert (config.instances.min, config.instances.max) == (2, 2)
     assert config.batching.preferred_batch_sizes == [4, 8]
     assert list(repository.version_artifacts(tmp_path / "identity", config.platform)) == [1]
 

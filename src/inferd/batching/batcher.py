@@ -9,6 +9,12 @@ model asks for ``max_queue_delay_ms``, which bounds how long it may wait for com
 
 Everything except the runtime call happens on the event loop thread, so the queue needs no
 locks; futures are resolved from loop callbacks only.
+
+Instances are slots in a pool of runtimes: a thread-safe runtime fills every slot with the same
+object, one that is not (``Runtime.thread_safe`` False) gets a loaded copy per slot. The count
+can change while serving (:meth:`Batcher.add_instance`, :meth:`Batcher.take_idle_instance`,
+driven by inferd.serving.instances); a :class:`LoadMeter` integrates the queue depth and busy
+slots that the decision rests on.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import Context
 from dataclasses import dataclass, field
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from inferd.batching.policy import BatchPolicy
+from inferd.batching.scaling import LoadMeter, LoadSample
 from inferd.errors import (
     InferdError,
     InferenceFailed,
@@ -80,6 +87,8 @@ class Batcher:
         model: model name, for error messages.
         version: version label, for error messages.
         observer: optional per-batch callback; its failures are logged, never raised.
+        copies: for a runtime that is not thread-safe, one more loaded copy per instance
+            beyond the first (``policy.instances - 1`` of them); empty to share ``runtime``.
     """
 
     def __init__(
@@ -90,7 +99,10 @@ class Batcher:
         model: str,
         version: str,
         observer: BatchObserver | None = None,
+        copies: Sequence[Runtime] = (),
     ) -> None:
+        if copies and len(copies) != policy.instances - 1:
+            raise ValueError(f"expected {policy.instances - 1} runtime copies, got {len(copies)}")
         self.runtime = runtime
         self.policy = policy
         self.model = model
@@ -100,14 +112,17 @@ class Batcher:
         self._seq = itertools.count()
         self._queued = 0
         self._queued_rows = 0
-        self._idle = policy.instances
+        # Free instance slots; a slot is the runtime its calls use.
+        self._free: list[Runtime] = [runtime, *copies] if copies else [runtime] * policy.instances
+        self._instances = policy.instances
+        self.load = LoadMeter(time.perf_counter())
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._drained: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(
-            max_workers=policy.instances, thread_name_prefix=f"inferd-{model}-{version}"
+            max_workers=policy.max_instances, thread_name_prefix=f"inferd-{model}-{version}"
         )
 
     @property
@@ -118,7 +133,41 @@ class Batcher:
     @property
     def in_flight(self) -> int:
         """Runtime calls running now."""
-        return self.policy.instances - self._idle
+        return self._instances - len(self._free)
+
+    @property
+    def instances(self) -> int:
+        """Runtime calls that may run at once now."""
+        return self._instances
+
+    def add_instance(self, copy: Runtime | None = None) -> None:
+        """One more runtime call at once (up to ``policy.max_instances``); ``copy`` is the
+        new slot's own loaded runtime when the runtime is not thread-safe."""
+        if self._instances >= self.policy.max_instances:
+            raise ValueError(f"already at max_instances {self.policy.max_instances}")
+        self._instances += 1
+        self._free.append(copy if copy is not None else self.runtime)
+        if self._loop is not None and self._heap and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._dispatch, context=Context())
+
+    def take_idle_instance(self) -> Runtime | None:
+        """One fewer runtime call at once, taking a free slot: its runtime (a copy to unload
+        when it is not :attr:`runtime`), or None when no slot is free or one is left."""
+        if self._instances <= 1 or not self._free:
+            return None
+        # Keep the original runtime serving: hand back a copy when there is one.
+        index = next((i for i, r in enumerate(self._free) if r is not self.runtime), 0)
+        self._instances -= 1
+        return self._free.pop(index)
+
+    def copies(self) -> list[Runtime]:
+        """The loaded copies in the pool besides :attr:`runtime` (to unload after close)."""
+        return [r for r in self._free if r is not self.runtime]
+
+    def sample_load(self) -> LoadSample:
+        """Queue depth and busy instances since the previous call (event loop only)."""
+        return self.load.sample(time.perf_counter(), self._instances)
 
     async def submit(
         self, inputs: Arrays, *, priority: int = 0, timeout_s: float | None = None,
@@ -152,20 +201,22 @@ class Batcher:
         if self._queued >= limit:
             raise QueueFull(self.model, self.version, limit)
         loop = self._loop or self._bind_loop()
+        now = time.perf_counter()
         pending = _Pending(
             inputs=inputs,
             rows=self._rows(inputs),
             priority=priority,
             seq=next(self._seq),
             future=loop.create_future(),
-            arrival=time.perf_counter(),
+            arrival=now,
             shape_key=self._shape_key(inputs),
             trace=sampled_trace(),
         )
         heapq.heappush(self._heap, pending)
         self._queued += 1
         self._queued_rows += pending.rows
-        if not self._scheduled and self._idle > 0:
+        self.load.update(now, self._queued, self._instances - len(self._free))
+        if not self._scheduled and self._free:
             self._scheduled = True
             # A fresh context: a batch's callbacks (and their log lines) belong to no one
             # request, not to whichever request's task happened to schedule them.
@@ -174,18 +225,19 @@ class Batcher:
             return await pending.future
         return await self._wait_with_limits(pending, timeout_s)
 
-    async def run_on_each_thread(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` once on every worker thread (e.g. warm-up: frameworks such as PyTorch,
-        XGBoost and TensorFlow keep per-thread state that the first call pays for)."""
-        count = self.policy.instances
-        barrier = threading.Barrier(count)
+    async def run_on_each_thread(self, fn: Callable[[Runtime], object]) -> None:
+        """Run ``fn(slot runtime)`` once on each of :attr:`instances` worker threads, each
+        with another slot (e.g. warm-up: frameworks such as PyTorch, XGBoost and TensorFlow
+        keep per-thread state that the first call pays for). Call before serving."""
+        slots = list(self._free)
+        barrier = threading.Barrier(len(slots))
 
-        def once() -> None:
-            fn()
+        def once(runtime: Runtime) -> None:
+            fn(runtime)
             barrier.wait(timeout=300)  # hold the thread so the next call lands on another
 
         loop = self._loop or self._bind_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, once) for _ in range(count)))
+        await asyncio.gather(*(loop.run_in_executor(self._executor, once, r) for r in slots))
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop taking requests; finish queued and running ones (or fail the queued ones)."""
@@ -268,14 +320,15 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._idle > 0 and self._heap:
+        while self._free and self._heap:
             wait = self._wait_for_company()
             if wait > 0 and self._loop is not None:
                 self._timer = self._loop.call_later(wait, self._dispatch, context=Context())
-                return
+                break
             batch = self._take()
             if batch:
                 self._start(batch)
+        self.load.update(time.perf_counter(), self._queued, self._instances - len(self._free))
         self._check_drained()
 
     def _wait_for_company(self) -> float:
@@ -314,16 +367,18 @@ class Batcher:
 
     def _start(self, batch: list[_Pending]) -> None:
         loop = self._loop or self._bind_loop()
-        self._idle -= 1
+        runtime = self._free.pop()
         now = time.perf_counter()
         for position, pending in enumerate(batch):
             pending.dispatched = now
             pending.position = position
-        work = loop.run_in_executor(self._executor, self._run, batch)
-        work.add_done_callback(partial(self._finish, batch), context=Context())
+        work = loop.run_in_executor(self._executor, self._run, batch, runtime)
+        work.add_done_callback(partial(self._finish, batch, runtime), context=Context())
 
-    def _finish(self, batch: list[_Pending], work: asyncio.Future[_RunResult]) -> None:
-        self._idle += 1
+    def _finish(
+        self, batch: list[_Pending], runtime: Runtime, work: asyncio.Future[_RunResult]
+    ) -> None:
+        self._free.append(runtime)
         rows = sum(p.rows for p in batch)
         try:
             results, compute_start, compute_s = work.result()
@@ -370,6 +425,7 @@ class Batcher:
         self._heap.clear()
         self._queued = 0
         self._queued_rows = 0
+        self.load.update(time.perf_counter(), 0, self._instances - len(self._free))
 
     def _observe(self, rows: int, requests: int, compute_s: float, *, ok: bool) -> None:
         if self._observer is None:
@@ -404,12 +460,12 @@ class Batcher:
             logger.exception("batch tracing failed (ignored)")
 
     def _check_drained(self) -> None:
-        if self._drained is not None and not self._heap and self._idle == self.policy.instances:
+        if self._drained is not None and not self._heap and len(self._free) == self._instances:
             self._drained.set()
 
     # -- worker thread ------------------------------------------------------------------------
 
-    def _run(self, batch: list[_Pending]) -> _RunResult:
+    def _run(self, batch: list[_Pending], runtime: Runtime) -> _RunResult:
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
@@ -417,7 +473,7 @@ class Batcher:
                 name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
             }
         start = time.perf_counter()
-        outputs = self.runtime.infer(inputs)
+        outputs = runtime.infer(inputs)
         compute_s = time.perf_counter() - start
         if len(batch) == 1:
             return [outputs], start, compute_s

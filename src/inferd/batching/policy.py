@@ -19,7 +19,9 @@ class BatchPolicy:
         preferred_batch_sizes: row counts to cut batches at when the queue allows it.
         max_queue_size: waiting requests before ``QueueFull``.
         queue_timeout_s: longest time in the queue before ``RequestTimeout``, or None.
-        instances: runtime calls that may run at once.
+        instances: runtime calls that may run at once when the batcher starts.
+        max_instances: the most it may grow to (``Batcher.add_instance``); at least
+            ``instances``, which it defaults to.
         default_priority: priority of requests that name none; 1 is the most urgent.
     """
 
@@ -30,12 +32,21 @@ class BatchPolicy:
     queue_timeout_s: float | None = None
     instances: int = 1
     default_priority: int = 5
+    max_instances: int = 0
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ConfigError("batch policy", "max_batch_size", "must be >= 1")
         if self.instances < 1:
             raise ConfigError("batch policy", "instances", "must be >= 1")
+        if self.max_instances == 0:
+            object.__setattr__(self, "max_instances", self.instances)  # frozen: default here
+        if self.max_instances < self.instances:
+            raise ConfigError(
+                "batch policy",
+                "instances.max",
+                f"must be >= instances.min ({self.instances}), got {self.max_instances}",
+            )
         too_big = [s for s in self.preferred_batch_sizes if s > self.max_batch_size]
         if too_big:
             raise ConfigError(
@@ -73,7 +84,8 @@ class BatchPolicy:
                 preferred_batch_sizes=tuple(b.preferred_batch_sizes) if max_batch > 1 else (),
                 max_queue_size=b.max_queue_size,
                 queue_timeout_s=None if b.queue_timeout_ms is None else b.queue_timeout_ms / 1000,
-                instances=config.instances,
+                instances=config.instances.min,
+                max_instances=config.instances.max,
                 default_priority=b.default_priority_level,
             )
         except ConfigError as err:

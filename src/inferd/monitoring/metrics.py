@@ -14,7 +14,8 @@ turn behind. In-flight counts are kept the same way: plain integers on the reque
 written to their gauge once per loop turn.
 
 Families outside the request path live in their own modules and hang off :class:`Metrics`:
-``lifecycle`` (loads, unloads, swaps, version state), ``resources`` (process CPU and memory),
+``lifecycle`` (loads, unloads, swaps, version state), ``instances`` (instance counts),
+``resources`` (process CPU and memory),
 ``gpu`` (NVML). docs/metrics.md lists every family; a test keeps the two in step.
 """
 
@@ -39,6 +40,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from inferd.monitoring.gpu import GpuMetrics, NvmlLoader, import_nvml
+from inferd.monitoring.instance_metrics import InstanceMetrics
 from inferd.monitoring.lifecycle import LifecycleMetrics
 from inferd.monitoring.resources import ResourceMetrics
 from inferd.monitoring.window import WindowSummary
@@ -105,6 +107,7 @@ class Metrics:
             ["model", "version"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.lifecycle = LifecycleMetrics(r)
+        self.instances = InstanceMetrics(r)  # runtime calls at once per version
         self.resources = ResourceMetrics(r)
         self.gpu = GpuMetrics(r, load_nvml)
         self.window = WindowSummary(self.collect)  # /v1/models/{m}/metrics

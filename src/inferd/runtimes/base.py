@@ -45,6 +45,11 @@ class Runtime(ABC):
         device: ``auto``, ``cpu`` or ``cuda:N``, from the config.
     """
 
+    #: Whether one loaded copy may run ``infer`` in several threads at once. When False, every
+    #: instance (``instances`` in model.yaml) gets a loaded copy of its own, at the memory cost
+    #: of one more copy each.
+    thread_safe: bool = True
+
     def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
         self.config = config
         self.artifact = artifact

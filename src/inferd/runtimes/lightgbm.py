@@ -41,6 +41,9 @@ class LightGBMRuntime(TabularRuntime):
     """
 
     framework = "LightGBM"
+    # Each predict builds a Predictor that writes the booster's prediction state, racing other
+    # threads' calls on a shared booster (lightgbm-org/LightGBM#6142, open): a copy each.
+    thread_safe = False
 
     def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
         super().__init__(config, artifact, device)

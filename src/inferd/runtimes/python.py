@@ -87,6 +87,8 @@ class PythonRuntime(MeasuredRuntime):
                 raise
         self._model = model
         self.device = str(getattr(model, "device", "cpu"))
+        # The class says whether one object may infer in several threads at once.
+        self.thread_safe = bool(getattr(model, "thread_safe", True))
         self._usage = _own_usage(model) or meter.usage(fallback=self.artifact.stat().st_size)
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -162,7 +162,7 @@ class DataPlane:
                 {
                     "name": f"{name}_0",
                     "kind": "KIND_GPU" if chosen.device.startswith("cuda") else "KIND_CPU",
-                    "count": cfg.instances,
+                    "count": chosen.batcher.instances if chosen.batcher else cfg.instances.min,
                 }
             ],
         }

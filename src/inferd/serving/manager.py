@@ -260,24 +260,31 @@ class ModelManager:
             await asyncio.to_thread(runtime.unload)
             return self._failed(fresh, old, err)
         policy = BatchPolicy.from_config(config)
+        try:  # a runtime that is not thread-safe gets a loaded copy per instance
+            copies = await self.build_copies(fresh, runtime, policy.instances - 1)
+        except Exception as err:
+            await asyncio.to_thread(runtime.unload)
+            return self._failed(fresh, old, err)
         observer = partial(self._on_batch, fresh)
-        fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label, observer=observer)
+        fresh.batcher = Batcher(runtime, policy, model=name, version=fresh.label,
+                                observer=observer, copies=copies)  # fmt: skip
         if config.warmup.enabled:
             # Warm every thread that will serve, not only the loading one, so the first
             # request after ready is as fast as the others.
-            sizes = _warmup_sizes(config)
+            sizes, iterations = _warmup_sizes(config), config.warmup.iterations
             try:
-                warm = partial(runtime.warmup, sizes, config.warmup.iterations)
-                await fresh.batcher.run_on_each_thread(warm)
+                await fresh.batcher.run_on_each_thread(lambda r: r.warmup(sizes, iterations))
             except Exception as err:  # a failed warm-up fails this load only
                 await fresh.batcher.close(drain=False)
-                await asyncio.to_thread(runtime.unload)
+                for loaded in (runtime, *copies):
+                    await asyncio.to_thread(loaded.unload)
                 return self._failed(fresh, old, err)
         fresh.state = VersionState.READY
         self.evicted.discard((name, number))
         versions[number] = fresh  # the atomic switch: new requests see the new version
         swapped = self._refresh_default(name)
-        self._metrics.set_loaded(name, fresh.label, True, memory.total)
+        self._metrics.set_loaded(name, fresh.label, True, fresh.memory_bytes)
+        self._metrics.instances.set(name, fresh.label, policy.instances)
         self._metrics.lifecycle.set_state(name, fresh.label, fresh.state)
         self._metrics.lifecycle.loaded(name, fresh.label, time.perf_counter() - started)
         self._metrics.prepare(name, fresh.label, ("http", "grpc", "predict"))
@@ -389,8 +396,13 @@ class ModelManager:
         loaded = version.runtime is not None
         if version.state is VersionState.READY:
             version.state = VersionState.UNLOADING
+        copies: list[Runtime] = []
         if version.batcher is not None:
             await version.batcher.close(drain=True)
+            copies = version.batcher.copies()
+            self._metrics.instances.set(version.name, version.label, 0)
+        for copy in copies:
+            await asyncio.to_thread(copy.unload)
         if version.runtime is not None:
             await asyncio.to_thread(version.runtime.unload)
         version.runtime = None
@@ -421,6 +433,39 @@ class ModelManager:
         if swapped:
             self._metrics.lifecycle.swapped(name)
         return swapped
+
+    async def build_copies(
+        self, version: ModelVersion, runtime: Runtime, count: int
+    ) -> list[Runtime]:
+        """``count`` more loaded copies of ``version`` when ``runtime`` is not thread-safe
+        (none otherwise), their memory added to the version's.
+
+        Raises:
+            InsufficientMemory: the copies would not fit the memory budget (nothing evicted
+                for them: they are extra capacity, not the version itself).
+        """
+        if runtime.thread_safe or count <= 0 or version.artifact is None:
+            return []
+        each = runtime.memory_usage().total
+        if self.memory_budget is not None:
+            free = self.memory_budget - self.loaded_bytes()
+            if each * count > free:
+                raise InsufficientMemory(
+                    version.name, version.version, "the memory budget", each * count, free
+                )
+        copies: list[Runtime] = []
+        try:
+            for _ in range(count):
+                copy, _, _ = await asyncio.to_thread(
+                    _build_runtime, version.config, version.artifact, self.code_roots
+                )
+                copies.append(copy)
+        except BaseException:
+            for copy in copies:
+                await asyncio.to_thread(copy.unload)
+            raise
+        version.memory_bytes += each * count
+        return copies
 
     def _on_batch(
         self, version: ModelVersion, rows: int, requests: int, compute_s: float, ok: bool
