@@ -46,6 +46,7 @@ from inferd.security.tokens import TokenLimits
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
+from inferd.serving.instances import InstanceScaler
 from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
@@ -188,6 +189,12 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         drift_task = asyncio.create_task(drift.run())
         tasks.add(drift_task)
         drift_task.add_done_callback(tasks.discard)
+        # instances: {min, max} models follow their load, within this worker's CPU share.
+        scaler_task = asyncio.create_task(
+            InstanceScaler(manager, metrics, workers=settings.workers).run()
+        )
+        tasks.add(scaler_task)
+        scaler_task.add_done_callback(tasks.discard)
         if alerting is not None:
             alert_task = asyncio.create_task(alerting.run())
             tasks.add(alert_task)
