@@ -71,6 +71,8 @@ class ModelControl:
         self._loading: dict[tuple[str, int], asyncio.Task[ModelVersion]] = {}
         self._waiters: dict[tuple[str, int], int] = {}
         self._registry_ok = True
+        # "model/version" -> why its artifact no longer verifies while a loaded copy serves.
+        self._stale: dict[str, str] = {}
 
     async def start(self) -> dict[str, str]:
         """Import the repository folder, then load the desired state; returns problems."""
@@ -135,7 +137,9 @@ class ModelControl:
                 if (name, number) in self.manager.evicted:
                     continue  # pushed out by the memory budget: it loads on demand
                 loaded = await self._ensure(config, records[number], on_demand=False)
-                if loaded.retryable:
+                if f"{name}/{number}" in self._stale:
+                    problems[f"{name}/{number}"] = self._stale[f"{name}/{number}"]
+                elif loaded.retryable:
                     problems[f"{name}/{number}"] = loaded.reason
                 elif loaded.state is not VersionState.READY:
                     problems[f"{name}/{number}"] = loaded.reason
@@ -185,9 +189,13 @@ class ModelControl:
     async def _ensure(
         self, config: ModelConfig, record: VersionRecord, *, on_demand: bool
     ) -> ModelVersion:
+        stale = self._stale.pop(f"{record.model}/{record.version}", None)
         try:
             path = await asyncio.to_thread(self.artifacts.fetch, record.artifact_uri, record.digest)
         except InferdError as err:
+            held = self._ready_copy(record)
+            if held is not None:
+                return self._keep_serving(held, err.message, stale)
             path = None
             reason = err.message
         loaded = await self.manager.load_version(
@@ -202,6 +210,26 @@ class ModelControl:
         if record.status is not status or (status is Status.FAILED):
             await self._report(record, status, loaded.reason)
         return loaded
+
+    def _ready_copy(self, record: VersionRecord) -> ModelVersion | None:
+        """The ready copy of a version, loaded from its registered digest, held here."""
+        for version in self._held(record.model):
+            if (version.version, version.digest) == (record.version, record.digest) and (
+                version.state is VersionState.READY
+            ):
+                return version
+        return None
+
+    def _keep_serving(self, held: ModelVersion, reason: str, before: str | None) -> ModelVersion:
+        """A served version whose artifact no longer verifies (changed, truncated, gone):
+        the copy in memory was verified when it loaded, so it keeps serving, and the problem
+        is logged (once per reason) and reported as the version's problem."""
+        key = f"{held.name}/{held.version}"
+        problem = f"{reason}; the copy loaded before keeps serving"
+        if before != problem:
+            logger.error("model %s version %d: %s", held.name, held.version, problem)
+        self._stale[key] = problem
+        return held
 
     async def _report(self, record: VersionRecord, status: Status, reason: str) -> None:
         try:
@@ -286,8 +314,11 @@ class ModelControl:
         if name not in self._models:
             raise ModelNotFound(name, known=sorted(self._models))
         ready = [v for v in self.manager.versions(name) if v.state is VersionState.READY]
-        if problems and not ready:
-            first = next(iter(problems))
+        # An explicit load that could not verify a serving version's artifact fails, though
+        # the loaded copy keeps serving.
+        stale = [key for key in problems if key in self._stale]
+        if stale or (problems and not ready):
+            first = stale[0] if stale else next(iter(problems))
             raise ModelLoadError(name, first.split("/")[-1], problems[first])
 
     async def unload_model(self, name: str) -> None:
