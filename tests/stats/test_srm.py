@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from inferd.stats import check_sample_ratio
+from inferd.stats import check_sample_ratio, check_sample_ratio_over_periods
 
 
 def test_52_48_at_100k_against_50_50_is_a_mismatch() -> None:
@@ -48,3 +48,33 @@ def test_bad_counts_and_weights_are_refused() -> None:
         check_sample_ratio([-1, 2], [0.5, 0.5])
     with pytest.raises(ValueError, match="weights: expected finite weights >= 0"):
         check_sample_ratio([1, 2], [0.0, 0.0])
+
+
+def test_counts_over_weight_periods_are_tested_against_the_summed_expectation() -> None:
+    # 50/50 for 4,000 units, then 90/10 for 6,000: the traffic followed each period's weights.
+    counts = [[2_030, 1_970], [5_380, 620]]
+    result = check_sample_ratio_over_periods(counts, [[0.5, 0.5], [0.9, 0.1]])
+    expected = [2_000 + 5_400, 2_000 + 600]
+    scipy = sps.chisquare([7_410, 2_590], expected)
+    assert result.expected == pytest.approx(expected, rel=1e-12)
+    assert result.p_value == pytest.approx(scipy.pvalue, rel=1e-9)
+    assert not result.mismatch
+    # The same totals against the newest weights alone would be a false alarm.
+    assert check_sample_ratio([7_410, 2_590], [0.9, 0.1]).mismatch
+
+
+def test_traffic_that_ignored_a_weight_change_is_a_mismatch() -> None:
+    counts = [[2_030, 1_970], [3_010, 2_990]]  # still 50/50 after the move to 90/10
+    result = check_sample_ratio_over_periods(counts, [[0.5, 0.5], [0.9, 0.1]])
+    assert result.mismatch
+    assert result.p_value < 1e-100
+
+
+def test_periods_of_the_wrong_shape_are_refused() -> None:
+    with pytest.raises(ValueError, match="one list per weight period"):
+        check_sample_ratio_over_periods([[1, 2]], [[0.5, 0.5], [0.9, 0.1]])
+    with pytest.raises(ValueError, match="period 1: counts, weights"):
+        check_sample_ratio_over_periods([[1, 2], [1, 2, 3]], [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"counts\[1\]: expected 2 variants"):
+        check_sample_ratio_over_periods([[1, 2], [1, 2, 3]], [[0.5, 0.5], [0.4, 0.3, 0.3]])
+    assert not check_sample_ratio_over_periods([[0, 0]], [[0.5, 0.5]]).mismatch

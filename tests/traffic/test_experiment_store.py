@@ -9,6 +9,7 @@ import pytest
 
 from inferd.errors import Conflict, ExperimentNotFound
 from inferd.registry import Registry
+from inferd.traffic.sample_ratio import read_periods
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentStore, Exposure, Outcome
 
@@ -102,7 +103,9 @@ def test_outcomes_join_the_exposure_log_late(store: ExperimentStore) -> None:
         Exposure(None, "u8", "control", 500, 1.5, NOW),
     ])  # fmt: skip
     assert store.exposure_variants(record.id, ["r1", "r3"]) == {"r1": "treatment"}
-    assert store.exposure_units(record.id) == {"treatment": 1, "control": 1}
+    [period] = read_periods(store.registry, store.get(record.id))
+    assert (period.units, period.logged) == ({"treatment": 1, "control": 1},
+                                             {"treatment": 2, "control": 1})  # fmt: skip
     totals, pending = store.outcome_totals(record.id)
     assert pending == 0
     assert totals[("treatment", "conversion")].count == 1

@@ -13,6 +13,7 @@ from inferd.errors import InvalidInput
 from inferd.stats import Aggregate
 from inferd.traffic.outcomes import parse_outcomes
 from inferd.traffic.results import compute
+from inferd.traffic.sample_ratio import WeightPeriod
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentRecord, OutcomeTotals
 
@@ -70,7 +71,8 @@ def test_results_flag_sample_ratio_mismatch_and_guard_breaches() -> None:
     balanced = compute(record([0.6, 0.4]), tallies, outcomes, pending=0)
     assert balanced["srm"]["warning"] is False
     # Heavy users skew request counts; the distinct logged units follow the weights.
-    by_units = compute(record([0.5, 0.5]), tallies, outcomes, 0, units={"a": 510, "b": 490})
+    units = [WeightPeriod([0.5, 0.5], {"a": 510, "b": 490})]
+    by_units = compute(record([0.5, 0.5]), tallies, outcomes, 0, units)
     assert by_units["srm"]["basis"] == "units"
     assert by_units["srm"]["observed"] == [510, 490]
     assert by_units["srm"]["warning"] is False

@@ -29,6 +29,7 @@ from inferd.traffic.experiments import ExperimentService
 from inferd.traffic.looks import LookStore, carry
 from inferd.traffic.policy import TrafficPolicy
 from inferd.traffic.results import compute
+from inferd.traffic.sample_ratio import read_periods
 from inferd.traffic.store import ExperimentRecord
 
 Reply = tuple[int, Any]
@@ -101,9 +102,9 @@ class ExperimentRoutes:
         await asyncio.to_thread(self.traffic.write, self.traffic.collect())
         tallies = await asyncio.to_thread(store.aggregates, exp_id)
         totals, pending = await asyncio.to_thread(store.outcome_totals, exp_id)
-        units = await asyncio.to_thread(store.exposure_units, exp_id)
+        periods = await asyncio.to_thread(read_periods, store.registry, record)
         previous = await asyncio.to_thread(looks.running, exp_id)
-        doc = compute(record, tallies, totals, pending, units)
+        doc = compute(record, tallies, totals, pending, periods)
         minima = carry(doc, previous, record.spec.alpha)
         await asyncio.to_thread(looks.save, exp_id, minima, self.service.now())
         return doc

@@ -11,6 +11,7 @@ checked against them (tests/stats). What to use for what (docs/statistics.md has
     watching results any time    sequential_means / _proportions    -> Sequential
     several variants at once     adjust(p_values, "holm" | "bh")    -> Adjusted
     broken assignment            check_sample_ratio(counts, weights) -> SampleRatio
+      ... weights that changed   check_sample_ratio_over_periods     -> SampleRatio
     how long to run              sample_size_means / _proportions   -> SampleSize
     per-variant state            Aggregate (add, merge, to_dict / from_dict)
     input drift                  detect_drift(reference, current)   -> DriftReport
@@ -47,7 +48,12 @@ from inferd.stats.sequential import (
     sequential_means,
     sequential_proportions,
 )
-from inferd.stats.srm import SRM_THRESHOLD, SampleRatio, check_sample_ratio
+from inferd.stats.srm import (
+    SRM_THRESHOLD,
+    SampleRatio,
+    check_sample_ratio,
+    check_sample_ratio_over_periods,
+)
 
 __all__ = [
     "DEFAULT_TAU",
@@ -72,6 +78,7 @@ __all__ = [
     "adjust",
     "always_valid_p_value",
     "check_sample_ratio",
+    "check_sample_ratio_over_periods",
     "chi_square_test",
     "confidence_sequence",
     "contingency",

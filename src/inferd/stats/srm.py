@@ -8,6 +8,11 @@ strict because the check runs on every look at every experiment and a false alar
 
 Count units, not requests, where possible: a unit sending many requests makes request counts
 vary far more than the multinomial law the test assumes, and the check then over-warns.
+
+When the weights changed during the experiment, the counts follow each period's weights in
+turn: :func:`check_sample_ratio_over_periods` expects sum over periods of (the period's count
+times its weights), not the newest weights times the total, which would alarm on a healthy
+experiment whose split moved.
 """
 
 from __future__ import annotations
@@ -104,3 +109,56 @@ def check_sample_ratio(
     else:
         message = f"no sample ratio mismatch: counts {observed} fit weights {wanted} (p = {p:.3g})"
     return SampleRatio(float(result.statistic), p, expected, p < threshold, message)
+
+
+def check_sample_ratio_over_periods(
+    counts: Sequence[Sequence[int]],
+    weights: Sequence[Sequence[float]],
+    threshold: float = SRM_THRESHOLD,
+) -> SampleRatio:
+    """Chi-square of the summed counts against the sum of each weight period's expectation.
+
+    Period ``p`` holds ``N_p = sum(counts[p])`` units; variant ``i`` is expected to have
+    ``sum_p N_p * weights[p][i]`` of them (weights normalised per period). The observed counts
+    are summed over the periods and tested against those expectations
+    (``scipy.stats.chisquare``), with ``k - 1`` degrees of freedom as for one period.
+
+    Args:
+        counts: per period (oldest first), the units assigned to each variant.
+        weights: per period, the weights in force, same shape as ``counts``.
+        threshold: p-values below this are a mismatch.
+
+    Raises:
+        ValueError: no periods, ``counts`` and ``weights`` of different shapes, or a period's
+            counts or weights invalid as in :func:`check_sample_ratio`.
+
+    Example:
+        >>> check_sample_ratio_over_periods([[500, 500], [900, 100]],
+        ...                                 [[0.5, 0.5], [0.9, 0.1]]).mismatch
+        False
+    """
+    if not counts or len(counts) != len(weights):
+        raise ValueError(
+            f"counts, weights: expected one list per weight period, the same number of each, "
+            f"got {len(counts)} and {len(weights)}"
+        )
+    for period, (c, w) in enumerate(zip(counts, weights, strict=True)):
+        try:
+            _validate(c, w)
+        except ValueError as err:
+            raise ValueError(f"period {period}: {err}") from None
+        if len(c) != len(counts[0]):
+            raise ValueError(
+                f"counts[{period}]: expected {len(counts[0])} variants as in period 0, got {len(c)}"
+            )
+    expected = [0.0] * len(counts[0])
+    for c, w in zip(counts, weights, strict=True):
+        total, weight_sum = sum(c), float(sum(w))
+        for i, wi in enumerate(w):
+            expected[i] += total * wi / weight_sum
+    observed = [sum(c[i] for c in counts) for i in range(len(expected))]
+    if sum(observed) == 0:
+        return SampleRatio(0.0, 1.0, tuple(expected), False, "no sample ratio check: no units")
+    # The expected counts, as weights, reproduce themselves: check_sample_ratio scales them to
+    # the observed total, which they already sum to.
+    return check_sample_ratio(observed, expected, threshold)

@@ -6,7 +6,8 @@ interval, a fixed-horizon p-value adjusted across the comparisons (Holm or BH, a
 says), this look's always-valid sequential p-value (``inferd.traffic.looks`` carries its
 running minimum across looks), and whether the difference is significant. Around
 that: request counts per variant, whether each reached the minimum sample size, and a
-sample-ratio-mismatch check of the request counts against the current weights.
+sample-ratio-mismatch check over the periods of the weight history
+(``inferd.traffic.sample_ratio``).
 
     metric       observations             test
     conversion   outcomes kind=conversion two-proportion z
@@ -18,7 +19,7 @@ sample-ratio-mismatch check of the request counts against the current weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inferd.stats import (
@@ -28,7 +29,6 @@ from inferd.stats import (
     Moments,
     Rate,
     adjust,
-    check_sample_ratio,
     contingency,
     mann_whitney,
     sequential_means,
@@ -36,12 +36,11 @@ from inferd.stats import (
     two_proportions,
     welch,
 )
+from inferd.traffic import sample_ratio
 from inferd.traffic.policy import FALLBACK
+from inferd.traffic.sample_ratio import WeightPeriod
 from inferd.traffic.spec import LOWER_IS_BETTER
 from inferd.traffic.store import ExperimentRecord, OutcomeTotals
-
-SRM_ALPHA = 0.001  # the usual threshold: a mismatch this unlikely means broken assignment
-SRM_MIN_UNITS = 100  # fewer distinct logged units: check the request counts instead
 
 
 def compute(
@@ -49,7 +48,7 @@ def compute(
     tallies: Mapping[str, list[dict[str, Any]]],
     outcomes: Mapping[tuple[str, str], OutcomeTotals],
     pending: int,
-    units: Mapping[str, int] | None = None,
+    periods: Sequence[WeightPeriod] | None = None,
 ) -> dict[str, Any]:
     """The results document (``GET /v1/experiments/{id}/results``).
 
@@ -58,12 +57,15 @@ def compute(
         tallies: variant -> every process's tally.
         outcomes: (variant, kind) -> outcome totals.
         pending: outcomes still waiting for their request's exposure.
-        units: variant -> distinct units in the exposure log, if counted.
+        periods: the weight periods with their logged units
+            (:func:`inferd.traffic.sample_ratio.read_periods`); None: one period at the
+            current weights with nothing logged (the SRM check uses the request counts).
     """
     spec = record.spec
     names = spec.variant_names
     merged = {name: _merge(tallies.get(name, [])) for name in [*names, FALLBACK]}
-    srm = _srm(names, record.weights[-1], merged, units or {})
+    periods = periods or [WeightPeriod(record.weights[-1])]
+    srm = sample_ratio.check(names, periods, {n: merged[n].count for n in names})
     metrics = {}
     for metric in [
         spec.primary_metric,
@@ -103,24 +105,6 @@ def _merge(parts: list[dict[str, Any]]) -> Aggregate:
     for part in parts:
         merged = merged.merge(Aggregate.from_dict(part))
     return merged
-
-
-def _srm(
-    names: list[str], weights: list[float], merged: Mapping[str, Aggregate],
-    units: Mapping[str, int],
-) -> dict[str, Any]:  # fmt: skip
-    counted = [units.get(n, 0) for n in names]
-    basis = "units"
-    if sum(counted) < SRM_MIN_UNITS:
-        counted, basis = [merged[n].count for n in names], "requests"
-    p: float | None = None
-    if sum(counted):
-        try:
-            p = check_sample_ratio(counted, weights, SRM_ALPHA).p_value
-        except ValueError:  # a single arm has weight: nothing to compare
-            p = None
-    return {"p_value": p, "warning": p is not None and p < SRM_ALPHA, "threshold": SRM_ALPHA,
-            "basis": basis, "observed": counted}  # fmt: skip
 
 
 def _observations(

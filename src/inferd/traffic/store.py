@@ -41,6 +41,7 @@ class ExperimentRecord:
     weights: list[list[float]]
     salt: str
     winner: str | None = None
+    weight_times: tuple[datetime, ...] | None = None  # when each weight vector took effect
     reason: str = ""
     created_by: str = ""
     created_at: datetime | None = None
@@ -55,7 +56,9 @@ class ExperimentRecord:
         return {
             "id": self.id, "name": self.name, "model": self.model, "state": self.state,
             "spec": self.spec.model_dump(mode="json"), "weights": self.weights[-1],
-            "weight_history": self.weights, "winner": self.winner, "reason": self.reason,
+            "weight_history": self.weights,
+            "weight_times": [iso(t) for t in self.weight_times] if self.weight_times else None,
+            "winner": self.winner, "reason": self.reason,
             "created_by": self.created_by, "created_at": iso(self.created_at),
             "started_at": iso(self.started_at), "ended_at": iso(self.ended_at),
             "updated_at": iso(self.updated_at),
@@ -116,7 +119,8 @@ class ExperimentStore:
                 E.insert().values(
                     id=exp_id, name=spec.name, model=spec.model, state="draft",
                     spec=spec.model_dump(mode="json"), weights=[spec.weights],
-                    salt=secrets.token_hex(16), reason="", created_by=actor or "anonymous",
+                    weight_times=[now.isoformat()], salt=secrets.token_hex(16), reason="",
+                    created_by=actor or "anonymous",
                     created_at=now, updated_at=now,
                 )
             )  # fmt: skip
@@ -176,7 +180,10 @@ class ExperimentStore:
             if row.state not in ("draft", "running", "paused"):
                 raise Conflict(f"experiment '{exp_id}' is {row.state}; its weights are final")
             history = [*row.weights, weights]
-            conn.execute(update(E).where(E.c.id == exp_id).values(weights=history, updated_at=now))
+            # A row from before migration 18 has no times: its periods stay unknown.
+            times = [*row.weight_times, now.isoformat()] if row.weight_times else None
+            conn.execute(update(E).where(E.c.id == exp_id).values(
+                weights=history, weight_times=times, updated_at=now))  # fmt: skip
             self._log(conn, actor, "weights_experiment", row.model, exp_id, str(row.weights[-1]),
                       str(weights))  # fmt: skip
             return _record(self._row(conn, exp_id))
@@ -231,16 +238,6 @@ class ExperimentStore:
                 EX.c.experiment_id == exp_id, EX.c.request_id.in_(list(request_ids))
             )
             return {r: v for r, v in conn.execute(stmt)}
-
-    def exposure_units(self, exp_id: str) -> dict[str, int]:
-        """Variant -> distinct units in the exposure log (the sample-ratio-mismatch basis)."""
-        with self.registry.connection() as conn:
-            stmt = (
-                select(EX.c.variant, func.count(func.distinct(EX.c.unit)))
-                .where(EX.c.experiment_id == exp_id, EX.c.unit.is_not(None))
-                .group_by(EX.c.variant)
-            )
-            return {variant: int(n) for variant, n in conn.execute(stmt)}
 
     def add_outcomes(self, exp_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
         with self.registry.transaction(bump=False) as conn:
@@ -313,11 +310,18 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def _times(values: list[str] | None) -> tuple[datetime, ...] | None:
+    if not values:
+        return None
+    return tuple(t for t in (_utc(datetime.fromisoformat(v)) for v in values) if t is not None)
+
+
 def _record(row: Row[Any]) -> ExperimentRecord:
     return ExperimentRecord(
         id=row.id, name=row.name, model=row.model, state=row.state,
         spec=ExperimentSpec.model_validate(row.spec), weights=[list(w) for w in row.weights],
-        salt=row.salt, winner=row.winner, reason=row.reason or "", created_by=row.created_by,
+        weight_times=_times(row.weight_times), salt=row.salt, winner=row.winner,
+        reason=row.reason or "", created_by=row.created_by,
         created_at=_utc(row.created_at), started_at=_utc(row.started_at),
         ended_at=_utc(row.ended_at), updated_at=_utc(row.updated_at),
     )  # fmt: skip

@@ -27,6 +27,9 @@ class ExperimentOut(BaseModel):
     spec: ExperimentSpec
     weights: list[float] = Field(description="the current weights, one per variant")
     weight_history: list[list[float]] = Field(description="every weight vector, oldest first")
+    weight_times: list[str] | None = Field(
+        None, description="when each weight vector took effect (ISO 8601); null for old rows"
+    )
     winner: str | None
     reason: str
     created_by: str
@@ -121,7 +124,7 @@ class MetricResult(BaseModel):
 
 
 class Srm(BaseModel):
-    """Sample ratio mismatch: chi-square of the split against the weights."""
+    """Sample ratio mismatch: chi-square of the split against the weights, period by period."""
 
     p_value: float | None
     warning: bool = Field(description="p below the threshold: assignment is broken")
@@ -130,6 +133,10 @@ class Srm(BaseModel):
         description="distinct units in the exposure log, or requests when it has too few"
     )
     observed: list[int] = Field(description="the counts tested, one per variant")
+    expected: list[float] | None = Field(
+        None, description="the counts the weights call for: each weight period's share summed"
+    )
+    periods: int = Field(1, description="weight periods the units were split by")
 
 
 class SampleSize(BaseModel):
