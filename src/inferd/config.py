@@ -5,7 +5,7 @@
     ├── batching: BatchingConfig
     ├── instances: InstancesConfig
     ├── warmup: WarmupConfig
-    ├── cache, precomputed, circuit_breaker, fallback: inferd.resilience.config
+    ├── cache, precomputed, circuit_breaker, fallback, overload: inferd.resilience.config
     └── version_policy: VersionPolicy
 
 ``load_model_config`` turns validation failures into a :class:`ConfigError` that names the
@@ -25,6 +25,7 @@ from inferd.resilience.config import (
     BreakerConfig,
     CacheConfig,
     FallbackConfig,
+    OverloadConfig,
     PrecomputedConfig,
 )
 from inferd.types import DATATYPES, TensorSpec
@@ -257,6 +258,10 @@ class ModelConfig(_Strict):
     )
     fallback: FallbackConfig | None = Field(
         None, description="Versions and a default answer tried when a version fails."
+    )
+    overload: OverloadConfig = Field(
+        default_factory=OverloadConfig,
+        description="Adaptive concurrency limit and load shedding (off by default).",
     )
     trust_pickle: bool = Field(
         False,

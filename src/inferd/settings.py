@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         description="Redis shared by replicas for models whose model.yaml enables the cache "
         "(redis://host:port/db); None: each process caches alone.",
     )
+    # Overload control (inferd.resilience.admission, docs/resilience.md).
+    overload_control: bool = Field(
+        False,
+        description="Adaptive concurrency limits and load shedding for models whose model.yaml "
+        "leaves overload.enabled unset (off: requests wait in the queue up to max_queue_size).",
+    )
     # Alerts (inferd.monitoring.alerts, docs/alerts.md).
     alerts_file: Path | None = Field(
         None,

@@ -40,6 +40,7 @@ from inferd.monitoring.shadow_metrics import ShadowMetrics
 from inferd.monitoring.tracing import tracing_from_settings
 from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
+from inferd.resilience.admission import Admission
 from inferd.resilience.layer import Resilience
 from inferd.runtimes.trust import parse_roots
 from inferd.security.tokens import TokenLimits
@@ -130,6 +131,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     dataplane.prediction_log = prediction_log
     resilience = Resilience(metrics.registry, settings.cache_redis_url)  # per model.yaml
     dataplane.resilience = resilience
+    dataplane.admission = Admission(metrics.registry, settings.overload_control)  # per model.yaml
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
     # Every process runs the controller; only the holder of the lease in the registry acts.
     rollouts = RolloutService(RolloutStore(registry), management.promote, control.preload)

@@ -1,7 +1,8 @@
-"""The ``cache``, ``precomputed``, ``circuit_breaker`` and ``fallback`` sections of
-``model.yaml``.
+"""The ``cache``, ``precomputed``, ``circuit_breaker``, ``fallback`` and ``overload`` sections
+of ``model.yaml``.
 
-Every section is off by default: a cache or a fallback changes what a request may receive.
+Every section is off by default: a cache or a fallback changes what a request may receive, and
+overload control refuses requests that would otherwise have waited their turn.
 """
 
 from __future__ import annotations
@@ -95,3 +96,41 @@ class FallbackConfig(_Strict):
         if value is not None and not value:
             raise ValueError("expected at least one output name with a value, got {}")
         return value
+
+
+class OverloadConfig(_Strict):
+    """Overload control of a model: an adaptive concurrency limit per loaded version, waiting
+    by traffic class beyond it, and fast 503s when the wait would be too long.
+
+    Off unless ``enabled`` (or the server's ``overload_control`` when ``enabled`` is unset):
+    it answers 503 to requests that would otherwise have waited their turn.
+    """
+
+    enabled: bool | None = Field(
+        None, description="Turn overload control on or off; None: the server's overload_control."
+    )
+    tolerance: float = Field(
+        2.0, gt=1, le=100,
+        description="Latency may reach this multiple of its no-load value (the same requests "
+        "without their queue wait) before the limit shrinks.",
+    )  # fmt: skip
+    min_limit: int | None = Field(
+        None, ge=1, description="Lowest limit; None: max_batch_size x instances (a full batch)."
+    )
+    max_limit: int | None = Field(
+        None, ge=1, description="Highest limit; None: batching.max_queue_size + min_limit."
+    )
+    max_wait_ms: float | None = Field(
+        None, ge=0,
+        description="Longest expected wait for a slot beyond the limit before a request is "
+        "shed; None: the current no-load latency (one service time).",
+    )  # fmt: skip
+    batch_share: float = Field(
+        0.8, gt=0, le=1, description="Share of the limit requests of class 'batch' may take."
+    )
+    shadow_share: float = Field(
+        0.5, gt=0, le=1, description="Share of the limit shadow copies may take (never wait)."
+    )
+    window_ms: float = Field(
+        100.0, gt=0, le=60_000, description="Milliseconds of samples per limit update."
+    )

@@ -13,7 +13,7 @@ from inferd.types import InferenceRequest
 # Request parameters that schedule or encode a request without changing its answer.
 NEUTRAL_PARAMETERS = frozenset(
     {"timeout", "timeout_ms", "priority", "binary_data_output", "binary_data", "headers",
-     "sequence_id", "trace_id", "request_id"}
+     "sequence_id", "trace_id", "request_id", "traffic_class"}
 )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from inferd import __version__
@@ -17,6 +18,7 @@ from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.prediction_log import PredictionLog
+from inferd.resilience.admission import Admission
 from inferd.resilience.layer import Resilience
 from inferd.serving.control import ModelControl
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
@@ -61,6 +63,7 @@ class DataPlane:
         self.drift: DriftSampler | None = None  # drift sampling, set by the app
         self.prediction_log: PredictionLog | None = None  # set by the app when configured
         self.resilience: Resilience | None = None  # cache, breakers, fallbacks; set by the app
+        self.admission: Admission | None = None  # overload control; set by the app
         self._started = False
         self._stopping = False
 
@@ -277,9 +280,15 @@ class DataPlane:
             raise ModelNotReady(version.name, version.label, version.state)
         inputs = validate_request(request, version.signature)
         timeout_s = None if request.timeout_ms is None else request.timeout_ms / 1000.0
-        outputs, info = await version.batcher.submit(
-            inputs, priority=request.priority, timeout_s=timeout_s
-        )
+        admission = self.admission  # overload control: one attribute test when off
+        if admission is not None and admission.enabled(version):
+            submit = partial(version.batcher.submit, inputs, priority=request.priority,
+                             timeout_s=timeout_s)  # fmt: skip
+            outputs, info = await admission.admit(version, request, start, submit)
+        else:
+            outputs, info = await version.batcher.submit(
+                inputs, priority=request.priority, timeout_s=timeout_s
+            )
         if request.outputs is not None:
             outputs = {name: outputs[name] for name in request.outputs}
         return InferenceResponse(
@@ -298,7 +307,12 @@ class DataPlane:
         if chosen.signature is None or chosen.batcher is None:
             raise ModelNotReady(chosen.name, chosen.label, chosen.state)
         inputs = validate_request(request, chosen.signature)
-        outputs, _ = await chosen.batcher.submit(inputs, background=True)
+        submit = partial(chosen.batcher.submit, inputs, background=True)
+        admission = self.admission  # under overload control, shed first and never waiting
+        if admission is not None and admission.enabled(chosen):
+            outputs, _ = await admission.shadow(chosen, submit)
+        else:
+            outputs, _ = await submit()
         if request.outputs is not None:
             outputs = {name: outputs[name] for name in request.outputs}
         return outputs

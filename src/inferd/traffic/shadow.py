@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inferd.errors import InferdError, RegistryUnavailable
+from inferd.errors import InferdError, QueueFull, RegistryUnavailable
 from inferd.traffic.agreement import Agreement, compare
 from inferd.traffic.router import BUCKETS, unit_bucket
 from inferd.traffic.shadow_config import ShadowConfig
@@ -169,6 +169,11 @@ class ShadowMirror:
             comparison = compare(item.outputs, outputs)
         except asyncio.CancelledError:
             raise
+        except QueueFull:  # the shadow version is saturated (or overload control shed it)
+            agreement.drop(queued=True)
+            if self.observer is not None:
+                self.observer.dropped(pair)
+            return
         except Exception as err:  # never the client's: count it, log it, carry on
             agreement.fail()
             self._observe(pair, "failed", None, time.perf_counter() - start)

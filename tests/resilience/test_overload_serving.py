@@ -1,0 +1,97 @@
+"""Overload control behind the real data plane and HTTP app, in-process: a saturated model
+sheds with 503 and Retry-After, and interactive requests go before batch ones."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inferd.api.app import build_app
+from inferd.settings import Settings
+
+# A model whose every call takes 50 ms (one request per call): requests sent together are
+# all at the gate before the first answer comes back.
+SLOW_PY = """\
+import time
+
+from inferd.runtimes.python import PythonModel
+
+
+class Slow(PythonModel):
+    def infer(self, inputs):
+        time.sleep(0.05)
+        return {"y": inputs["x"] * 2 + 1}
+"""
+YAML = """\
+platform: python
+max_batch_size: 1
+inputs: [{name: x, datatype: FP32, shape: [-1]}]
+outputs: [{name: y, datatype: FP32, shape: [-1]}]
+warmup: false
+overload: {overload}
+"""
+MODELS = {
+    # The limit pinned at 2, and no waiting beyond it.
+    "shed": "{enabled: true, min_limit: 2, max_limit: 2, max_wait_ms: 0}",
+    # The limit pinned at 2, batch may hold 1 of it; everyone may wait.
+    "ordered": "{enabled: true, min_limit: 2, max_limit: 2, batch_share: 0.5, max_wait_ms: 60000}",
+}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    repo = tmp_path / "repo"
+    for name, overload in MODELS.items():
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.py").write_text(SLOW_PY)
+        (repo / name / "model.yaml").write_text(YAML.replace("{overload}", overload))
+    app = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
+    assert await app.dataplane.start() == {}
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            yield c
+    finally:
+        await app.dataplane.stop()
+
+
+def body(traffic_class: str | None = None) -> dict[str, object]:
+    params = {} if traffic_class is None else {"traffic_class": traffic_class}
+    x = {"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}
+    return {"inputs": [x], "parameters": params}
+
+
+async def test_a_saturated_model_sheds_with_503_and_retry_after(
+    client: httpx.AsyncClient,
+) -> None:
+    sent = [client.post("/v2/models/shed/infer", json=body()) for _ in range(6)]
+    answers = await asyncio.gather(*sent)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 503, 503, 503, 503], [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "1"
+            error = r.json()["error"]
+            assert "model 'shed' version 1 is overloaded: 2 of 2 requests in flight" in error
+    text = (await client.get("/metrics")).text
+    assert 'inferd_overload_shed_total{model="shed",traffic_class="interactive"} 4.0' in text
+    assert 'inferd_concurrency_limit{model="shed",version="1"} 2.0' in text
+
+
+async def test_interactive_requests_go_before_batch_requests(client: httpx.AsyncClient) -> None:
+    done: list[tuple[float, str]] = []
+
+    async def send(traffic_class: str) -> None:
+        r = await client.post("/v2/models/ordered/infer", json=body(traffic_class))
+        assert r.status_code == 200, r.text
+        done.append((time.perf_counter(), traffic_class))
+
+    await asyncio.gather(*(send(c) for c in ["batch"] * 4 + ["interactive"] * 4))
+    order = [c for _, c in sorted(done)]
+    # One batch request runs at a time; every interactive one that waited went before the
+    # three batch requests that waited (the first batch one entered before them).
+    assert order[-3:] == ["batch"] * 3, order
+    assert order.count("interactive") == 4
