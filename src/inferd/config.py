@@ -6,6 +6,7 @@
     ├── instances: InstancesConfig
     ├── warmup: WarmupConfig
     ├── cache, precomputed, circuit_breaker, fallback, overload: inferd.resilience.config
+    ├── preprocessing: inferd.preprocess.spec.PreprocessingConfig
     └── version_policy: VersionPolicy
 
 ``load_model_config`` turns validation failures into a :class:`ConfigError` that names the
@@ -21,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferd.errors import ConfigError
+from inferd.preprocess.spec import PreprocessingConfig
 from inferd.resilience.config import (
     BreakerConfig,
     CacheConfig,
@@ -262,6 +264,11 @@ class ModelConfig(_Strict):
     overload: OverloadConfig = Field(
         default_factory=OverloadConfig,
         description="Adaptive concurrency limit and load shedding (off by default).",
+    )
+    preprocessing: PreprocessingConfig | None = Field(
+        None,
+        description="Named raw columns -> the model's input tensor (docs/preprocessing.md); "
+        "None: requests carry the model's inputs.",
     )
     trust_pickle: bool = Field(
         False,

@@ -416,9 +416,11 @@ class HttpApp:
         if version is None and self.dataplane.traffic.live:
             return None
         try:
-            return self.dataplane.manager.get(name, version).signature
+            chosen = self.dataplane.manager.get(name, version)
         except InferdError:
             return None
+        # Declared preprocessing takes raw columns of any number type: checked when applied.
+        return chosen.signature if chosen.preprocessor is None else None
 
     async def _repository(self, method: str, parts: list[str]) -> Result:
         require_method(method, "POST")

@@ -28,13 +28,13 @@ from inferd.explain.boosters import LightGBMExplainer, XGBoostExplainer
 from inferd.explain.kernel import KernelExplainer, Predict
 from inferd.explain.reference import background, kernel_output, seed, tabular_input
 from inferd.explain.sklearn import sklearn_explainer
+from inferd.preprocess import model_inputs
 from inferd.runtimes.base import Runtime, import_framework
 from inferd.runtimes.lightgbm import LightGBMRuntime
 from inferd.runtimes.sklearn import SklearnRuntime
 from inferd.runtimes.xgboost import XGBoostRuntime
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.manager import ModelVersion
-from inferd.serving.validation import validate_request
 from inferd.types import InferenceRequest, InferenceResponse, TensorSpec
 
 CHUNK_ROWS = 4096  # rows per model call when KernelSHAP evaluates its coalitions
@@ -81,7 +81,8 @@ class Explanations:
         if runtime is None or signature is None:
             raise NotExplainable(version.name, version.label, "a loaded version", version.state)
         spec = tabular_input(version.name, version.label, signature)
-        x = validate_request(request, signature)[spec.name]
+        # Declared preprocessing: attributions are over the model's features, after it.
+        x = model_inputs(request, signature, version.preprocessor)[spec.name]
         if len(x) == 0:  # nothing to explain, and no shape to explain it in
             raise InvalidInput(f"input '{spec.name}'", "at least one row", "0 rows")
         x = x.reshape(len(x), -1)

@@ -132,7 +132,9 @@ class RequestLimits:
 
     def _check_strings(self, name: str, array: np.ndarray) -> None:
         if array.dtype.kind == "O":
-            longest = max(len(item) for item in array.reshape(-1).tolist())
+            # None: a missing value of a row-wise /predict body (protocol/_instances.py)
+            items = array.reshape(-1).tolist()
+            longest = max((len(item) for item in items if item is not None), default=0)
         else:
             longest = array.dtype.itemsize // (4 if array.dtype.kind == "U" else 1)
         if longest > self.max_string_bytes:

@@ -18,11 +18,12 @@ from inferd.errors import InferdError, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.prediction_log import PredictionLog
+from inferd.preprocess import model_inputs
 from inferd.resilience.admission import Admission
 from inferd.resilience.layer import Resilience
 from inferd.serving.control import ModelControl
+from inferd.serving.load import QueueGate
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
-from inferd.serving.validation import validate_request
 from inferd.traffic.policy import Route, TrafficPolicy
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -64,6 +65,7 @@ class DataPlane:
         self.prediction_log: PredictionLog | None = None  # set by the app when configured
         self.resilience: Resilience | None = None  # cache, breakers, fallbacks; set by the app
         self.admission: Admission | None = None  # overload control; set by the app
+        self.queue_gate: QueueGate | None = None  # readiness on queue depth; set by the app
         self._started = False
         self._stopping = False
 
@@ -91,8 +93,10 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready once the start-up load finished, until draining or shutdown begins."""
-        return self._started and not self._stopping
+        """Ready once the start-up load finished, until draining or shutdown begins, and
+        while the queue gate (``readiness_max_queue_depth``), if any, is open."""
+        gate = self.queue_gate
+        return self._started and not self._stopping and (gate is None or gate.open())
 
     def drain(self) -> None:
         """Report not ready from now on, while still serving (SIGTERM, before shutdown)."""
@@ -112,13 +116,15 @@ class DataPlane:
         chosen = self.manager.get(name, version)
         if chosen.signature is None:
             raise ModelNotReady(name, version, chosen.state)
+        pre = chosen.preprocessor  # with declared preprocessing, callers send raw columns
+        inputs = chosen.signature.inputs if pre is None else pre.input_specs
         return {
             "name": name,
             "versions": [
                 v.label for v in self.manager.versions(name) if v.state is VersionState.READY
             ],
             "platform": chosen.config.platform,
-            "inputs": [s.to_dict() for s in chosen.signature.inputs],
+            "inputs": [s.to_dict() for s in inputs],
             "outputs": [s.to_dict() for s in chosen.signature.outputs],
             "parameters": {
                 "version": chosen.label,
@@ -278,7 +284,7 @@ class DataPlane:
     ) -> InferenceResponse:
         if version.signature is None or version.batcher is None:
             raise ModelNotReady(version.name, version.label, version.state)
-        inputs = validate_request(request, version.signature)
+        inputs = model_inputs(request, version.signature, version.preprocessor)
         timeout_s = None if request.timeout_ms is None else request.timeout_ms / 1000.0
         admission = self.admission  # overload control: one attribute test when off
         if admission is not None and admission.enabled(version):
@@ -306,7 +312,7 @@ class DataPlane:
         chosen = await self._resolve(request.model_name, version)
         if chosen.signature is None or chosen.batcher is None:
             raise ModelNotReady(chosen.name, chosen.label, chosen.state)
-        inputs = validate_request(request, chosen.signature)
+        inputs = model_inputs(request, chosen.signature, chosen.preprocessor)
         submit = partial(chosen.batcher.submit, inputs, background=True)
         admission = self.admission  # under overload control, shed first and never waiting
         if admission is not None and admission.enabled(chosen):

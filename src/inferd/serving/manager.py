@@ -29,6 +29,7 @@ from pathlib import Path
 from inferd.batching import Batcher, BatchPolicy
 from inferd.config import ModelConfig
 from inferd.errors import (
+    ConfigError,
     InferdError,
     InsufficientMemory,
     ModelLoadError,
@@ -36,6 +37,7 @@ from inferd.errors import (
     ModelNotReady,
 )
 from inferd.monitoring import Metrics
+from inferd.preprocess import Preprocessor, compile_preprocessing
 from inferd.runtimes import Runtime, runtime_class
 from inferd.runtimes.base import MemoryUsage
 from inferd.runtimes.trust import check_code_root
@@ -68,6 +70,7 @@ class ModelVersion:
     runtime: Runtime | None = None
     batcher: Batcher | None = None
     signature: Signature | None = None
+    preprocessor: Preprocessor | None = None  # model.yaml's preprocessing, compiled at load
     memory_bytes: int = 0  # host and device together
     device_bytes: int = 0
     load_seconds: float = 0.0
@@ -251,6 +254,11 @@ class ModelManager:
         except Exception as err:
             return self._failed(fresh, old, err)
         fresh.runtime, fresh.signature = runtime, signature
+        try:  # a block that does not fit the model's signature fails the load, named
+            fresh.preprocessor = _preprocessor(config, signature, fresh)
+        except ConfigError as err:
+            await asyncio.to_thread(runtime.unload)
+            return self._failed(fresh, old, err)
         fresh.memory_bytes, fresh.device_bytes = memory.total, memory.device_bytes
         fresh.load_seconds = time.perf_counter() - started
         try:
@@ -491,6 +499,15 @@ def _build_runtime(
         runtime.unload()
         raise
     return runtime, signature, runtime.memory_usage()
+
+
+def _preprocessor(
+    config: ModelConfig, signature: Signature, version: ModelVersion
+) -> Preprocessor | None:
+    if config.preprocessing is None:
+        return None
+    source = f"model '{version.name}' version {version.version}"
+    return compile_preprocessing(config.preprocessing, signature, source)
 
 
 def _warmup_sizes(config: ModelConfig) -> list[int]:
