@@ -91,6 +91,7 @@ async def test_a_rollout_steps_through_the_data_plane_and_promotes(
     assert status["arms"]["canary"]["prediction_mean"] == pytest.approx(4.0)
     assert status["guardrails"] == {"ok": True, "breaches": []}
     assert status["next"]["action"] == "advance"
+    assert 0 < status["next"]["step_active_s"] < 600  # running since the first tick
     await leader.tick()  # 100 %
     await app.management.rollouts.traffic.tick()
     assert set(await predict(client, 20)) == {"canary"}

@@ -193,3 +193,19 @@ async def test_of_two_controllers_only_the_lease_holder_acts(registry: Registry)
     clock.now += 1.0
     assert rollout_id in await two.tick()
     assert (await two.service.get(rollout_id)).state == "running"
+
+
+async def test_close_releases_a_lease_taken_by_a_tick_cancelled_at_shutdown(
+    registry: Registry,
+) -> None:
+    clock = Clock()
+    rollout_id = await create(registry, clock, MINUTES)
+    one, two = controller(registry, clock, "one"), controller(registry, clock, "two")
+    # The shutdown cancelled one's tick while its acquire ran in a thread: the lease was taken
+    # but the tick never learned it led.
+    assert await asyncio.to_thread(one.lease.acquire)
+    assert one.leader is False
+    await one.close()
+    assert rollout_id in await two.tick()  # at once, not 15 s later
+    await two.close()
+    assert await asyncio.to_thread(one.lease.acquire)  # two's close handed it back too

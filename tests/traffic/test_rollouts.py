@@ -248,3 +248,37 @@ def test_step_start_times_survive_the_database(registry: Registry) -> None:
     moved = store.transition(record.id, ["pending"], "running", "t", later,
                              {"event": "started"}, step=0)  # fmt: skip
     assert (moved.step_started_at, moved.percents) == (later, [1.0])
+
+
+async def test_paused_time_does_not_count_toward_a_steps_minimum_duration(
+    registry: Registry,
+) -> None:
+    clock = Clock()
+    svc = service(registry, clock)
+    body = {"model": "m", "candidate": 2,
+            "steps": [{"percent": 10, "min_duration_s": 600, "min_requests": 10},
+                      {"percent": 100, "min_duration_s": 600, "min_requests": 10}]}  # fmt: skip
+    record = await svc.start((await svc.create(body)).id)
+    healthy = {"canary": arm(100, seed=1), "baseline": arm(900, seed=2)}
+    clock.now += 200
+    await svc.pause(record.id)
+    clock.now += 3_600  # an hour paused: more than the step's minimum, and none of it counts
+    paused = await svc.get(record.id)
+    assert paused.step_active_s(clock.now) == pytest.approx(200)
+    assert decide(paused, healthy, clock.now).wait_s == pytest.approx(400)
+    await svc.resume(record.id)
+    clock.now += 100
+    # Read back from the database, as another process or a restarted one sees it.
+    resumed = await svc.get(record.id)
+    assert resumed.step_active_s(clock.now) == pytest.approx(300)
+    decision = decide(resumed, healthy, clock.now)
+    assert (decision.action, decision.wait_s) == ("hold", pytest.approx(300))
+    assert decide(resumed, healthy, clock.now + 300).action == "advance"
+    # A step entered while paused starts its clock only when the rollout resumes.
+    await svc.pause(record.id)
+    moved = await svc.advance(record.id, "ops")
+    clock.now += 1_000
+    assert (moved.state, moved.step, moved.step_active_s(clock.now)) == ("paused", 1, 0.0)
+    await svc.resume(record.id)
+    clock.now += 50
+    assert (await svc.get(record.id)).step_active_s(clock.now) == pytest.approx(50)

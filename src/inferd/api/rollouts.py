@@ -80,7 +80,8 @@ class RolloutRoutes:
         await asyncio.to_thread(self.traffic.write, self.traffic.collect())
         stats = await self.service.window(record)
         breaches = evaluate(record.spec.guardrails, stats["canary"], stats["baseline"])
-        decision = decide(record, stats, self.service.clock())
+        now = self.service.clock()
+        decision = decide(record, stats, now)
         steps = record.spec.steps
         return {
             "rollout": record.id, "model": record.model, "state": record.state,
@@ -88,6 +89,7 @@ class RolloutRoutes:
             "arms": {arm: s.to_dict() for arm, s in stats.items()},
             "guardrails": {"breaches": breaches, "ok": not breaches},
             "next": {"action": decision.action, "wait_s": decision.wait_s,
-                     "requests_needed": decision.requests_needed},
+                     "requests_needed": decision.requests_needed,
+                     "step_active_s": record.step_active_s(now)},
             "reason": record.reason, "breach": record.breach,
         }  # fmt: skip

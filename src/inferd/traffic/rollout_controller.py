@@ -10,7 +10,9 @@ leader (after a restart, or when the old one's lease ran out) carries on where i
 How fast a breach takes effect, at the defaults: tallies reach the database within the
 traffic policy's flush (5 s), the leader looks every ``interval_s`` (5 s), and every replica
 re-reads routing within its poll interval (1 s) of the change: 11 s at worst, within the 30 s
-the issue asks for. A leader that dies is replaced once its lease (3 intervals) runs out.
+the issue asks for. A leader that shuts down cleanly releases its lease, so another process
+leads at its next tick; one that dies (SIGKILL, a lost node) is replaced only once its lease
+(3 intervals, 15 s) runs out: a replica cannot tell a dead holder from a slow one sooner.
 """
 
 from __future__ import annotations
@@ -74,10 +76,14 @@ class RolloutController:
             await asyncio.sleep(self.interval_s)
 
     async def close(self) -> None:
-        """Hand the lease back, so another process leads without waiting for it to expire."""
-        if self.leader:
-            try:
-                await asyncio.to_thread(self.lease.release)
-            except Exception:
-                logger.exception("rollout lease not released; it expires by itself")
-            self.leader = False
+        """Hand the lease back, so another process leads without waiting for it to expire.
+
+        Released even when the last tick did not report leading: a tick cancelled at shutdown
+        while its ``acquire`` ran in a thread may have taken the lease after all. The release
+        only touches this owner's row, so a process that never led changes nothing.
+        """
+        try:
+            await asyncio.to_thread(self.lease.release)
+        except Exception:
+            logger.exception("rollout lease not released; it expires by itself")
+        self.leader = False

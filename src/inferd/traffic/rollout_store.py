@@ -24,6 +24,8 @@ from inferd.traffic.rollout_spec import RolloutSpec
 R, AG = rollouts, rollout_aggregates
 ACTIVE = ("pending", "running", "paused")  # the states that may still change
 ROUTING = ("running", "paused")  # the states whose canary takes traffic
+# History events after which a step's clock no longer runs (pauses and the ends).
+_CLOCK_STOPS = frozenset({"paused", "promotion_refused", "rolled_back", "completed", "aborted"})
 
 
 class RolloutNotFound(InferdError):
@@ -70,6 +72,30 @@ class RolloutRecord:
     def percent(self) -> float:
         """The canary's share now: the step's while it routes, else 0."""
         return self.percents[-1] if self.state in ROUTING and self.percents else 0.0
+
+    def step_active_s(self, now: float) -> float:
+        """Seconds the current step has spent running (paused time does not count) at ``now``.
+
+        Worked out from the history, which records every start, pause, resume and step move
+        with its time on the service's clock; so it survives restarts and is the same in every
+        process. A step that began while paused starts counting when the rollout resumes.
+        """
+        active, since = 0.0, None  # since: when the current running stretch began
+        running = False
+        for entry in self.history:
+            at, event = datetime.fromisoformat(entry["at"]).timestamp(), entry["event"]
+            if event in ("started", "advanced"):  # a new step: its clock starts over
+                running = running or event == "started"
+                active, since = 0.0, (at if running else None)
+            elif event == "resumed":
+                running, since = True, at
+            elif event in _CLOCK_STOPS:
+                if since is not None:
+                    active += at - since
+                running, since = False, None
+        if since is not None:
+            active += max(now - since, 0.0)
+        return active
 
     def to_dict(self) -> dict[str, Any]:
         return {

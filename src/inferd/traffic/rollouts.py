@@ -64,8 +64,9 @@ def decide(record: RolloutRecord, stats: Mapping[str, ArmStats], now: float) -> 
     if breaches:
         return Decision("rollback", breaches)
     step = record.spec.steps[record.step]
-    started = record.step_started_at.timestamp() if record.step_started_at else now
-    wait = max(step.min_duration_s - (now - started), 0.0)
+    # Only running time counts toward the minimum: a paused step has not been watched at its
+    # share the way the minimum means (an operator paused it because something looked wrong).
+    wait = max(step.min_duration_s - record.step_active_s(now), 0.0)
     needed = max(step.min_requests - canary.requests, 0)
     if record.state == "paused" or wait > 0 or needed > 0:
         return Decision("hold", wait_s=wait, requests_needed=needed)

@@ -78,8 +78,12 @@ class NextOut(BaseModel):
     """What the controller does at its next look."""
 
     action: Literal["hold", "advance", "complete", "rollback"]
-    wait_s: float = Field(description="until the step's minimum duration is met")
+    wait_s: float = Field(
+        description="running time until the step's minimum duration is met (paused time "
+        "does not count)"
+    )
     requests_needed: int = Field(description="canary requests the step still needs")
+    step_active_s: float = Field(0.0, description="seconds the step has run, pauses excluded")
 
 
 class RolloutStatus(BaseModel):
