@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         description="Share of requests logged for models whose model.yaml sets no "
         "prediction_log_rate.",
     )
+    prediction_log_flush_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two writes of the prediction log (sooner when 5000 "
+        "requests wait); a write that failed (a full disk) is not retried, the next one is.",
+    )
     # Shared prediction cache (inferd.resilience, docs/resilience.md).
     cache_redis_url: str | None = Field(
         None,

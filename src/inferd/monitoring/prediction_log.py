@@ -229,7 +229,7 @@ def _is_disk_full(err: BaseException) -> bool:
 
 
 def prediction_log_from_settings(
-    uri: str | None, rate: float, registry: CollectorRegistry
+    uri: str | None, rate: float, registry: CollectorRegistry, flush_s: float = FLUSH_S
 ) -> PredictionLog | None:
     """The server's log, or None when no URI is configured (the default: off)."""
     if not uri:
@@ -240,4 +240,4 @@ def prediction_log_from_settings(
         raise RuntimeError(
             "prediction_log_uri: the prediction log needs pyarrow; install inferd[jobs]"
         ) from err
-    return PredictionLog(ParquetSink(uri), rate, registry)
+    return PredictionLog(ParquetSink(uri), rate, registry, flush_s=flush_s)
