@@ -8,14 +8,16 @@ A model input is fed by one of:
 - for an input of shape [-1], one scalar column.
 
 Rows with a missing value, a list of the wrong length, or NaN/Inf where the input's
-``allow_nan`` is false are set aside with the reason; the other rows go on.
+``allow_nan`` is false are set aside with the reason; the other rows go on. The raw columns
+of a model with declared preprocessing are ``nullable``: a missing value reaches the
+preprocessing as NaN (or None in text), which imputes it or refuses the row, as online.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,6 +41,7 @@ class Binding:
     row_shape: tuple[int, ...]
     datatype: str
     allow_nan: bool
+    nullable: bool = False  # a missing value is NaN / None (declared preprocessing's columns)
 
     @property
     def width(self) -> int:
@@ -58,6 +61,7 @@ class Binding:
             tuple(data["row_shape"]),
             data["datatype"],
             bool(data["allow_nan"]),
+            bool(data.get("nullable", False)),
         )
 
 
@@ -66,8 +70,10 @@ def resolve_bindings(
     schema: pa.Schema,
     columns: Mapping[str, list[str]],
     passthrough: list[str],
+    nullable: Collection[str] = (),
 ) -> list[Binding]:
-    """Bind every model input to columns of ``schema``.
+    """Bind every model input to columns of ``schema``; inputs in ``nullable`` take missing
+    values as NaN (numbers) or None (text) instead of setting their rows aside.
 
     Raises:
         InvalidInput: naming the input or column at fault and what would fit.
@@ -85,7 +91,7 @@ def resolve_bindings(
     bindings = []
     for spec in signature.inputs:
         chosen = _match(spec, schema, columns.get(spec.name), passthrough, len(names))
-        bindings.append(_bind(spec, schema, chosen))
+        bindings.append(_bind(spec, schema, chosen, spec.name in nullable))
     return bindings
 
 
@@ -119,7 +125,7 @@ def _match(
     return chosen
 
 
-def _bind(spec: TensorSpec, schema: pa.Schema, chosen: list[str]) -> Binding:
+def _bind(spec: TensorSpec, schema: pa.Schema, chosen: list[str], nullable: bool) -> Binding:
     row_shape = tuple(spec.shape[1:])
     if spec.datatype not in DATATYPE_TO_DTYPE:
         raise InvalidInput(f"input '{spec.name}'", "a known datatype", spec.datatype)
@@ -136,7 +142,9 @@ def _bind(spec: TensorSpec, schema: pa.Schema, chosen: list[str]) -> Binding:
             )
         if row_shape:
             row_shape = _fill(spec, row_shape, len(chosen))
-    return Binding(spec.name, tuple(chosen), tensor, row_shape, spec.datatype, spec.allow_nan)
+    return Binding(
+        spec.name, tuple(chosen), tensor, row_shape, spec.datatype, spec.allow_nan, nullable
+    )
 
 
 def _fill(spec: TensorSpec, row_shape: tuple[int, ...], width: int) -> tuple[int, ...]:
@@ -198,6 +206,8 @@ def _tensor(table: pa.Table, b: Binding, reasons: Reasons) -> np.ndarray:
     array: np.ndarray
     if b.tensor:
         array = _from_list(table.column(b.columns[0]), b, dtype, reasons)
+    elif not b.row_shape and b.nullable:
+        array = _nullable(table.column(b.columns[0]), b.columns[0], dtype, reasons)
     elif not b.row_shape:
         array = _column(table.column(b.columns[0]), b.columns[0], dtype, reasons)
     else:
@@ -231,6 +241,22 @@ def _column(column: pa.ChunkedArray, name: str, dtype: np.dtype[Any], reasons: R
             except (ValueError, TypeError):
                 reasons.setdefault(i, f"column '{name}': expected a number, got {value!r:.40}")
         return out
+
+
+def _nullable(column: pa.ChunkedArray, name: str, dtype: np.dtype[Any], reasons: Reasons) -> Any:
+    """A column whose missing values stay missing: NaN for numbers, None for text."""
+    if not column.null_count:
+        return _column(column, name, dtype, reasons)
+    if dtype.kind == "O":
+        listed = column.to_pylist()
+        return np.array(
+            [v if v is None or isinstance(v, bytes) else str(v).encode() for v in listed],
+            dtype=object,
+        )
+    numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+    if dtype.kind == "f" and numeric:
+        return column.to_numpy().astype(dtype)  # nulls become NaN
+    return _column(column, name, dtype, reasons)  # integers have no NaN: set aside
 
 
 def _from_list(column: pa.ChunkedArray, b: Binding, dtype: np.dtype[Any], reasons: Reasons) -> Any:

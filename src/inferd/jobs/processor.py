@@ -27,6 +27,7 @@ from inferd.jobs.mapping import Binding, output_table, to_inputs
 from inferd.jobs.reading import ChunkReader
 from inferd.jobs.records import Chunk, ChunkResult
 from inferd.jobs.sinks import PartWriter
+from inferd.preprocess.runtime import with_preprocessing
 from inferd.registry import FsspecArtifactStore
 from inferd.runtimes import Runtime, runtime_class
 
@@ -86,7 +87,8 @@ def load_runtime(ref: ModelRef) -> Runtime:
     artifact = store.fetch(ref.artifact_uri, ref.digest)
     runtime = runtime_class(config.platform)(config, artifact, config.device)
     runtime.load()
-    return runtime
+    # Declared preprocessing: the job reads raw columns, transformed as online requests are.
+    return with_preprocessing(runtime, config, f"job {ref.job_id} model config")
 
 
 class ChunkProcessor:

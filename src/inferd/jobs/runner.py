@@ -27,6 +27,7 @@ from inferd.jobs.sinks import PartWriter
 from inferd.jobs.sources import file_schema, header_end, plan_file
 from inferd.jobs.spec import JobSpec, parse_spec
 from inferd.jobs.store import JobStore, LeaseLost
+from inferd.preprocess.runtime import PreprocessedRuntime
 from inferd.runtimes import Runtime
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,10 @@ class JobRunner:
         if len(formats) > 1:
             raise InvalidInput("inputs", "files of one format", f"{sorted(formats)}")
         schema = file_schema(files[0])
-        bindings = resolve_bindings(runtime.signature(), schema, spec.columns, spec.passthrough)
+        nullable = runtime.raw_columns if isinstance(runtime, PreprocessedRuntime) else ()
+        bindings = resolve_bindings(
+            runtime.signature(), schema, spec.columns, spec.passthrough, nullable
+        )
         read_schema = read_types(bindings, schema, spec.passthrough, files[0].format != "parquet")
         for file in files[1:]:
             missing = [n for n in read_schema.names if n not in file_schema(file).names]
