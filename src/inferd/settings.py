@@ -151,6 +151,20 @@ class Settings(BaseSettings):
         description="Adaptive concurrency limits and load shedding for models whose model.yaml "
         "leaves overload.enabled unset (off: requests wait in the queue up to max_queue_size).",
     )
+    # Capacity (inferd.serving.load, inferd.monitoring.capacity, docs/deploy.md).
+    readiness_max_queue_depth: int | None = Field(
+        None,
+        ge=0,
+        description="Report not ready (GET /v2/health/ready 503) while more requests than this "
+        "wait in this process's batcher queues, all models together; None: never. Liveness "
+        "never looks at it.",
+    )
+    capacity_rps: str | None = Field(
+        None,
+        description="Requests/s one replica answers within its SLO, per model "
+        "(model=rps,model=rps; from `inferd plan replicas`): exports inferd_capacity_rps and "
+        "the desired-replicas hint inferd_desired_replicas_hint.",
+    )
     # Alerts (inferd.monitoring.alerts, docs/alerts.md).
     alerts_file: Path | None = Field(
         None,

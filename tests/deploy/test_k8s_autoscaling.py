@@ -83,7 +83,8 @@ def test_hpa_metrics_are_served_by_the_adapter_rules() -> None:
     hpa = find(render("overlays/prod"), "HorizontalPodAutoscaler")
     wanted = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
     served = {rule["name"]["as"] for rule in _rules()}
-    assert wanted == served == {"inferd_queue_depth", "inferd_request_duration_seconds_p95"}
+    assert wanted == served == {"inferd_queue_depth", "inferd_request_duration_seconds_p95",
+                                "inferd_desired_replicas_hint"}  # fmt: skip
 
 
 def test_rules_and_triggers_read_exported_series() -> None:
@@ -164,3 +165,6 @@ def test_adapter_rules_answer_for_a_busy_and_an_idle_server(repo: Path, tmp_path
             assert _wait_for(prometheus, queries["inferd_queue_depth"], lambda v: v >= 0) == 0
             # Idle: no request in the window; 0, not NaN and not missing.
             assert _wait_for(prometheus, p95, lambda v: v == 0) == 0
+            # No INFERD_CAPACITY_RPS: no hint series, and the rule answers 0, not nothing.
+            hint = queries["inferd_desired_replicas_hint"]
+            assert _wait_for(prometheus, hint, lambda v: v >= 0) == 0

@@ -48,6 +48,7 @@ from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
 from inferd.serving.instances import InstanceScaler
+from inferd.serving.load import QueueGate, capacity_metrics
 from inferd.serving.management import ManagementPlane
 from inferd.serving.manager import ModelManager
 from inferd.settings import Settings, load_settings
@@ -155,6 +156,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     tracing = tracing_from_settings(settings.otlp_endpoint, settings.trace_sample_rate,
                                     log_ids=settings.log_format == "json")  # fmt: skip
     tasks: set[asyncio.Task[None]] = set()
+    if settings.readiness_max_queue_depth is not None:
+        dataplane.queue_gate = QueueGate(manager, settings.readiness_max_queue_depth)
+    metrics.capacity = capacity_metrics(settings.capacity_rps, metrics.registry, manager)
     sampler = Sampler(metrics)
     # gRPC shares this process's data plane, so HTTP and gRPC requests can share a batch;
     # with --workers N every worker listens on the gRPC port (SO_REUSEPORT).

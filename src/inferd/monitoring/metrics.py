@@ -16,7 +16,8 @@ written to their gauge once per loop turn.
 Families outside the request path live in their own modules and hang off :class:`Metrics`:
 ``lifecycle`` (loads, unloads, swaps, version state), ``instances`` (instance counts),
 ``resources`` (process CPU and memory),
-``gpu`` (NVML). docs/metrics.md lists every family; a test keeps the two in step.
+``gpu`` (NVML), ``capacity`` (the desired-replicas hint). docs/metrics.md lists every family;
+a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from inferd.monitoring.capacity import CapacityMetrics
 from inferd.monitoring.gpu import GpuMetrics, NvmlLoader, import_nvml
 from inferd.monitoring.instance_metrics import InstanceMetrics
 from inferd.monitoring.lifecycle import LifecycleMetrics
@@ -110,6 +112,7 @@ class Metrics:
         self.instances = InstanceMetrics(r)  # runtime calls at once per version
         self.resources = ResourceMetrics(r)
         self.gpu = GpuMetrics(r, load_nvml)
+        self.capacity: CapacityMetrics | None = None  # INFERD_CAPACITY_RPS; set by the app
         self.window = WindowSummary(self.collect)  # /v1/models/{m}/metrics
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._version_children: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
@@ -230,6 +233,8 @@ class Metrics:
         """Sample this process's CPU and memory and the GPUs (blocking; not on the loop)."""
         self.resources.sample()
         self.gpu.sample()
+        if self.capacity is not None:
+            self.capacity.sample()
 
     def _source(self) -> CollectorRegistry:
         """Where every worker's values are read: the shared files, or this registry."""
