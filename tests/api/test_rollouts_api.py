@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
 from inferd.api.app import build_app
+from inferd.api.grpc import inference_server
 from inferd.api.http import HttpApp
 from inferd.api.schemas import OPERATIONS
+from inferd.protocol._gen import grpc_service_pb2 as pb
+from inferd.protocol.grpc_codec import SERVICE
 from inferd.security.policy import ALL_MODELS, Group, classify_http
 from inferd.settings import Settings
 from inferd.traffic.rollout_controller import RolloutController
@@ -107,6 +111,64 @@ async def test_a_rollout_steps_through_the_data_plane_and_promotes(
     assert stages[2] == "production"
     audit = [e["action"] for e in (await client.get("/v1/models/linear/audit")).json()]
     assert "completed_rollout" in audit
+
+
+async def running(app: HttpApp, client: httpx.AsyncClient) -> str:
+    """A rollout holding the candidate at 50 %, routed by this process."""
+    rid: str = (await client.post("/v1/rollouts", json=spec())).json()["id"]
+    await controller(app).tick()
+    assert app.management is not None
+    assert app.management.rollouts is not None
+    await app.management.rollouts.traffic.tick()
+    return rid
+
+
+async def test_the_rollout_arm_is_a_response_header_over_http(
+    app: HttpApp, client: httpx.AsyncClient
+) -> None:
+    rid = await running(app, client)
+    v2 = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    seen = set()
+    for _ in range(20):
+        r = await client.post("/v2/models/linear/infer", json=v2)
+        params, arm = r.json()["parameters"], ARM_OF_Y[r.json()["outputs"][0]["data"][0]]
+        assert (params["rollout_id"], params["rollout_arm"]) == (rid, arm)
+        assert (r.headers["inferd-rollout-id"], r.headers["inferd-rollout-arm"]) == (rid, arm)
+        assert "inferd-experiment-variant" not in r.headers
+        r = await client.post("/predict", json={"model_name": "linear", "input_data": {"x": [1.0]}})
+        arm = ARM_OF_Y[r.json()["predictions"]["y"][0]]
+        assert (r.headers["inferd-rollout-id"], r.headers["inferd-rollout-arm"]) == (rid, arm)
+        seen.add(arm)
+    assert seen == {"baseline", "canary"}
+    named = await client.post("/v2/models/linear/versions/1/infer", json=v2)
+    assert "inferd-rollout-arm" not in named.headers  # a named version is never routed
+
+
+async def test_the_rollout_arm_is_in_the_grpc_response_parameters(
+    app: HttpApp, client: httpx.AsyncClient
+) -> None:
+    rid = await running(app, client)
+    server = inference_server(app.dataplane, "127.0.0.1", 0)
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            msg = pb.ModelInferRequest(model_name="linear")
+            msg.inputs.add(name="x", datatype="FP32", shape=[1]).contents.fp32_contents.append(1)
+            seen = set()
+            for _ in range(20):
+                response = await infer(msg, timeout=10)
+                arm = {"1": "baseline", "2": "canary"}[response.model_version]
+                assert response.parameters["rollout_id"].string_param == rid
+                assert response.parameters["rollout_arm"].string_param == arm
+                seen.add(arm)
+            assert seen == {"baseline", "canary"}
+    finally:
+        await server.stop(1.0)
 
 
 async def test_a_shifted_prediction_distribution_rolls_the_canary_back(

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from inferd.api._generation import error_body as generation_error_body
+from inferd.api._traffic_headers import traffic_headers
 from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.api.openai import GenerativeRoutes
@@ -494,10 +495,7 @@ def _experiment_headers(parameters: dict[str, Any], headers: list[tuple[bytes, b
     served = parameters.get("served_from")  # cache, coalesced or fallback (inferd.resilience)
     if served is not None:
         headers.append((b"inferd-served-from", str(served).encode()))
-    variant = parameters.get("experiment_variant")
-    if variant is not None:
-        headers.append((b"inferd-experiment-id", str(parameters["experiment_id"]).encode()))
-        headers.append((b"inferd-experiment-variant", str(variant).encode()))
+    headers.extend(traffic_headers(parameters))  # the experiment variant or rollout arm
 
 
 def _int_header(value: bytes) -> int:
