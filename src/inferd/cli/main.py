@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferd import __version__
-from inferd.cli import alerts, experiments, jobs, keys, models, rollouts, shadow
+from inferd.cli import alerts, experiments, jobs, keys, models, plan, rollouts, shadow
 from inferd.errors import InferdError
 from inferd.monitoring.alerts_config import load_alerts
 from inferd.settings import Settings, load_settings
@@ -48,6 +48,8 @@ _SERVE_FLAGS = {
     "poll_interval_s": "seconds between registry and repository polls (default 1)",
     "alerts_file": "alert rules and receivers (alerts.yaml, docs/alerts.md; default: none)",
     "memory_budget_bytes": "memory all loaded versions may hold; LRU eviction above it",
+    "readiness_max_queue_depth": "not ready while more requests than this wait (default: off)",
+    "capacity_rps": "model=rps,...: one replica's capacity, for the desired-replicas hint",
     "device_memory_budget_bytes": "memory the versions on one GPU may hold there",
     "auth": "authentication: on, off or auto (default: off only on loopback with no keys)",
     "admin_key_file": "file holding a bootstrap admin API key (or INFERD_ADMIN_KEY)",
@@ -61,7 +63,7 @@ _SERVE_FLAGS = {
 }
 _INT_FLAGS = {
     "http_port", "grpc_port", "workers", "max_body_bytes", "memory_budget_bytes",
-    "max_connections",
+    "max_connections", "readiness_max_queue_depth",
     "device_memory_budget_bytes",
 }  # fmt: skip
 _FLOAT_FLAGS = {
@@ -88,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     rollouts.add_parser(commands)
     shadow.add_parser(commands)
     alerts.add_parser(commands)
+    plan.add_parser(commands)
     return parser
 
 
@@ -205,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return shadow.run(args)
         if args.command == "alerts":
             return alerts.run(args)
+        if args.command == "plan":
+            return plan.run(args)
     except InferdError as err:
         print(f"inferd: {err.message}", file=sys.stderr)
         return 2
