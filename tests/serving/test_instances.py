@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from inferd.config import parse_model_config
 from inferd.monitoring.metrics import Metrics
-from inferd.serving.instances import InstanceScaler, cpu_share
+from inferd.serving.instances import InstanceScaler, cpu_share, usable_cores
 from inferd.serving.manager import ModelManager, ModelVersion
 
 MODEL_PY = """
@@ -174,6 +174,17 @@ def test_cpu_share_divides_the_cores_by_the_workers() -> None:
     assert cpu_share(workers=3, cores=8) == 2
     assert cpu_share(workers=4, cores=2) == 1  # never below one
     assert 1 <= cpu_share(workers=1) <= 4096  # this process's affinity mask
+
+
+def test_a_container_cpu_limit_lowers_the_cores(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    mask = usable_cores(tmp_path / "absent")  # no cgroup file: the affinity mask
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == mask
+    cpu_max.write_text("50000 100000\n")  # half a CPU: still one
+    assert usable_cores(cpu_max) == 1
+    cpu_max.write_text(f"{150000 * mask} 100000\n")  # above the mask: the mask
+    assert usable_cores(cpu_max) == mask
 
 
 async def test_growth_stops_at_the_worker_share_across_models(

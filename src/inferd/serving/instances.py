@@ -7,12 +7,14 @@
 **Spreading over ``--workers N``.** Every worker loads every model, so instances multiply by
 N. A worker's share is ``max(1, cores // N)``, ``cores`` being the CPUs this process may run on
 (``os.sched_getaffinity``, which honours taskset and cgroup cpusets; ``os.cpu_count()`` where
-that is missing). An adaptive version grows only while (a) its count is below
-``min(max, share)`` and (b) the instances of all ready versions in the worker, fixed ones
-included, add up to less than the share. So N workers together never grow past about one
-runtime call per core; what a model.yaml asks for outright (a fixed count, a ``min``) is kept
-even above the share, and counts toward (b). A model whose calls do not use a core (a GPU
-model, one that waits on I/O) can be given a fixed count above the share.
+that is missing), lowered to a container's CPU limit (cgroup v2 ``cpu.max``, rounded up: the
+affinity mask shows every CPU of the node to a pod limited to two). An adaptive version grows
+only while (a) its count is below ``min(max, share)`` and (b) the instances of all ready
+versions in the worker, fixed ones included, add up to less than the share. So N workers
+together never grow past about one runtime call per core; what a model.yaml asks for outright
+(a fixed count, a ``min``) is kept even above the share, and counts toward (b). A model whose
+calls do not use a core (a GPU model, one that waits on I/O) can be given a fixed count above
+the share.
 
 A runtime that is not thread-safe (``Runtime.thread_safe``) grows by loading a copy, which
 the memory budget must fit (``ModelManager.build_copies``); shrinking unloads that copy.
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from inferd.batching import Batcher
 from inferd.batching.scaling import Change, Decision, InstanceController
@@ -35,18 +39,34 @@ from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 logger = logging.getLogger(__name__)
 
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CPU_MAX) -> int:
+    """CPUs this process may use: its affinity mask, lowered to a cgroup v2 CPU quota (a
+    container's CPU limit, ``cpu.max``: ``"200000 100000"`` is 2 CPUs) when there is one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform (macOS)
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 here, or a format we do not know
+        pass
+    return cores
+
+
 def cpu_share(workers: int, cores: int | None = None) -> int:
     """Runtime calls one of ``workers`` processes may grow to: ``max(1, cores // workers)``.
 
     Args:
         workers: server processes (``--workers``).
-        cores: CPUs to share; by default those this process may run on.
+        cores: CPUs to share; by default :func:`usable_cores`.
     """
     if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on every platform (macOS)
-            cores = os.cpu_count() or 1
+        cores = usable_cores()
     return max(1, cores // max(workers, 1))
 
 
