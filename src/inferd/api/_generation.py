@@ -80,6 +80,10 @@ def sampling(fields: dict[str, Any], found: ModelVersion) -> SamplingParams:
         seed=fields.get("seed"),
         n=_given(fields.get("n"), 1),
         ignore_eos=bool(fields.get("ignore_eos", False)),
+        presence_penalty=_given(fields.get("presence_penalty"), 0.0),
+        frequency_penalty=_given(fields.get("frequency_penalty"), 0.0),
+        repetition_penalty=_given(fields.get("repetition_penalty"), 1.0),
+        logprobs=fields.get("logprobs"),
     )
     return params.checked(runtime.max_tokens)
 
@@ -121,6 +125,8 @@ class Choices:
 
     def __init__(self, engine: Engine, prompts: Sequence[list[int]], params: SamplingParams):
         loop = asyncio.get_running_loop()
+        self.params = params
+        self.token_text = engine.token_text
         self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         self._engine = engine
         self.prompt_tokens = sum(len(p) for p in prompts)  # each prompt once, as OpenAI counts

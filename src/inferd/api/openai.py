@@ -22,10 +22,11 @@ from functools import partial
 from typing import Any
 
 from inferd.api import _generation as g
+from inferd.api._logprobs import Logprobs
 from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
-from inferd.errors import InferdError, require_method
+from inferd.errors import InferdError, InvalidInput, require_method
 from inferd.generative.engine import Engine
-from inferd.generative.sampling import SamplingParams
+from inferd.generative.sampling import SamplingParams, TokenLogprob
 from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.security.guard import Guard
 from inferd.security.keys import ApiKey
@@ -37,7 +38,8 @@ from inferd.types import InferenceRequest
 GENERATE = ("generate", "generate_stream")
 Headers = list[tuple[bytes, bytes]]
 Answer = Callable[[ModelVersion, Engine, Headers, g.Receive, g.Send], Awaitable[None]]
-_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos")
+_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos",
+             "presence_penalty", "frequency_penalty", "repetition_penalty")  # fmt: skip
 
 
 def owns(path: str) -> bool:
@@ -191,6 +193,9 @@ class GenerativeRoutes:
         fields = req.model_dump()
         if req.max_completion_tokens is not None:
             fields["max_tokens"] = req.max_completion_tokens
+        if req.top_logprobs is not None and not req.logprobs:
+            raise InvalidInput("top_logprobs", "logprobs: true with it", "logprobs absent or false")
+        fields["logprobs"] = (req.top_logprobs or 0) if req.logprobs else None
         params = g.sampling(fields, found)
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
         text = chat_prompt(engine.tokenizer, messages)
@@ -276,12 +281,16 @@ async def _answer(
         n = len(choices.sequences)
         texts, counts = [""] * n, [0] * n
         reasons: list[str | None] = [None] * n
+        entries: list[list[TokenLogprob]] = [[] for _ in range(n)]
         async for i, event in choices.events():
             texts[i] += event.text
+            entries[i].extend(event.logprobs)
             if event.finish is not None:
                 reasons[i] = _reason(event.finish)
                 counts[i] = event.completion_tokens
-        out = [{"index": i, "finish_reason": reasons[i], "logprobs": None,
+        want = choices.params.logprobs is not None
+        out = [{"index": i, "finish_reason": reasons[i],
+                "logprobs": Logprobs(choices.token_text, chat).render(entries[i]) if want else None,
                 **({"message": {"role": "assistant", "content": texts[i]}} if chat
                    else {"text": texts[i]})} for i in range(n)]  # fmt: skip
         usage_counts = _usage(choices.prompt_tokens, sum(counts))
@@ -320,13 +329,15 @@ async def _stream(
 async def _deltas(chunk: dict[str, Any], choices: g.Choices, send: g.Send, chat: bool) -> int:
     """Send each text delta as an event; return the completion tokens of every choice."""
     completion = 0
+    renderers = [Logprobs(choices.token_text, chat) for _ in choices.sequences]
     async for i, event in choices.events():
         finish = _reason(event.finish)
         if event.finish is not None:
             completion += event.completion_tokens
-        if not event.text and not finish:
+        if not event.text and not finish and not event.logprobs:
             continue
-        body: dict[str, Any] = {"index": i, "finish_reason": finish, "logprobs": None}
+        logprobs = renderers[i].render(event.logprobs) if event.logprobs else None
+        body: dict[str, Any] = {"index": i, "finish_reason": finish, "logprobs": logprobs}
         if chat:
             body["delta"] = {"content": event.text} if event.text else {}
         else:

@@ -21,7 +21,14 @@ from collections.abc import Sequence as Seq
 from typing import Any, Protocol
 
 from inferd.generative.kv import BatchCache
-from inferd.generative.sampling import SamplingParams, new_generator, pick
+from inferd.generative.penalties import Penalties
+from inferd.generative.sampling import (
+    SamplingParams,
+    TokenLogprob,
+    new_generator,
+    pick,
+    token_logprob,
+)
 from inferd.generative.scheduler import Plan, Scheduler
 from inferd.generative.sequence import Event, Sequence, Sink
 from inferd.generative.text import TextStream
@@ -98,6 +105,11 @@ class Engine:
         thread. Thread-safe. ``params`` must be checked already; ``n`` is the caller's."""
         stream = TextStream(self._decode, params.stop)
         seq = Sequence(list(prompt), params, stream, sink, new_generator(self.torch, params.seed))
+        if params.penalized:
+            seq.penalties = Penalties(
+                self.torch, seq.prompt, params.presence_penalty, params.frequency_penalty,
+                params.repetition_penalty,
+            )  # fmt: skip
         with self._wake:
             if self._stopping:
                 _emit(seq, seq.event("", None, "cancelled"))
@@ -111,6 +123,10 @@ class Engine:
         sequence.cancelled = True
         with self._wake:
             self._wake.notify()
+
+    def token_text(self, ids: Seq[int]) -> list[str]:
+        """Each token's own text (for log-probabilities)."""
+        return [self.tokenizer.decode([i]) for i in ids]
 
     def _decode(self, ids: Seq[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -182,7 +198,9 @@ class Engine:
         self.scheduler.promote(seq)
         self.batch.join(seq, seq.cache)
         seq.cache = None
-        self._accept(seq, pick(torch, out.logits[0, -1], seq.params, seq.generator))
+        logits = out.logits[0, -1]
+        token = pick(torch, logits, seq.params, seq.generator, seq.penalties)
+        self._accept(seq, token, _logprob(torch, seq, logits, token))
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         kwargs = {self._cache_arg: cache}
@@ -200,12 +218,13 @@ class Engine:
         logits = out.logits[:, -1]
         greedy = logits.argmax(dim=-1).tolist()  # one call for every greedy row, not one each
         for i, seq in enumerate(rows):
-            if seq.params.temperature == 0.0:
-                self._accept(seq, greedy[i])
+            if seq.params.temperature == 0.0 and seq.penalties is None:
+                token = greedy[i]
             else:
-                self._accept(seq, pick(torch, logits[i], seq.params, seq.generator))
+                token = pick(torch, logits[i], seq.params, seq.generator, seq.penalties)
+            self._accept(seq, token, _logprob(torch, seq, logits[i], token))
 
-    def _accept(self, seq: Sequence, token: int) -> None:
+    def _accept(self, seq: Sequence, token: int, logprob: TokenLogprob | None = None) -> None:
         """Record a sampled token, hand out its text, end the sequence if it is done."""
         now = time.perf_counter()
         if self.observer is not None:
@@ -218,15 +237,21 @@ class Engine:
             self._finish(seq, "stop")
             return
         seq.output.append(token)
+        if seq.penalties is not None:
+            seq.penalties.add(token)
+        logprobs = () if logprob is None else (logprob,)
         text = seq.text.push(token)
         if seq.text.stopped:
-            self._finish(seq, "stop", text=text)
+            self._finish(seq, "stop", text=text, logprobs=logprobs)
         elif len(seq.output) >= seq.params.max_tokens or seq.length + 1 >= self.max_context:
-            self._finish(seq, "length", text=text + seq.text.flush())
+            self._finish(seq, "length", text=text + seq.text.flush(), logprobs=logprobs)
         else:
-            _emit(seq, seq.event(text, token, None))
+            _emit(seq, seq.event(text, token, None, logprobs=logprobs))
 
-    def _finish(self, seq: Sequence, reason: str, error: str = "", text: str = "") -> None:
+    def _finish(
+        self, seq: Sequence, reason: str, error: str = "", text: str = "",
+        logprobs: tuple[TokenLogprob, ...] = (),
+    ) -> None:  # fmt: skip
         if seq.finish is not None:
             return
         seq.finish = reason
@@ -237,7 +262,7 @@ class Engine:
             text += seq.text.flush()
         if self.observer is not None:  # before the caller hears of the end: counts are final
             self.observer.finished(len(seq.prompt), len(seq.output), reason)
-        _emit(seq, seq.event(text, None, reason, error))
+        _emit(seq, seq.event(text, None, reason, error, logprobs))
 
 
 def _emit(seq: Sequence, event: Event) -> None:
@@ -248,6 +273,15 @@ def _emit(seq: Sequence, event: Event) -> None:
     except Exception:
         logger.warning("sequence %d: its caller is gone; cancelling it", seq.id, exc_info=True)
         seq.cancelled = True
+
+
+def _logprob(torch: Any, seq: Sequence, logits: Any, token: int) -> TokenLogprob | None:
+    """The token's entry when the sequence asked for log-probabilities (of the model's own
+    distribution: before penalties and temperature, as vLLM reports them by default)."""
+    if seq.params.logprobs is None:
+        return None
+    return token_logprob(torch, torch.log_softmax(logits.float(), dim=-1), token,
+                         seq.params.logprobs)  # fmt: skip
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferd.generative.sampling import SamplingParams
+from inferd.generative.sampling import SamplingParams, TokenLogprob
 from inferd.generative.text import TextStream
 
 _ids = itertools.count()
@@ -32,6 +32,8 @@ class Event:
         prompt_tokens: tokens in the prompt.
         completion_tokens: tokens generated so far.
         error: what failed, with ``finish == "error"``.
+        logprobs: the log-probabilities of the tokens this event adds to the output (one, or
+            none: asked for none, or the end-of-sequence token, which is not output).
     """
 
     text: str
@@ -40,6 +42,7 @@ class Event:
     prompt_tokens: int
     completion_tokens: int
     error: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 Sink = Callable[[Event], None]
@@ -54,6 +57,7 @@ class Sequence:
     text: TextStream
     sink: Sink
     generator: Any
+    penalties: Any = None  # inferd.generative.penalties.Penalties when a penalty is set
     id: int = field(default_factory=lambda: next(_ids))
     prefilled: int = 0  # prompt tokens in the KV cache
     cache: Any = None  # the sequence's own cache while its prompt is prefilled
@@ -68,8 +72,11 @@ class Sequence:
         """Tokens in the KV cache: the prompt and every output token but the last."""
         return len(self.prompt) + max(0, len(self.output) - 1)
 
-    def event(self, text: str, token: int | None, finish: str | None, error: str = "") -> Event:
-        return Event(text, token, finish, len(self.prompt), len(self.output), error)
+    def event(
+        self, text: str, token: int | None, finish: str | None, error: str = "",
+        logprobs: tuple[TokenLogprob, ...] = (),
+    ) -> Event:  # fmt: skip
+        return Event(text, token, finish, len(self.prompt), len(self.output), error, logprobs)
 
 
 class AsyncStream:

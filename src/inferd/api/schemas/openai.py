@@ -2,8 +2,8 @@
 
 The request models are also what :mod:`inferd.api.openai` validates bodies with (generation
 costs far more than validation). Unknown fields are ignored, as OpenAI's SDK sends some this
-server does not use (``user``, ``frequency_penalty``, ...). ``top_k`` and ``ignore_eos`` are
-extensions (the SDK passes them with ``extra_body``).
+server does not use (``logit_bias``, ``best_of``, ...). ``top_k``, ``ignore_eos`` and
+``repetition_penalty`` are extensions (the SDK passes them with ``extra_body``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class Sampling(_Body):
     stream: bool = Field(False, description="answer with server-sent events")
     stream_options: StreamOptions | None = None
     ignore_eos: bool = Field(False, description="extension: go on past end-of-sequence")
+    presence_penalty: float = Field(0.0, description="OpenAI's, -2 to 2: once per token seen")
+    frequency_penalty: float = Field(0.0, description="OpenAI's, -2 to 2: per time seen")
+    repetition_penalty: float = Field(
+        1.0, description="extension, Hugging Face's: (0, 2], 1 is off; prompt and output"
+    )
     user: str | None = Field(None, description="routing key of experiments and canaries")
 
 
@@ -49,6 +54,9 @@ class CompletionRequest(Sampling):
     """``POST /openai/v1/completions``."""
 
     prompt: str | list[str] = Field(description="a prompt, or several (one choice set each)")
+    logprobs: int | None = Field(
+        None, description="each token's log-probability and the k most likely, 0 to 20"
+    )
 
 
 class ChatMessage(_Body):
@@ -61,6 +69,10 @@ class ChatCompletionRequest(Sampling):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | Absent = Field(None, description="alias of max_tokens")
+    logprobs: bool | None = Field(None, description="each token's log-probability")
+    top_logprobs: int | None = Field(
+        None, description="with logprobs: the k most likely tokens at each place, 0 to 20"
+    )
 
 
 class Usage(BaseModel):
@@ -72,11 +84,21 @@ class Usage(BaseModel):
 FinishReason = Literal["stop", "length"]
 
 
+class CompletionLogprobs(BaseModel):
+    """Completions' log-probabilities: per token its text, log-probability, the most likely
+    alternatives (with the token itself) and its character offset in the text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     index: int = Field(ge=0)
     text: str
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):
@@ -96,11 +118,26 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
+    refusal: None = None
+
+
 class ChatChoice(BaseModel):
     index: int = Field(ge=0)
     message: AssistantMessage
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -127,8 +164,9 @@ class ModelList(BaseModel):
 
 
 class GenerateRequest(_Body):
-    """Triton's generate extension: the prompt, and sampling in ``parameters`` (or at the top
-    level): max_tokens, temperature, top_p, top_k, stop, seed, ignore_eos."""
+    """Triton's generate extension: the prompt, and sampling in ``parameters``: max_tokens,
+    temperature, top_p, top_k, stop, seed, ignore_eos, presence_penalty, frequency_penalty,
+    repetition_penalty."""
 
     text_input: str
     parameters: dict[str, Any] = Field(default_factory=dict)
