@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from inferd.config import parse_model_config
 from inferd.monitoring.metrics import Metrics
+from inferd.serving.dataplane import DataPlane
 from inferd.serving.instances import InstanceScaler, cpu_share, usable_cores
 from inferd.serving.manager import ModelManager, ModelVersion
 
@@ -134,6 +135,9 @@ async def test_grows_with_sustained_queueing_and_shrinks_when_idle(
     assert gauge(manager, "sleepy", changes, reason="queue_depth") == 2
     assert gauge(manager, "sleepy", changes, reason="idle") == 2
     assert gauge(manager, "sleepy", "inferd_model_instances") == 1
+    details = DataPlane(manager, manager._metrics).model_metadata("sleepy", None)["parameters"]
+    assert details["instances"] == 1
+    assert details["instances_changed"].startswith("2 -> 1 (idle: ")
 
 
 async def test_a_fixed_count_never_changes(manager: ModelManager, tmp_path: Path) -> None:

@@ -133,6 +133,8 @@ class DataPlane:
                 "memory_bytes": chosen.memory_bytes,
                 "max_batch_size": chosen.config.max_batch_size,
                 "queue_depth": chosen.batcher.queued if chosen.batcher is not None else 0,
+                "instances": chosen.batcher.instances if chosen.batcher is not None else 0,
+                "instances_changed": chosen.instances_changed,
             },
         }
 

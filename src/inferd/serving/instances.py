@@ -28,6 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from inferd.batching import Batcher
@@ -146,9 +147,10 @@ class InstanceScaler:
             if freed is not batcher.runtime:
                 version.memory_bytes -= freed.memory_usage().total
                 await asyncio.to_thread(freed.unload)
-        logger.info("model %s version %s: instances %d -> %d (%s: %s)", version.name,
-                    version.label, before, batcher.instances, decision.reason.value,
-                    decision.detail)  # fmt: skip
+        change = f"{before} -> {batcher.instances} ({decision.reason.value}: {decision.detail})"
+        logger.info("model %s version %s: instances %s", version.name, version.label, change)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        version.instances_changed = f"{change} at {when}"
         self.metrics.instances.changed(
             version.name, version.label, batcher.instances, decision.reason.value
         )

@@ -77,6 +77,7 @@ class ModelVersion:
     pinned: bool = False
     on_demand: bool = False
     retryable: bool = False  # failed for lack of memory, not because of the version
+    instances_changed: str = ""  # the last adaptive instance change, for model metadata
     last_used: float = field(default_factory=time.monotonic)
     stats: ModelStats = field(default_factory=ModelStats)
 

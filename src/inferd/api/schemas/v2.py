@@ -92,6 +92,11 @@ class VersionDetails(BaseModel):
     memory_bytes: int = Field(ge=0)
     max_batch_size: int
     queue_depth: int = Field(ge=0)
+    instances: int = Field(ge=0, description="runtime calls the version may run at once now")
+    instances_changed: str = Field(
+        description="the last change of an adaptive count (from -> to, reason, numbers, "
+        "when), empty when it never changed"
+    )
 
 
 class ModelMetadata(BaseModel):
