@@ -404,7 +404,7 @@ async def test_copies_serve_concurrent_calls_one_each() -> None:
 async def test_load_sample_sees_the_queue_behind_a_busy_instance() -> None:
     gate = threading.Event()
     runtime = AffineRuntime(gate=gate)
-    batcher = make(runtime, max_batch_size=1)
+    batcher = make(runtime, max_batch_size=1, max_instances=2)  # adaptive: sampled
     batcher.sample_load()
     calls = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(4)]
     await wait_started(runtime)
@@ -412,6 +412,20 @@ async def test_load_sample_sees_the_queue_behind_a_busy_instance() -> None:
     sample = batcher.sample_load()
     assert 2.0 < sample.mean_depth <= 3.0  # three waited for almost all of the interval
     assert (sample.peak_busy, sample.instances) == (1, 1)
+    gate.set()
+    await asyncio.gather(*calls)
+    await batcher.close()
+
+
+async def test_a_fixed_count_is_not_metered_only_its_present_load_is_read() -> None:
+    gate = threading.Event()
+    runtime = AffineRuntime(gate=gate)
+    batcher = make(runtime, max_batch_size=1, instances=2)
+    calls = [asyncio.ensure_future(batcher.submit(x(i))) for i in range(3)]
+    await wait_started(runtime)
+    await asyncio.sleep(0.01)
+    sample = batcher.sample_load()
+    assert (sample.seconds, sample.mean_depth, sample.peak_busy, sample.instances) == (0, 1, 2, 2)
     gate.set()
     await asyncio.gather(*calls)
     await batcher.close()

@@ -115,7 +115,9 @@ class Batcher:
         # Free instance slots; a slot is the runtime its calls use.
         self._free: list[Runtime] = [runtime, *copies] if copies else [runtime] * policy.instances
         self._instances = policy.instances
-        self.load = LoadMeter(time.perf_counter())
+        # Only an adaptive count is sampled: a fixed one pays nothing on the request path.
+        adaptive = policy.max_instances > policy.instances
+        self._meter = LoadMeter(time.perf_counter()) if adaptive else None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -167,7 +169,10 @@ class Batcher:
 
     def sample_load(self) -> LoadSample:
         """Queue depth and busy instances since the previous call (event loop only)."""
-        return self.load.sample(time.perf_counter(), self._instances)
+        if self._meter is None:  # a fixed count: no history, only the present
+            busy = self.in_flight
+            return LoadSample(0.0, float(self._queued), float(busy), busy, self._instances)
+        return self._meter.sample(time.perf_counter(), self._instances)
 
     async def submit(
         self, inputs: Arrays, *, priority: int = 0, timeout_s: float | None = None,
@@ -215,7 +220,8 @@ class Batcher:
         heapq.heappush(self._heap, pending)
         self._queued += 1
         self._queued_rows += pending.rows
-        self.load.update(now, self._queued, self._instances - len(self._free))
+        if self._meter is not None:
+            self._meter.update(now, self._queued, self._instances - len(self._free))
         if not self._scheduled and self._free:
             self._scheduled = True
             # A fresh context: a batch's callbacks (and their log lines) belong to no one
@@ -328,7 +334,8 @@ class Batcher:
             batch = self._take()
             if batch:
                 self._start(batch)
-        self.load.update(time.perf_counter(), self._queued, self._instances - len(self._free))
+        if self._meter is not None:
+            self._meter.update(time.perf_counter(), self._queued, self._instances - len(self._free))
         self._check_drained()
 
     def _wait_for_company(self) -> float:
@@ -425,7 +432,8 @@ class Batcher:
         self._heap.clear()
         self._queued = 0
         self._queued_rows = 0
-        self.load.update(time.perf_counter(), 0, self._instances - len(self._free))
+        if self._meter is not None:
+            self._meter.update(time.perf_counter(), 0, self._instances - len(self._free))
 
     def _observe(self, rows: int, requests: int, compute_s: float, *, ok: bool) -> None:
         if self._observer is None:
