@@ -106,7 +106,7 @@ async def test_oversized_request_runs_alone_and_batch_limit_holds() -> None:
     await batcher.close()
 
 
-async def test_exception_fails_exactly_its_batch() -> None:
+async def test_exception_fails_exactly_the_request_that_raises_alone() -> None:
     gate = threading.Event()
     runtime = AffineRuntime(poison=-1.0, gate=gate)
     batcher = make(runtime, max_batch_size=4)
@@ -117,12 +117,14 @@ async def test_exception_fails_exactly_its_batch() -> None:
     await asyncio.sleep(0.01)
     gate.set()
     await first
-    for future in poisoned:
-        with pytest.raises(InferenceFailed, match="poisoned batch"):
-            await future
-    for value, future in zip((4, 5), healthy, strict=True):
-        outputs, _ = await future
-        np.testing.assert_array_equal(outputs["y"], [2 * value + 1])
+    results = await asyncio.gather(*poisoned, *healthy, return_exceptions=True)
+    # The poisoned batch ran once whole, then each of its requests alone.
+    assert runtime.batches == [1, 4, 1, 1, 1, 1, 2]
+    assert isinstance(results[1], InferenceFailed)
+    assert "poisoned batch" in str(results[1])
+    for value, result in zip((1, 2, 3, 4, 5), results[:1] + results[2:], strict=True):
+        assert not isinstance(result, BaseException), result
+        np.testing.assert_array_equal(result[0]["y"], [2 * value + 1])
     await batcher.close()
 
 

@@ -10,6 +10,11 @@ model asks for ``max_queue_delay_ms``, which bounds how long it may wait for com
 Everything except the runtime call happens on the event loop thread, so the queue needs no
 locks; futures are resolved from loop callbacks only.
 
+A runtime that raises on a batch of several requests may have done so for one request's
+input: the batch's requests then run again one by one in the same worker thread, so only the
+requests that fail alone fail, and the others get their answers (a batch-wide fault, e.g. an
+unloaded runtime, costs one extra runtime call per request of that batch).
+
 Instances are slots in a pool of runtimes: a thread-safe runtime fills every slot with the same
 object, one that is not (``Runtime.thread_safe`` False) gets a loaded copy per slot. The count
 can change while serving (:meth:`Batcher.add_instance`, :meth:`Batcher.take_idle_instance`,
@@ -54,8 +59,9 @@ Arrays = dict[str, np.ndarray]
 BatchResult = tuple[Arrays, BatchInfo]
 # Called on the loop thread after every runtime call: (rows, requests, compute seconds, ok).
 BatchObserver = Callable[[int, int, float, bool], None]
-# What a worker thread hands back: each request's outputs, runtime start, runtime seconds.
-_RunResult = tuple[list[Arrays], float, float]
+# What a worker thread hands back: each request's outputs (or the error it alone raised),
+# runtime start, runtime seconds.
+_RunResult = tuple[list[Arrays | Exception], float, float]
 # The background class (shadow traffic): after every priority a request can name (those are
 # clamped below it), and allowed only half the queue, so it never costs a client its place.
 BACKGROUND_PRIORITY = 2**63 - 1
@@ -192,7 +198,8 @@ class Batcher:
                 background class).
             RequestTimeout: the queue timeout or ``timeout_s`` ran out.
             ServerShuttingDown: the batcher is draining.
-            InferenceFailed: the runtime raised on this request's batch.
+            InferenceFailed: the runtime raised on this request (run alone once its batch
+                failed).
         """
         if self._closing:
             raise ServerShuttingDown(f"model '{self.model}' version {self.version}")
@@ -394,8 +401,12 @@ class Batcher:
             self._observe(rows, len(batch), 0.0, ok=False)
             self._trace(batch, rows, None, 0.0, err)
         else:
+            failed = 0
             for pending, outputs in zip(batch, results, strict=True):
-                if not pending.future.done():
+                if isinstance(outputs, Exception):
+                    failed += 1
+                    self._fail_batch([pending], outputs)
+                elif not pending.future.done():
                     info = BatchInfo(
                         batch_size=len(batch),
                         rows=rows,
@@ -404,7 +415,7 @@ class Batcher:
                         compute_ms=compute_s * 1000.0,
                     )
                     pending.future.set_result((outputs, info))
-            self._observe(rows, len(batch), compute_s, ok=True)
+            self._observe(rows, len(batch), compute_s, ok=not failed)
             self._trace(batch, rows, compute_start, compute_s, None)
         self._dispatch()
 
@@ -481,11 +492,31 @@ class Batcher:
                 name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
             }
         start = time.perf_counter()
-        outputs = runtime.infer(inputs)
-        compute_s = time.perf_counter() - start
-        if len(batch) == 1:
-            return [outputs], start, compute_s
-        return self._split(batch, outputs), start, compute_s
+        results: list[Arrays | Exception]
+        try:
+            outputs = runtime.infer(inputs)
+            results = [outputs] if len(batch) == 1 else list(self._split(batch, outputs))
+        except Exception as err:
+            if len(batch) == 1:
+                raise
+            results = self._run_alone(batch, runtime, err)
+        return results, start, time.perf_counter() - start
+
+    def _run_alone(
+        self, batch: list[_Pending], runtime: Runtime, err: Exception
+    ) -> list[Arrays | Exception]:
+        """Each request of a failed batch on its own: one bad input fails only its request."""
+        logger.info(
+            "model %s version %s: a batch of %d requests failed (%s: %s); running them one by one",
+            self.model, self.version, len(batch), type(err).__name__, str(err)[:200],
+        )  # fmt: skip
+        results: list[Arrays | Exception] = []
+        for pending in batch:
+            try:
+                results.append(self._split([pending], runtime.infer(pending.inputs))[0])
+            except Exception as alone:
+                results.append(alone)
+        return results
 
     def _split(self, batch: list[_Pending], outputs: Arrays) -> list[Arrays]:
         total = sum(p.rows for p in batch)
