@@ -112,7 +112,8 @@ class JobService:
         pinned = {
             "version": record.version,
             "digest": record.digest,
-            "config": model.config,
+            # The version's own preprocessing block (inferd.preprocess.versions).
+            "config": {**model.config, "preprocessing": record.preprocessing},
             "artifact_uri": record.artifact_uri,
             "platform": record.platform,
         }

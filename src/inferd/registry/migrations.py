@@ -119,6 +119,12 @@ def _weight_times(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE experiments ADD COLUMN weight_times JSON"))
 
 
+def _version_preprocessing(conn: Connection) -> None:
+    # Migration 1 builds the current table, which has the column already on a new database.
+    if "preprocessing" not in {c["name"] for c in inspect(conn).get_columns("model_versions")}:
+        conn.execute(text("ALTER TABLE model_versions ADD COLUMN preprocessing JSON"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "models, versions, audit log, registry revision", _initial),
     (2, "indexes on stage and audit model", _indexes),
@@ -136,6 +142,7 @@ MIGRATIONS: list[Migration] = [
         _precomputed,
     ),
     (18, "experiments: when each weight vector took effect", _weight_times),
+    (19, "model versions: the preprocessing block registered with each", _version_preprocessing),
 ]
 
 

@@ -43,6 +43,7 @@ class VersionRecord:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] | None = None  # model.yaml's block at registration
     pinned: bool = False
     registered_by: str = ""
     created_at: datetime | None = None

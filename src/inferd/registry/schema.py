@@ -72,6 +72,8 @@ model_versions = Table(
     Column("tags", JSON, nullable=False, default=list),
     Column("description", Text, nullable=False, default=""),
     Column("training", JSON, nullable=False, default=dict),
+    # The model's preprocessing block when the version was registered (versioned with it).
+    Column("preprocessing", JSON, nullable=True),
     Column("stage", String(20), nullable=False),
     Column("status", String(20), nullable=False),
     Column("status_reason", Text, nullable=False, default=""),

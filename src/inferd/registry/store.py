@@ -211,7 +211,8 @@ class Registry:
         version: int | None = None, stage: str = "registered", actor: str = "",
         metadata: Mapping[str, Any] | None = None,
     ) -> VersionRecord:  # fmt: skip
-        """Add a version (the next number unless given). Raises Conflict when it exists."""
+        """Add a version (the next number unless given), with the model's current
+        ``preprocessing`` block. Raises Conflict when it exists."""
         stage_ = parse_stage(stage)
         if stage_ in (Stage.PRODUCTION, Stage.ARCHIVED):
             raise InvalidInput("stage", "'registered' or 'staging' at registration", stage)
@@ -233,6 +234,8 @@ class Registry:
                         artifact_uri=artifact_uri, digest=digest, size_bytes=size_bytes,
                         stage=stage_, status=Status.REGISTERED, registered_by=actor,
                         created_at=now, updated_at=now, **fields,
+                        # Versioned with the model: later config edits leave this version's.
+                        preprocessing=(model.config or {}).get("preprocessing"),
                     )
                 )  # fmt: skip
             except IntegrityError as err:
@@ -443,7 +446,8 @@ def _version_record(name: str, row: Row[Any]) -> VersionRecord:
         digest=row.digest, size_bytes=row.size_bytes, stage=Stage(row.stage),
         status=Status(row.status), status_reason=row.status_reason, signature=row.signature,
         metrics=dict(row.metrics or {}), tags=list(row.tags or []), description=row.description,
-        training=dict(row.training or {}), pinned=bool(row.pinned),
+        training=dict(row.training or {}), preprocessing=row.preprocessing,
+        pinned=bool(row.pinned),
         registered_by=row.registered_by, created_at=row.created_at, updated_at=row.updated_at,
         promoted_at=row.promoted_at,
     )  # fmt: skip

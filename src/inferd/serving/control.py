@@ -24,6 +24,7 @@ from inferd.errors import (
     QueueFull,
     RegistryUnavailable,
 )
+from inferd.preprocess.versions import version_config
 from inferd.registry import ArtifactStore, ModelRecord, Registry, Stage, Status, VersionRecord
 from inferd.serving.importer import RepositoryImporter
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
@@ -189,6 +190,8 @@ class ModelControl:
     async def _ensure(
         self, config: ModelConfig, record: VersionRecord, *, on_demand: bool
     ) -> ModelVersion:
+        source = f"registry model '{record.model}' version {record.version}"
+        config = version_config(config, record.preprocessing, source)  # its own block
         stale = self._stale.pop(f"{record.model}/{record.version}", None)
         try:
             path = await asyncio.to_thread(self.artifacts.fetch, record.artifact_uri, record.digest)

@@ -95,6 +95,9 @@ class VersionRecord(BaseModel):
     tags: list[str]
     description: str
     training: dict[str, Any]
+    preprocessing: dict[str, Any] | None = Field(
+        None, description="model.yaml's preprocessing block when this version was registered"
+    )
     pinned: bool
     registered_by: str
     created_at: Time
