@@ -4,6 +4,7 @@ who enters, who waits in which order, who is shed and how the refusal reads."""
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from inferd.batching.batcher import BatchResult
 from inferd.config import parse_model_config
-from inferd.errors import InferenceFailed, InvalidInput, RequestTimeout
+from inferd.errors import InferdError, InferenceFailed, InvalidInput, RequestTimeout
 from inferd.resilience.admission import Admission, Overloaded, traffic_class
+from inferd.resilience.breaker import CircuitState
 from inferd.resilience.gate import TrafficClass
+from inferd.resilience.layer import Resilience
 from inferd.serving.manager import ModelVersion
 from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.shadow_config import ShadowConfig
@@ -238,3 +241,30 @@ async def test_a_shed_shadow_copy_is_counted_as_dropped_not_failed() -> None:
     agreement = mirror.agreement("m")[("2", "1")]
     assert (agreement.dropped, agreement.failed, agreement.mirrored) == (1, 0, 0)
     await mirror.close()
+
+
+async def test_a_circuit_breaker_takes_no_outcome_from_a_shed_request() -> None:
+    cfg = parse_model_config(
+        {"platform": "python", "circuit_breaker": {"min_requests": 2, "window_s": 60}}, "t", "m"
+    )
+    v = ModelVersion("m", 1, cfg, None)
+    layer = Resilience()
+
+    async def resolve(name: str, label: str | None) -> ModelVersion:
+        raise AssertionError("no fallback configured")
+
+    async def run(error: InferdError, *_: object) -> InferenceResponse:
+        raise error
+
+    shed = partial(run, Overloaded("m", "1", "full", 1))
+    for _ in range(5):
+        with pytest.raises(Overloaded):
+            await layer.run(v, req(), time.perf_counter(), shed, resolve)
+    breaker = layer.breaker(v)
+    assert breaker is not None
+    assert breaker.state is CircuitState.CLOSED
+    failed = partial(run, InferenceFailed("m", "1", "boom"))
+    for _ in range(2):  # while real failures still open it
+        with pytest.raises(InferenceFailed):
+            await layer.run(v, req(), time.perf_counter(), failed, resolve)
+    assert breaker.state is CircuitState.OPEN

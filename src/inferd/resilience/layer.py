@@ -27,6 +27,7 @@ from inferd.resilience.fallback import (
     remaining_ms,
     rows_of,
 )  # fmt: skip
+from inferd.resilience.gate import Overloaded
 from inferd.resilience.key import request_key
 from inferd.resilience.metrics import ResilienceMetrics
 from inferd.resilience.precomputed import Precomputed
@@ -133,6 +134,9 @@ class Resilience:
         began = time.perf_counter()
         try:
             response = await self._cached(version, request, start, run)
+        except Overloaded:  # overload control shed it before the version ran: no outcome
+            breaker.release()
+            raise
         except InferdError as err:
             breaker.record(not falls_back(err), time.perf_counter() - began)
             raise
