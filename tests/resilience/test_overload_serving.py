@@ -95,3 +95,15 @@ async def test_interactive_requests_go_before_batch_requests(client: httpx.Async
     # three batch requests that waited (the first batch one entered before them).
     assert order[-3:] == ["batch"] * 3, order
     assert order.count("interactive") == 4
+
+
+def test_the_server_default_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from inferd.cli.main import _parser
+
+    assert _parser().parse_args(["serve", "--overload-control"]).overload_control is True
+    assert _parser().parse_args(["serve"]).overload_control is None  # the settings decide
+    assert build_app(Settings(home=tmp_path)).dataplane.admission.default is False
+    monkeypatch.setenv("INFERD_OVERLOAD_CONTROL", "true")
+    assert build_app(Settings(home=tmp_path)).dataplane.admission.default is True

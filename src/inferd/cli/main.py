@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + field.replace("_", "-")
         serve.add_argument(flag, type=kind, choices=_CHOICES.get(field), help=text)
     serve.add_argument("--access-log", action="store_true", default=None, help="log each request")
+    serve.add_argument(
+        "--overload-control", action="store_true", default=None,
+        help="adaptive concurrency limits and 503 shedding where model.yaml leaves it unset",
+    )  # fmt: skip
     models.add_parser(commands)
     jobs.add_parser(commands)
     keys.add_parser(commands)
@@ -142,7 +146,7 @@ def serve(args: argparse.Namespace) -> int:
     from inferd.monitoring.logs import configure_logging, uvicorn_log_config
     from inferd.transport.http.protocol import InferdHttpProtocol
 
-    overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log")}
+    overrides = {f: getattr(args, f) for f in (*_SERVE_FLAGS, "access_log", "overload_control")}
     settings = load_settings(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
     if settings.alerts_file is not None:
