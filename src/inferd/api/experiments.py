@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from inferd.api._request import json_object, optional_text
+from inferd.api._lifecycle import Action, LifecycleRoutes, Reply
+from inferd.api._request import optional_text
 from inferd.errors import ExperimentNotFound, InvalidInput, PermissionDenied, require_method
 from inferd.security.keys import ApiKey
 from inferd.traffic import outcomes as outcome_rules
@@ -30,10 +31,6 @@ from inferd.traffic.looks import LookStore, carry
 from inferd.traffic.policy import TrafficPolicy
 from inferd.traffic.results import compute
 from inferd.traffic.sample_ratio import read_periods
-from inferd.traffic.store import ExperimentRecord
-
-Reply = tuple[int, Any]
-_ACTIONS = ("start", "pause", "resume", "stop", "conclude", "weights")
 
 
 class ExperimentRoutes:
@@ -42,53 +39,31 @@ class ExperimentRoutes:
     def __init__(self, service: ExperimentService, traffic: TrafficPolicy) -> None:
         self.service = service
         self.traffic = traffic
+        actions: dict[str, Action] = {
+            "start": lambda i, _, actor: service.start(i, actor),
+            "pause": lambda i, _, actor: service.pause(i, actor),
+            "resume": lambda i, _, actor: service.resume(i, actor),
+            "stop": lambda i, data, actor: service.stop(
+                i, actor, optional_text(data, "reason") or ""
+            ),
+            "conclude": lambda i, data, actor: service.conclude(
+                i, optional_text(data, "winner"), actor, optional_text(data, "reason") or ""
+            ),
+            "weights": lambda i, data, actor: service.set_weights(i, data.get("weights"), actor),
+        }
+        self.routes = LifecycleRoutes(
+            service, traffic, actions, {"results": self.results}, ExperimentNotFound
+        )
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str,
         caller: ApiKey | None = None,
     ) -> Reply:  # fmt: skip
         """Answer one request; ``parts`` is the path after ``/v1/experiments``."""
-        svc = self.service
-        if not parts:
-            if method == "GET":
-                found = await svc.find(query.get("model"), query.get("state"))
-                return 200, [r.to_dict() for r in found]
-            require_method(method, "POST", listed="GET, POST")
-            record = await svc.create(json_object(body, required=True), actor)
-            return 201, record.to_dict()
-        exp_id, rest = parts[0], parts[1:]
-        if not rest:
-            require_method(method, "GET", listed="GET")
-            return 200, (await svc.get(exp_id)).to_dict()
-        if rest == ["results"]:
-            require_method(method, "GET", listed="GET")
-            return 200, await self.results(exp_id)
-        if rest == ["outcomes"]:
+        if parts[1:] == ["outcomes"]:  # the one route for predict keys, so it takes the caller
             require_method(method, "POST", listed="POST")
-            return 200, await self.outcomes(exp_id, body, caller)
-        if len(rest) == 1 and rest[0] in _ACTIONS:
-            require_method(method, "POST", listed="POST")
-            record = await self._act(exp_id, rest[0], json_object(body), actor)
-            await asyncio.to_thread(self.traffic.refresh)
-            return 200, record.to_dict()
-        raise ExperimentNotFound("/".join(parts))
-
-    async def _act(
-        self, exp_id: str, action: str, data: dict[str, Any], actor: str
-    ) -> ExperimentRecord:
-        svc = self.service
-        if action == "start":
-            return await svc.start(exp_id, actor)
-        if action == "pause":
-            return await svc.pause(exp_id, actor)
-        if action == "resume":
-            return await svc.resume(exp_id, actor)
-        if action == "stop":
-            return await svc.stop(exp_id, actor, optional_text(data, "reason") or "")
-        if action == "weights":
-            return await svc.set_weights(exp_id, data.get("weights"), actor)
-        winner, reason = optional_text(data, "winner"), optional_text(data, "reason")
-        return await svc.conclude(exp_id, winner, actor, reason or "")
+            return 200, await self.outcomes(parts[0], body, caller)
+        return await self.routes.handle(method, parts, query, body, actor)
 
     async def results(self, exp_id: str) -> dict[str, Any]:
         """Flush this process's tallies first, so the results include its latest requests.

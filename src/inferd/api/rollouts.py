@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from inferd.api._request import json_object, optional_text
-from inferd.errors import require_method
+from inferd.api._lifecycle import Action, LifecycleRoutes, Reply
+from inferd.api._request import optional_text
 from inferd.traffic.guardrails import evaluate
 from inferd.traffic.policy import TrafficPolicy
-from inferd.traffic.rollout_store import RolloutNotFound, RolloutRecord
+from inferd.traffic.rollout_store import RolloutNotFound
 from inferd.traffic.rollouts import RolloutService, decide
-
-Reply = tuple[int, Any]
-_ACTIONS = ("pause", "resume", "advance", "abort")
 
 
 class RolloutRoutes:
@@ -33,45 +30,23 @@ class RolloutRoutes:
     def __init__(self, service: RolloutService, traffic: TrafficPolicy) -> None:
         self.service = service
         self.traffic = traffic
+        actions: dict[str, Action] = {
+            "pause": lambda i, _, actor: service.pause(i, actor),
+            "resume": lambda i, _, actor: service.resume(i, actor),
+            "advance": lambda i, _, actor: service.advance(i, actor),
+            "abort": lambda i, data, actor: service.abort(
+                i, actor, optional_text(data, "reason") or ""
+            ),
+        }
+        self.routes = LifecycleRoutes(
+            service, traffic, actions, {"status": self.status}, RolloutNotFound
+        )
 
     async def handle(
         self, method: str, parts: list[str], query: dict[str, str], body: bytes, actor: str
     ) -> Reply:
         """Answer one request; ``parts`` is the path after ``/v1/rollouts``."""
-        svc = self.service
-        if not parts:
-            if method == "GET":
-                found = await svc.find(query.get("model"), query.get("state"))
-                return 200, [r.to_dict() for r in found]
-            require_method(method, "POST", listed="GET, POST")
-            record = await svc.create(json_object(body, required=True), actor)
-            await asyncio.to_thread(self.traffic.refresh)
-            return 201, record.to_dict()
-        rollout_id, rest = parts[0], parts[1:]
-        if not rest:
-            require_method(method, "GET", listed="GET")
-            return 200, (await svc.get(rollout_id)).to_dict()
-        if rest == ["status"]:
-            require_method(method, "GET", listed="GET")
-            return 200, await self.status(rollout_id)
-        if len(rest) == 1 and rest[0] in _ACTIONS:
-            require_method(method, "POST", listed="POST")
-            record = await self._act(rollout_id, rest[0], json_object(body), actor)
-            await asyncio.to_thread(self.traffic.refresh)
-            return 200, record.to_dict()
-        raise RolloutNotFound("/".join(parts))
-
-    async def _act(
-        self, rollout_id: str, action: str, data: dict[str, Any], actor: str
-    ) -> RolloutRecord:
-        svc = self.service
-        if action == "pause":
-            return await svc.pause(rollout_id, actor)
-        if action == "resume":
-            return await svc.resume(rollout_id, actor)
-        if action == "advance":
-            return await svc.advance(rollout_id, actor)
-        return await svc.abort(rollout_id, actor, optional_text(data, "reason") or "")
+        return await self.routes.handle(method, parts, query, body, actor)
 
     async def status(self, rollout_id: str) -> dict[str, Any]:
         """The current step's arms (merged across processes, this one flushed first), the
