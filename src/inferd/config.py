@@ -42,6 +42,7 @@ Platform = Literal[
     "lightgbm",
     "python",
     "transformers",
+    "vllm",
 ]
 
 # The artifact file (or folder) each platform loads from a version folder, in order of preference.
@@ -56,6 +57,7 @@ ARTIFACT_NAMES: dict[str, tuple[str, ...]] = {
     "python": ("model.py",),
     # A folder saved with save_pretrained (config, weights, tokenizer): a generative model.
     "transformers": ("model.hf",),
+    "vllm": ("model.hf",),  # the same folder, served by vLLM on a GPU
 }
 
 

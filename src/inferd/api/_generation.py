@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from inferd.errors import InferdError, InvalidInput, RateLimited
-from inferd.generative.engine import Engine
+from inferd.generative.engine import GenerationEngine
 from inferd.generative.sampling import SamplingParams
 from inferd.generative.sequence import Event
 from inferd.monitoring.generate_metrics import GenerateMetrics
@@ -52,14 +52,14 @@ def generative_version(manager: ModelManager, name: str, version: str | None) ->
     found = manager.get(name, version)
     if not getattr(found.runtime, "generative", False):
         raise InvalidInput(
-            "model", "a generative model (platform: transformers)",
+            "model", "a generative model (platform: transformers or vllm)",
             f"'{name}' (platform {found.config.platform})",
         )  # fmt: skip
     return found
 
 
-def engine_of(found: ModelVersion, metrics: GenerateMetrics | None) -> Engine:
-    engine: Engine = found.runtime.engine  # type: ignore[union-attr]
+def engine_of(found: ModelVersion, metrics: GenerateMetrics | None) -> GenerationEngine:
+    engine: GenerationEngine = found.runtime.engine  # type: ignore[union-attr]
     if engine is None:
         raise InvalidInput("model", "a loaded model", f"'{found.name}' being unloaded")
     if engine.observer is None and metrics is not None:
@@ -92,7 +92,7 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def check_context(engine: Engine, prompt: Sequence[int], params: SamplingParams) -> None:
+def check_context(engine: GenerationEngine, prompt: Sequence[int], params: SamplingParams) -> None:
     """Raise InvalidInput when the prompt is empty or prompt + max_tokens overflow the context."""
     if not prompt:
         raise InvalidInput("prompt", "text of at least one token", "an empty prompt")
@@ -123,7 +123,9 @@ class Choices:
         params: sampling; choice ``i`` is seeded ``seed + i`` when a seed is given.
     """
 
-    def __init__(self, engine: Engine, prompts: Sequence[list[int]], params: SamplingParams):
+    def __init__(
+        self, engine: GenerationEngine, prompts: Sequence[list[int]], params: SamplingParams
+    ):
         loop = asyncio.get_running_loop()
         self.params = params
         self.token_text = engine.token_text

@@ -25,7 +25,7 @@ from inferd.api import _generation as g
 from inferd.api._logprobs import Logprobs
 from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
 from inferd.errors import InferdError, InvalidInput, require_method
-from inferd.generative.engine import Engine
+from inferd.generative.engine import GenerationEngine
 from inferd.generative.sampling import SamplingParams, TokenLogprob
 from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.security.guard import Guard
@@ -37,7 +37,7 @@ from inferd.types import InferenceRequest
 
 GENERATE = ("generate", "generate_stream")
 Headers = list[tuple[bytes, bytes]]
-Answer = Callable[[ModelVersion, Engine, Headers, g.Receive, g.Send], Awaitable[None]]
+Answer = Callable[[ModelVersion, GenerationEngine, Headers, g.Receive, g.Send], Awaitable[None]]
 _SAMPLING = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos",
              "presence_penalty", "frequency_penalty", "repetition_penalty")  # fmt: skip
 
@@ -169,7 +169,7 @@ class GenerativeRoutes:
 
     async def _completions(
         self, req: CompletionRequest, caller: ApiKey | None, found: ModelVersion,
-        engine: Engine, headers: Headers, receive: g.Receive, send: g.Send,
+        engine: GenerationEngine, headers: Headers, receive: g.Receive, send: g.Send,
     ) -> None:  # fmt: skip
         params = g.sampling(req.model_dump(), found)
         texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
@@ -188,7 +188,7 @@ class GenerativeRoutes:
 
     async def _chat(
         self, req: ChatCompletionRequest, caller: ApiKey | None, found: ModelVersion,
-        engine: Engine, headers: Headers, receive: g.Receive, send: g.Send,
+        engine: GenerationEngine, headers: Headers, receive: g.Receive, send: g.Send,
     ) -> None:  # fmt: skip
         fields = req.model_dump()
         if req.max_completion_tokens is not None:

@@ -45,6 +45,27 @@ class Observer(Protocol):
     def queues(self, running: int, waiting: int, cache_bytes: int) -> None: ...
 
 
+class Handle(Protocol):
+    """A submitted sequence as its caller sees it."""
+
+    @property
+    def finish(self) -> str | None: ...
+
+
+class GenerationEngine(Protocol):
+    """What the generation routes use of an engine: this module's :class:`Engine` or the
+    vLLM backend's (``inferd.runtimes.vllm.VllmEngine``)."""
+
+    tokenizer: Any
+    max_context: int
+    observer: Observer | None
+
+    def encode(self, text: str) -> list[int]: ...
+    def token_text(self, ids: Seq[int]) -> list[str]: ...
+    def submit(self, prompt: Seq[int], params: SamplingParams, sink: Sink) -> Any: ...
+    def cancel(self, sequence: Any) -> None: ...
+
+
 class Engine:
     """Continuous batching over one loaded model.
 

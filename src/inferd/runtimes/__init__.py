@@ -18,6 +18,7 @@ _RUNTIMES: dict[str, tuple[str, str, str]] = {
     "lightgbm": ("inferd.runtimes.lightgbm", "LightGBMRuntime", "lightgbm"),
     "python": ("inferd.runtimes.python", "PythonRuntime", "python"),
     "transformers": ("inferd.runtimes.transformers", "TransformersRuntime", "generative"),
+    "vllm": ("inferd.runtimes.vllm", "VllmRuntime", "vllm"),
 }
 
 
