@@ -16,7 +16,7 @@ from inferd.errors import InvalidInput
 from inferd.registry import Registry
 from inferd.resilience.layer import Resilience
 from inferd.resilience.layout import OutputColumn, RowLayout
-from inferd.resilience.tables import TableRecord, TableStore, new_table_id
+from inferd.resilience.tables import RowReader, TableRecord, TableStore, new_table_id
 from inferd.serving.manager import ModelVersion
 from inferd.types import InferenceRequest, InferenceResponse, Signature, TensorSpec
 
@@ -184,22 +184,49 @@ async def test_a_malformed_entity_id_names_the_parameter(tables: TableStore) -> 
         await ask(layer, version(1, **ON), online, req({"id": 1}))
 
 
-async def test_concurrent_lookups_share_database_reads(tables: TableStore) -> None:
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Keys per database read of precomputed rows, from now on."""
+    reads: list[int] = []
+    real = RowReader.lookup
+
+    def counted(self: RowReader, table_id: str, keys: Any) -> dict[str, bytes]:
+        reads.append(len(keys))
+        return real(self, table_id, keys)
+
+    monkeypatch.setattr(RowReader, "lookup", counted)
+    return reads
+
+
+async def test_concurrent_lookups_share_database_reads(
+    tables: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish(tables, 1, {f"u{i}": float(i) for i in range(200)})
     layer, online = Resilience(tables=tables, wall=Clock(NOW)), Online()
-    await ask(layer, version(1, **ON), online, req("u0"))  # the table record is known
-    reads: list[int] = []
-    real = tables.lookup
-
-    def counted(table_id: str, keys: Any) -> dict[str, bytes]:
-        reads.append(len(keys))
-        return real(table_id, keys)
-
-    tables.lookup = counted  # type: ignore[method-assign]
-    answers = await asyncio.gather(
-        *(ask(layer, version(1, **ON), online, req(f"u{i}")) for i in range(200))
-    )
+    v = version(1, precomputed={"enabled": True, "local_bytes": 0})  # every row from the database
+    await ask(layer, v, online, req("u0"))  # the table record is known
+    reads = counting_reads(monkeypatch)
+    answers = await asyncio.gather(*(ask(layer, v, online, req(f"u{i}")) for i in range(200)))
     assert [a.outputs["y"][0, 0] for a in answers] == [float(i) for i in range(200)]
     assert online.calls == 0
     assert sum(reads) == 200
     assert len(reads) < 10
+    await layer.close()
+
+
+async def test_rows_read_once_are_answered_from_the_process(
+    tables: TableStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(tables, 1, {"u1": 0.25, "u2": 0.5, "u3": 0.75})
+    layer, online = Resilience(tables=tables, wall=Clock(NOW)), Online()
+    reads = counting_reads(monkeypatch)
+    first = await ask(layer, version(1, **ON), online, req(["u1", "u2"], rows=2))
+    again = [await ask(layer, version(1, **ON), online, req(k)) for k in ("u2", "u1", "u2")]
+    both = await ask(layer, version(1, **ON), online, req(["u2", "u1"], rows=2))
+    assert reads == [2]  # the first request's two rows; every later answer came from memory
+    np.testing.assert_array_equal(first.outputs["y"], [[0.25], [0.5]])
+    assert [float(a.outputs["y"][0, 0]) for a in again] == [0.5, 0.25, 0.5]
+    np.testing.assert_array_equal(both.outputs["y"], [[0.5], [0.25]])
+    await ask(layer, version(1, **ON), online, req(["u1", "u3"], rows=2))  # u3: not yet read
+    assert reads == [2, 2]
+    assert online.calls == 0
+    await layer.close()

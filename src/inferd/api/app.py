@@ -42,6 +42,7 @@ from inferd.registry import FsspecArtifactStore, Registry
 from inferd.registry.artifacts import local_path
 from inferd.resilience.admission import Admission
 from inferd.resilience.layer import Resilience
+from inferd.resilience.tables import TableStore
 from inferd.runtimes.trust import parse_roots
 from inferd.security.tokens import TokenLimits
 from inferd.serving.control import ModelControl
@@ -131,7 +132,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         settings.prediction_log_flush_s,
     )
     dataplane.prediction_log = prediction_log
-    resilience = Resilience(metrics.registry, settings.cache_redis_url)  # per model.yaml
+    resilience = Resilience(  # per model.yaml; precomputed tables are read from the registry
+        metrics.registry, settings.cache_redis_url, tables=TableStore(registry.engine)
+    )
     dataplane.resilience = resilience
     dataplane.admission = Admission(metrics.registry, settings.overload_control)  # per model.yaml
     management = ManagementPlane(registry, artifacts, control, code_roots=roots)
@@ -262,7 +265,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         manager, GenerateMetrics(metrics.registry), security.guard, traffic, tokens
     )
     if app.management is not None:
-        app.management.jobs = JobRoutes(jobs)
+        app.management.jobs = JobRoutes(jobs, settings.cache_redis_url)
         app.management.keys = KeyRoutes(security.store, security.refresh)
         service = ExperimentService(experiments, management.promote, control.preload)
         app.management.experiments = ExperimentRoutes(service, traffic)

@@ -3,6 +3,8 @@
     inferd jobs submit --model M [--version N] --input FILES... --output DIR [options]
     inferd jobs run    ...same options...      # in the foreground, with a progress bar
     inferd jobs list [--state S] | show JOB | cancel JOB | resume JOB
+    inferd jobs publish JOB --key COL [--store db|redis] [--max-age 1d] [--model M --version N]
+    inferd jobs published JOB | unpublish JOB       # the precomputed table from a job's output
 
 ``submit``, ``list``, ``show``, ``cancel`` and ``resume`` talk to the server at ``--url``
 unless ``--registry-url`` or ``--model-repository`` is given: then they use the registry
@@ -31,6 +33,7 @@ from inferd.jobs.spec import parse_list
 from inferd.registry import Registry
 from inferd.settings import load_settings
 
+_TABLE_ACTIONS = ("publish", "published", "unpublish")
 _SPEC_FLAGS = ("version", "batch_size", "chunk_rows", "engine", "parallelism", "ray_address",
                "max_error_rate", "input_format", "nice", "busy_share")  # fmt: skip
 
@@ -58,6 +61,25 @@ def add_parser(commands: Any) -> None:
         parser.add_argument("job")
         if name == "resume":
             parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _publish_flags(sub, common)
+
+
+def _publish_flags(sub: Any, common: argparse.ArgumentParser) -> None:
+    publish = sub.add_parser(
+        "publish", parents=[common], help="serve a job's output as its version's lookup table"
+    )
+    publish.add_argument("job")
+    publish.add_argument("--key", required=True, help="passthrough column with the entity id")
+    publish.add_argument("--model", help="check: the job's model")
+    publish.add_argument("--version", type=int, help="check: the job's version")
+    publish.add_argument("--store", choices=["db", "redis"], default="db",
+                         help="registry database (default) or Redis")  # fmt: skip
+    publish.add_argument("--max-age", help="entries older than this are not served (90s, 12h, 1d)")
+    publish.add_argument("--redis-url", help="Redis for --store redis, with --registry-url "
+                         "(default $INFERD_CACHE_REDIS_URL; a server uses its own)")  # fmt: skip
+    for name, text in (("published", "the table published from a job"),
+                       ("unpublish", "remove the tables published from a job")):  # fmt: skip
+        sub.add_parser(name, parents=[common], help=text).add_argument("job")
 
 
 def _spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +146,8 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Execute one ``jobs`` subcommand; returns the exit code."""
     direct = args.action == "run" or args.registry_url or args.model_repository
+    if args.action in _TABLE_ACTIONS:
+        return _tables(args, direct)
     if not direct:
         return _show(args, _remote(args))
     service = _direct_service(args)
@@ -242,4 +266,46 @@ def _show(args: argparse.Namespace, result: Any) -> int:
         print("\n".join(job_line(j) for j in result) or "(no jobs)")
     else:
         print(job_details(result))
+    return 0
+
+
+def _tables(args: argparse.Namespace, direct: bool) -> int:
+    """``publish``, ``published`` and ``unpublish``: on the server, or on the registry."""
+    path = f"/v1/jobs/{args.job}/publish"
+    body: dict[str, Any] | None = None
+    if args.action == "publish":
+        body = {"key": args.key, "store": args.store}
+        body |= {k: getattr(args, k) for k in ("max_age", "model", "version")
+                 if getattr(args, k) is not None}  # fmt: skip
+    if not direct:
+        method = {"publish": "POST", "published": "GET", "unpublish": "DELETE"}[args.action]
+        return _show_table(args, _http(args, method, path, body))
+    from inferd.jobs.publish import Publisher
+
+    settings = load_settings(registry_url=args.registry_url)
+    redis_url = getattr(args, "redis_url", None) or settings.cache_redis_url
+    registry = Registry(settings.resolved_registry_url)
+    try:
+        publisher = Publisher(registry, redis_url)
+        if args.action == "publish":
+            table = publisher.publish(args.job, body or {}, getpass.getuser())
+        elif args.action == "published":
+            table = publisher.status(args.job)
+        else:
+            table = publisher.unpublish(args.job)
+    finally:
+        registry.close()
+    return _show_table(args, table.to_dict())
+
+
+def _show_table(args: argparse.Namespace, table: dict[str, Any]) -> int:
+    if args.json:
+        print(json.dumps(table, indent=2, default=str))
+        return 0
+    age = table.get("max_age_s")
+    print(f"table {table['id']}: model {table['model']} version {table['version']}, "
+          f"{table['state']}, {table['rows']} rows keyed by '{table['key_column']}' "
+          f"in {table['store']}, computed {table['age_s']:.0f} s ago"
+          + (f", served up to {age:g} s old" if age else "")
+          + (f"; error: {table['error']}" if table.get("error") else ""))  # fmt: skip
     return 0

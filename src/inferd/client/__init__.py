@@ -24,6 +24,7 @@ from inferd.client._manage import (
     ModelInfo,
     RolloutInfo,
     ShadowInfo,
+    TableInfo,
     VersionInfo,
 )
 from inferd.client._transport import Tls
@@ -32,5 +33,5 @@ from inferd.client._types import ClientError, InferResult, Retry
 __all__ = [
     "AsyncClient", "AuditInfo", "Client", "ClientError", "ExperimentInfo", "InferResult",
     "JobInfo", "KeyInfo",
-    "ModelInfo", "Retry", "RolloutInfo", "ShadowInfo", "Tls", "VersionInfo",
+    "ModelInfo", "Retry", "RolloutInfo", "ShadowInfo", "TableInfo", "Tls", "VersionInfo",
 ]  # fmt: skip

@@ -36,7 +36,9 @@ from inferd.client._manage import (
     ModelInfo,
     RolloutInfo,
     ShadowInfo,
+    TableInfo,
     VersionInfo,
+    publish_body,
     reference_body,
 )
 from inferd.client._transport import Tls, open_transport
@@ -371,6 +373,23 @@ class Client:
     def resume_job(self, job_id: str) -> JobInfo:
         """Queue a failed or cancelled job again; it skips the chunks already done."""
         return self._manage(MANAGE.resume_job(job_id))
+
+    def publish_job(
+        self, job_id: str, key: str, *, store: str = "db", max_age: str | float | None = None,
+        model: str | None = None, version: int | None = None,
+    ) -> TableInfo:  # fmt: skip
+        """Publish a succeeded job's output as its version's precomputed table, keyed by the
+        passthrough column ``key`` (docs/resilience.md); ``max_age`` like ``"1d"``."""
+        body = publish_body(key, store, max_age, model, version)
+        return self._manage(MANAGE.publish_job(job_id, body))
+
+    def published_table(self, job_id: str) -> TableInfo:
+        """The precomputed table published from a job: state, rows, age."""
+        return self._manage(MANAGE.published_table(job_id))
+
+    def unpublish_job(self, job_id: str) -> TableInfo:
+        """Remove the tables published from a job; its version answers online again."""
+        return self._manage(MANAGE.unpublish_job(job_id))
 
     def create_key(
         self, role: str, *, models: Sequence[str] | None = None, name: str = ""

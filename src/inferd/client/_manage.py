@@ -99,6 +99,23 @@ class JobInfo(TypedDict, total=False):
     finished_at: str | None
 
 
+class TableInfo(TypedDict, total=False):
+    """A job's output published as a precomputed table (``GET /v1/jobs/{id}/publish``)."""
+
+    id: str
+    model: str
+    version: int
+    job_id: str
+    key_column: str
+    store: str  # db | redis
+    rows: int
+    state: str  # loading | active | replaced | failed | deleted
+    error: str
+    computed_at: float
+    max_age_s: float | None
+    age_s: float
+
+
 class KeyInfo(TypedDict, total=False):
     """An API key as listed (never its secret); ``create_key`` adds ``key``, once."""
 
@@ -264,6 +281,15 @@ class ManagementCalls:
     def resume_job(self, job_id: str) -> HttpCall[JobInfo]:
         return self.call("POST", f"jobs/{_q(job_id)}/resume")
 
+    def publish_job(self, job_id: str, body: Mapping[str, Any]) -> HttpCall[TableInfo]:
+        return self.call("POST", f"jobs/{_q(job_id)}/publish", body, _CREATED)
+
+    def published_table(self, job_id: str) -> HttpCall[TableInfo]:
+        return self.call("GET", f"jobs/{_q(job_id)}/publish")
+
+    def unpublish_job(self, job_id: str) -> HttpCall[TableInfo]:
+        return self.call("DELETE", f"jobs/{_q(job_id)}/publish")
+
     # -- keys ------------------------------------------------------------------------------
 
     def create_key(self, role: str, models: Sequence[str] | None, name: str) -> HttpCall[KeyInfo]:
@@ -390,3 +416,14 @@ def reference_body(
 
 
 JOB_DONE = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def publish_body(
+    key: str, store: str, max_age: str | float | None, model: str | None, version: int | None
+) -> dict[str, Any]:
+    """The ``POST /v1/jobs/{id}/publish`` body, without the options left at their defaults."""
+    body: dict[str, Any] = {"key": key, "store": store}
+    for name, value in (("max_age", max_age), ("model", model), ("version", version)):
+        if value is not None:
+            body[name] = value
+    return body

@@ -45,6 +45,12 @@ class PrecomputedConfig(_Strict):
     refresh_s: float = Field(
         5.0, gt=0, description="Seconds a process trusts what it knows of a version's table."
     )
+    local_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Bytes of looked-up rows kept in this process (LRU; a table's rows never "
+        "change, so they need no expiry); 0 reads every row from the store.",
+    )
 
 
 class BreakerConfig(_Strict):

@@ -18,24 +18,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
 from inferd.errors import InferdError, InvalidInput
-from inferd.resilience.cache import Outputs
+from inferd.resilience.cache import LocalCache, Outputs
 from inferd.resilience.fallback import rows_of
 from inferd.resilience.layout import RowLayout, answer_shapes
 from inferd.resilience.lookup import LookupBatcher
 from inferd.resilience.table_redis import RedisRowReader
-from inferd.resilience.tables import TableRecord, TableStore
+from inferd.resilience.tables import RowReader, TableRecord, TableStore
 from inferd.serving.manager import ModelVersion
 from inferd.types import InferenceRequest
 
 logger = logging.getLogger(__name__)
 ENTITY_PARAMETER = "entity_id"
 ENTITY_HEADER = "inferd-entity-id"
+_FOREVER_S = 1e12
 
 
 def entity_ids(request: InferenceRequest) -> list[str] | None:
@@ -102,6 +105,7 @@ class _Known:
     layout: RowLayout | None
     shapes: dict[str, tuple[int, ...]]
     checked: float
+    counters: tuple[Any, Any, Any]  # hits, misses, stale of the version
     refreshing: bool = False
 
 
@@ -124,10 +128,16 @@ class Precomputed:
         self.metrics = PrecomputedMetrics(registry)
         self._clock, self._wall = clock, wall
         self._known: dict[tuple[str, str], _Known] = {}
+        # One thread and one connection for db lookups: a batch at a time per table anyway.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="precomputed")
+        self._reader = RowReader(tables)
         self._db = LookupBatcher(self._db_rows)
-        self._reader = RedisRowReader(redis_url, clock=clock) if redis_url else None
-        self._redis = LookupBatcher(self._reader.lookup) if self._reader is not None else None
+        self._redis_reader = RedisRowReader(redis_url, clock=clock) if redis_url else None
+        self._redis = (
+            LookupBatcher(self._redis_reader.lookup) if self._redis_reader is not None else None
+        )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rows: dict[str, LocalCache] = {}  # per model: rows looked up lately
 
     async def lookup(self, version: ModelVersion, request: InferenceRequest) -> Outputs | None:
         """The request's answer from the version's table, or None to run it online.
@@ -138,32 +148,30 @@ class Precomputed:
         ids = entity_ids(request)
         if ids is None:
             return None
-        labels = (version.name, version.label)
         known = await self._table(version)
-        record = known.record
+        record, counters = known.record, known.counters
         if record is None or known.layout is None:
-            self.metrics.misses.labels(*labels).inc()
+            counters[1].inc()
             return None
         limit = _max_age(record.max_age_s, version.config.precomputed.max_age_s)
         if limit is not None and record.age_s(self._wall()) > limit:
-            self.metrics.stale.labels(*labels).inc()
+            counters[2].inc()
             return None
-        found = await self._rows(record, ids)
-        values = [found[key] for key in ids if key in found] if found is not None else []
-        if len(values) != len(ids):
-            self.metrics.misses.labels(*labels).inc()
-            return None
-        try:
-            outputs = known.layout.decode(values, known.shapes)
-        except ValueError as err:  # not a row of this table's layout
-            self._failed(record, str(err))
-            return None
+        local = self._local(version)
+        outputs = _from_local(local, record.id, ids) if local is not None else None
+        if outputs is None:
+            outputs = await self._stored(known, record, ids)
+            if outputs is None:
+                counters[1].inc()
+                return None
+            if local is not None:
+                _keep(local, record.id, ids, outputs)
         if request.outputs is not None:
             if any(name not in outputs for name in request.outputs):
-                self.metrics.misses.labels(*labels).inc()
+                counters[1].inc()
                 return None
             outputs = {name: outputs[name] for name in request.outputs}
-        self.metrics.hits.labels(*labels).inc()
+        counters[0].inc()
         return outputs
 
     def forget(self) -> None:
@@ -173,24 +181,48 @@ class Precomputed:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._reader is not None:
-            await self._reader.close()
+        if self._redis_reader is not None:
+            await self._redis_reader.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._reader.close)
+        self._executor.shutdown(wait=False)
 
     # -- rows ------------------------------------------------------------------------------
 
-    async def _rows(self, record: TableRecord, ids: Sequence[str]) -> dict[str, bytes] | None:
+    async def _stored(
+        self, known: _Known, record: TableRecord, ids: Sequence[str]
+    ) -> Outputs | None:
+        """The rows from the table's store; None when one is missing or the store failed."""
         batcher = self._db if record.store == "db" else self._redis
-        if batcher is None:
+        if batcher is None or known.layout is None:
             self._failed(record, "this server has no Redis (--cache-redis-url)")
             return None
         try:
-            return await batcher.get(record.id, ids)
+            found = await batcher.get(record.id, ids)
         except (InferdError, ConnectionError) as err:  # the store is down: online answers
             self._failed(record, str(err))
             return None
+        values = [found[key] for key in ids if key in found]
+        if len(values) != len(ids):
+            return None
+        try:
+            return known.layout.decode(values, known.shapes)
+        except ValueError as err:  # not a row of this table's layout
+            self._failed(record, str(err))
+            return None
+
+    def _local(self, version: ModelVersion) -> LocalCache | None:
+        size = version.config.precomputed.local_bytes
+        if size <= 0:
+            return None
+        found = self._rows.get(version.name)
+        if found is None:  # rows of a table id never change: no expiry
+            found = self._rows[version.name] = LocalCache(size, _FOREVER_S, self._clock)
+        found.max_bytes = size
+        return found
 
     async def _db_rows(self, table_id: str, keys: Sequence[str]) -> dict[str, bytes]:
-        return await asyncio.to_thread(self.tables.lookup, table_id, keys)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._reader.lookup, table_id, keys)
 
     def _failed(self, record: TableRecord, why: str) -> None:
         self.metrics.errors.labels(record.store).inc()
@@ -218,13 +250,16 @@ class Precomputed:
         self._known[(version.name, version.label)] = await self._read(version, old)
 
     async def _read(self, version: ModelVersion, old: _Known | None) -> _Known:
+        labels = (version.name, version.label)
+        m = self.metrics
+        counters = (m.hits.labels(*labels), m.misses.labels(*labels), m.stale.labels(*labels))
         try:
             record = await asyncio.to_thread(self.tables.active, version.name, version.version)
         except InferdError as err:  # registry unreachable: keep serving what is known
             logger.warning("precomputed tables of model '%s': %s", version.name, err.message)
             if old is not None:
-                return _Known(old.record, old.layout, old.shapes, self._clock())
-            return _Known(None, None, {}, self._clock())
+                return _Known(old.record, old.layout, old.shapes, self._clock(), counters)
+            return _Known(None, None, {}, self._clock(), counters)
         if record is not None and version.digest and record.digest != version.digest:
             logger.warning(
                 "precomputed table %s of model '%s' version %d was computed by artifact %s, "
@@ -233,11 +268,35 @@ class Precomputed:
             )  # fmt: skip
             record = None
         if record is None:
-            return _Known(None, None, {}, self._clock())
+            return _Known(None, None, {}, self._clock(), counters)
         if old is not None and old.record is not None and old.record.id == record.id:
-            return _Known(record, old.layout, old.shapes, self._clock())
+            return _Known(record, old.layout, old.shapes, self._clock(), counters)
         layout = RowLayout(record.outputs)
-        return _Known(record, layout, _shapes(version, record), self._clock())
+        return _Known(record, layout, _shapes(version, record), self._clock(), counters)
+
+
+def _row_key(table_id: str, entity: str) -> bytes:
+    return f"{table_id}\0{entity}".encode()
+
+
+def _from_local(local: LocalCache, table_id: str, ids: Sequence[str]) -> Outputs | None:
+    if len(ids) == 1:
+        return local.get(_row_key(table_id, ids[0]))
+    rows = [local.get(_row_key(table_id, key)) for key in ids]
+    if any(row is None for row in rows):
+        return None
+    return {name: np.concatenate([row[name] for row in rows if row is not None])
+            for name in rows[0] or {}}  # fmt: skip
+
+
+def _keep(local: LocalCache, table_id: str, ids: Sequence[str], outputs: Outputs) -> None:
+    if len(ids) == 1:  # decoded into arrays of their own: kept as they are
+        local.put(_row_key(table_id, ids[0]), outputs)
+        return
+    for index, key in enumerate(ids):
+        local.put(
+            _row_key(table_id, key), {n: a[index : index + 1].copy() for n, a in outputs.items()}
+        )
 
 
 def _shapes(version: ModelVersion, record: TableRecord) -> dict[str, tuple[int, ...]]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from inferd.api.schemas._operation import LIMIT, Operation, Param
+from inferd.jobs.publish import PublishSpec
 from inferd.jobs.spec import JobSpec
 
 Time = str | None  # ISO 8601; null while not yet
@@ -43,6 +44,27 @@ class JobRecord(BaseModel):
     eta_s: float | None = Field(description="seconds left; 0 once finished, null while unknown")
 
 
+class PublishedTable(BaseModel):
+    """A job's output published as its model version's precomputed table."""
+
+    id: str = Field(description="the table id (a new one per publish)")
+    model: str
+    version: int
+    job_id: str
+    key_column: str = Field(description="the column whose values are the entity ids")
+    store: Literal["db", "redis"]
+    digest: str = Field(description="artifact digest of the version that computed the rows")
+    outputs: list[list[Any]] = Field(description="[name, numpy dtype, per-row shape] per output")
+    rows: int = Field(ge=0)
+    state: Literal["loading", "active", "replaced", "failed", "deleted"]
+    error: str
+    created_by: str
+    computed_at: float = Field(description="seconds since the epoch: when the job finished")
+    published_at: float
+    max_age_s: float | None = Field(description="older entries are not served; null: no limit")
+    age_s: float = Field(description="seconds since computed_at")
+
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/jobs", "list_jobs", "batch jobs, newest first", "jobs",
               {200: list[JobRecord]},
@@ -55,4 +77,12 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: JobRecord}),
     Operation("POST", "/v1/jobs/{job_id}/resume", "resume_job",
               "resume a failed or cancelled job", "jobs", {200: JobRecord}),
+    Operation("POST", "/v1/jobs/{job_id}/publish", "publish_job",
+              "publish a succeeded job's output as its version's precomputed table", "jobs",
+              {201: PublishedTable}, body=PublishSpec),
+    Operation("GET", "/v1/jobs/{job_id}/publish", "get_published_table",
+              "the precomputed table published from a job", "jobs", {200: PublishedTable}),
+    Operation("DELETE", "/v1/jobs/{job_id}/publish", "unpublish_job",
+              "remove the precomputed tables published from a job", "jobs",
+              {200: PublishedTable}),
 )  # fmt: skip
