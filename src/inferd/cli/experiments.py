@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inferd.cli.models import DEFAULT_URL, HttpBackend, api_key_default
+from inferd.cli._lifecycle import Request, request_for, run_request, server_flags
 from inferd.errors import InvalidInput
 
 _STATES = ["draft", "running", "paused", "concluded", "stopped"]
@@ -30,10 +30,7 @@ _METRICS = ["conversion", "value", "label", "error_rate", "latency_ms"]
 
 def add_parser(commands: Any) -> None:
     """Add the ``experiments`` command and its subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
-    common.add_argument("--api-key", default=api_key_default(), help="default $INFERD_API_KEY")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common = server_flags()
     parser = commands.add_parser("experiments", help="A/B/n experiments between model versions")
     sub = parser.add_subparsers(dest="action", required=True)
     _create_flags(sub.add_parser("create", parents=[common], help="create a draft experiment"))
@@ -128,27 +125,23 @@ def _outcomes(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Execute one ``experiments`` subcommand; prints the result."""
-    backend = HttpBackend(args.url, args.api_key, hint="--url")
     base = "/v1/experiments"
-    action = args.action
-    if action == "create":
-        result = backend.call("POST", base, spec_from_args(args))
-    elif action == "list":
-        result = backend.call("GET", base, query={"model": args.model, "state": args.state})
-    elif action == "show":
-        result = backend.call("GET", f"{base}/{args.id}")
-    elif action == "results":
-        result = backend.call("GET", f"{base}/{args.id}/results")
-    elif action == "outcome":
-        result = backend.call("POST", f"{base}/{args.id}/outcomes", {"outcomes": _outcomes(args)})
+    if args.action == "outcome":
+        body = {"outcomes": _outcomes(args)}
+        request: Request = ("POST", f"{base}/{args.id}/outcomes", body, None)
     else:
-        body = {"stop": {"reason": getattr(args, "reason", "")},
-                "conclude": {"winner": getattr(args, "winner", None),
-                             "reason": getattr(args, "reason", "")},
-                "weights": {"weights": getattr(args, "weights", None)}}.get(action, {})  # fmt: skip
-        result = backend.call("POST", f"{base}/{args.id}/{action}", body)
-    print(json.dumps(result, indent=2, default=str) if args.json else _human(action, result))
-    return 0
+        request = request_for(base, args, spec_from_args, ("results",), _action_body(args))
+    return run_request(args, request, lambda result: _human(args.action, result))
+
+
+def _action_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.action == "stop":
+        return {"reason": args.reason}
+    if args.action == "conclude":
+        return {"winner": args.winner, "reason": args.reason}
+    if args.action == "weights":
+        return {"weights": args.weights}
+    return {}
 
 
 def _line(e: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inferd.cli.models import DEFAULT_URL, HttpBackend, api_key_default
+from inferd.cli._lifecycle import request_for, run_request, server_flags
 from inferd.errors import InvalidInput
 
 _STATES = ["pending", "running", "paused", "rolled_back", "completed", "aborted"]
@@ -23,10 +23,7 @@ _STATES = ["pending", "running", "paused", "rolled_back", "completed", "aborted"
 
 def add_parser(commands: Any) -> None:
     """Add the ``rollouts`` command and its subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
-    common.add_argument("--api-key", default=api_key_default(), help="default $INFERD_API_KEY")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common = server_flags()
     parser = commands.add_parser("rollouts", help="canary rollouts that roll themselves back")
     sub = parser.add_subparsers(dest="action", required=True)
     create = sub.add_parser("create", parents=[common], help="start a canary rollout")
@@ -88,22 +85,9 @@ def _steps(args: argparse.Namespace, given: Any) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Execute one ``rollouts`` subcommand; prints the result."""
-    backend = HttpBackend(args.url, args.api_key, hint="--url")
-    base = "/v1/rollouts"
-    action = args.action
-    if action == "create":
-        result = backend.call("POST", base, spec_from_args(args))
-    elif action == "list":
-        result = backend.call("GET", base, query={"model": args.model, "state": args.state})
-    elif action == "show":
-        result = backend.call("GET", f"{base}/{args.id}")
-    elif action == "status":
-        result = backend.call("GET", f"{base}/{args.id}/status")
-    else:
-        body = {"reason": args.reason} if action == "abort" else {}
-        result = backend.call("POST", f"{base}/{args.id}/{action}", body)
-    print(json.dumps(result, indent=2, default=str) if args.json else _human(action, result))
-    return 0
+    body = {"reason": args.reason} if args.action == "abort" else None
+    request = request_for("/v1/rollouts", args, spec_from_args, ("status",), body)
+    return run_request(args, request, lambda result: _human(args.action, result))
 
 
 def _line(r: dict[str, Any]) -> str:

@@ -13,15 +13,13 @@ import argparse
 import json
 from typing import Any
 
-from inferd.cli.models import DEFAULT_URL, HttpBackend, api_key_default
+from inferd.cli._lifecycle import server_flags
+from inferd.cli.models import HttpBackend
 
 
 def add_parser(commands: Any) -> None:
     """Add the ``shadow`` command and its subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
-    common.add_argument("--api-key", default=api_key_default(), help="default $INFERD_API_KEY")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common = server_flags()
     parser = commands.add_parser("shadow", help="mirror a model's traffic to another version")
     sub = parser.add_subparsers(dest="action", required=True)
     put = sub.add_parser("set", parents=[common], help="set or replace a model's shadow")
