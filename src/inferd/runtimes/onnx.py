@@ -8,6 +8,7 @@ onnxruntime is an optional extra (``inferd[onnx]``), imported only when a model 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from inferd.config import ModelConfig
 from inferd.errors import ConfigError, FrameworkMissing, InvalidInput, ModelLoadError, ModelNotReady
+from inferd.runtimes import _providers
 from inferd.runtimes._device import visible_free_bytes
 from inferd.runtimes._memory import COLLECT_ABOVE_BYTES, release_host_memory, rss_bytes
 from inferd.runtimes._signature import SignatureProblem, merge
@@ -36,7 +38,9 @@ _OPTIMIZATION_LEVELS: dict[str, str] = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-_PARAMETERS = ("intra_op_threads", "inter_op_threads", "graph_optimization_level")
+_PARAMETERS = ("intra_op_threads", "inter_op_threads", "graph_optimization_level",
+               "execution_providers")  # fmt: skip
+logger = logging.getLogger(__name__)
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 _CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
@@ -49,6 +53,8 @@ class OnnxRuntime(Runtime):
     (default 1) and ``graph_optimization_level`` (``all``, ``extended``, ``basic``,
     ``disabled``). One thread per call is the default because the batcher already runs
     ``instances`` calls at once and a host may run several server processes.
+    ``execution_providers`` chooses TensorRT, CUDA and CPU with their options
+    (:mod:`inferd.runtimes._providers`); without it, ``device`` picks CUDA or the CPU.
     """
 
     def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
@@ -171,6 +177,9 @@ class OnnxRuntime(Runtime):
         if match is None and requested not in ("auto", "cpu"):
             raise self._config_error("device", f"expected auto, cpu or cuda:N, got {requested!r}")
         available = ort.get_available_providers()
+        if "execution_providers" in self.config.parameters:
+            index = int(match.group(1) or 0) if match is not None else None
+            return self._chosen_providers(available, index)
         if requested == "cpu" or (requested == "auto" and _CUDA not in available):
             return [_CPU], None
         if _CUDA not in available:
@@ -183,6 +192,36 @@ class OnnxRuntime(Runtime):
         device_id = int(match.group(1) or 0) if match is not None else _most_free_gpu()
         # CPU stays in the list so ops without a CUDA kernel still run.
         return [(_CUDA, {"device_id": device_id}), _CPU], device_id
+
+    def _chosen_providers(
+        self, available: list[str], device_id: int | None
+    ) -> tuple[list[Any], int | None]:
+        """``parameters.execution_providers``, less what this build lacks (with a warning)."""
+        wanted = _providers.parse(self.config.parameters["execution_providers"],
+                                  f"model.yaml of {self.config.name}")  # fmt: skip
+        gpu = [p.name for p in wanted if p.name in _providers.GPU]
+        if self.requested_device == "cpu" and gpu:
+            raise self._config_error(
+                "parameters.execution_providers", f"CPU providers only with device: cpu, got "
+                f"{', '.join(gpu)}; set device: auto or cuda:N, or drop them",
+            )  # fmt: skip
+        chosen, missing = _providers.resolve(wanted, available, device_id)
+        if missing:
+            logger.warning(
+                "model %s: execution provider(s) %s not in this onnxruntime build (available: "
+                "%s); using %s", self.config.name, ", ".join(missing), ", ".join(available),
+                ", ".join(name for name, _ in chosen),
+            )  # fmt: skip
+        first = chosen[0]
+        if first[0] not in _providers.GPU:
+            if self.requested_device.startswith("cuda"):
+                raise ModelLoadError(self.config.name, self._version,
+                                     f"device '{self.requested_device}' requested but no GPU "
+                                     f"provider of {', '.join(gpu) or 'none'} is available "
+                                     f"(available: {', '.join(available)})")  # fmt: skip
+            return list(chosen), None
+        gpu_id = int(first[1].get("device_id", device_id if device_id is not None else 0))
+        return list(chosen), gpu_id
 
     def _create_session(self, ort: Any, options: Any, providers: list[Any]) -> Any:
         path = self.artifact
@@ -200,7 +239,8 @@ class OnnxRuntime(Runtime):
             ) from err
 
     def _placement(self, session: Any, cuda_id: int | None) -> str:
-        if cuda_id is not None and _CUDA in session.get_providers():
+        started = session.get_providers()
+        if cuda_id is not None and any(p in started for p in _providers.GPU):
             return f"cuda:{cuda_id}"
         if cuda_id is None or self.requested_device == "auto":
             return "cpu"
