@@ -144,16 +144,16 @@ class InstanceController:
             if lasted >= cfg.grow_after_s:
                 detail = (f"queue depth {sample.mean_depth:.1f} >= {cfg.grow_queue_depth:g} "
                           f"with every instance busy for {lasted:.1f} s")  # fmt: skip
-                return self._changed(now, count + 1, Change.QUEUE_DEPTH, detail)
+                return self._changed(count + 1, Change.QUEUE_DEPTH, detail)
         if self._spare_since is not None:
             lasted = now - self._spare_since
             if lasted >= cfg.shrink_after_s:
                 detail = (f"{sample.mean_busy:.2f} instances busy on average, at most "
                           f"{cfg.shrink_utilization:g} of {fewer}, for {lasted:.1f} s")  # fmt: skip
-                return self._changed(now, fewer, Change.IDLE, detail)
+                return self._changed(fewer, Change.IDLE, detail)
         return None
 
-    def _changed(self, now: float, count: int, reason: Change, detail: str) -> Decision:
+    def _changed(self, count: int, reason: Change, detail: str) -> Decision:
         # Every step needs a whole window of its own.
         self._pressed_since = self._spare_since = None
         return Decision(count, reason, detail)
