@@ -23,6 +23,7 @@ from typing import Any
 
 from inferd.api import _generation as g
 from inferd.api._logprobs import Logprobs
+from inferd.api._traffic_headers import route_headers
 from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
 from inferd.errors import InferdError, InvalidInput, require_method
 from inferd.generative.engine import GenerationEngine
@@ -154,9 +155,8 @@ class GenerativeRoutes:
         try:
             found = g.generative_version(self.manager, model, route.version if route else None)
             headers = [(b"x-model-version", found.label.encode())]
-            if route is not None:
-                headers += [(b"inferd-experiment-id", route.experiment.encode()),
-                            (b"inferd-experiment-variant", route.variant.encode())]  # fmt: skip
+            if route is not None:  # an experiment's variant or a rollout's arm
+                headers += route_headers(route)
             await answer(found, g.engine_of(found, self.metrics), headers, receive, send)
             status = 200
         except InferdError as err:
