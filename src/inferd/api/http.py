@@ -44,13 +44,15 @@ from inferd.protocol.v2 import (
     encode_error,
     encode_infer_response,
 )
+from inferd.resilience.precomputed import ENTITY_HEADER as _ENTITY_HEADER
+from inferd.resilience.precomputed import ENTITY_PARAMETER
 from inferd.security.guard import Guard
 from inferd.security.limits import RequestLimits
 from inferd.security.policy import classify_http
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
 from inferd.serving.validation import check_declared
-from inferd.types import Signature
+from inferd.types import InferenceRequest, Signature
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,17 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value  # type: ignore[no-any-return]
     return None
+
+
+ENTITY_HEADER = _ENTITY_HEADER.encode()
+
+
+def _entity_header(scope: Scope, request: InferenceRequest) -> None:
+    """The ``inferd-entity-id`` header as the request's ``entity_id`` parameter (a parameter
+    in the body wins)."""
+    value = _header(scope, ENTITY_HEADER)  # ASGI header names are lower case
+    if value is not None and ENTITY_PARAMETER not in request.parameters:
+        request.parameters[ENTITY_PARAMETER] = value.decode("latin-1")
 
 
 class HttpApp:
@@ -357,6 +370,7 @@ class HttpApp:
                 [(k.encode(), v.encode()) for k, v in extra.items()]
                 + [(b"x-model-version", explained.model_version.encode())],
             )
+        _entity_header(scope, request)  # precomputed tables (inferd.resilience.precomputed)
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by header
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "http", found)
@@ -387,6 +401,7 @@ class HttpApp:
             raise
         if self._tracing is not None:
             annotate_current(request.id, request.model_name, request.model_version)
+        _entity_header(scope, request)
         keys = self.dataplane.routing_headers
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "predict", found)
