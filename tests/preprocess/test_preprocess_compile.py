@@ -143,3 +143,30 @@ def test_named_input_and_passthrough_inputs() -> None:
     inputs = pre.apply({"a": np.array([1.0, 2.0]), "emb": emb})
     np.testing.assert_array_equal(inputs["x"], [[1.0], [2.0]])
     assert inputs["emb"] is emb
+
+
+def test_a_column_every_reader_imputes_may_be_left_out() -> None:
+    pre = compiled([{"name": "a", "impute": {"mean": 3}, "scale": {"mean": 1, "std": 2}},
+                    {"name": "c", "impute": "FR", "one_hot": {"categories": ["DE", "FR"]}},
+                    {"name": "b"}])  # fmt: skip
+    assert [c.optional for c in pre.columns] == [True, True, False]
+    np.testing.assert_array_equal(pre.apply({"b": np.array([7.0, 8.0])})["x"],
+                                  [[1, 0, 1, 7], [1, 0, 1, 8]])  # fmt: skip
+    with pytest.raises(PreprocessingError, match=r"inputs: missing \['b'\]"):
+        pre.apply({"a": np.array([1.0])})
+    with pytest.raises(PreprocessingError, match=r"inputs: missing \['b'\]"):
+        pre.apply({})
+
+
+@pytest.mark.parametrize("count", [3, 12])  # compared one by one, and binary-searched
+def test_one_hot_of_few_and_many_categories_agree(count: int) -> None:
+    categories = [f"c{i:02d}" for i in range(count)][::-1]
+    values = ["c01", "zz", "c02", "c01"]
+    ignore = [{"name": "k", "one_hot": {"categories": categories, "unknown": "ignore"}}]
+    expected = np.zeros((4, count))
+    for row, value in enumerate(values):
+        if value in categories:
+            expected[row, categories.index(value)] = 1
+    np.testing.assert_array_equal(column(ignore, k=values), expected)
+    with pytest.raises(PreprocessingError, match="unknown category 'zz'"):
+        column([{"name": "k", "one_hot": {"categories": categories}}], k=values)

@@ -22,6 +22,7 @@ def test_rows_become_columns_with_missing_values() -> None:
     np.testing.assert_array_equal(columns["v"], [[1, 2], [3, 4]])
     assert list(instances_to_inputs([{"c": "a"}, {"c": "b"}])["c"]) == ["a", "b"]
     assert np.isnan(instances_to_inputs([{"a": None}])["a"]).all()
+    assert instances_to_inputs([{"a": 2**70}])["a"].dtype == np.float64
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,21 @@ _DATATYPE = {"number": "FP64", "integer": "INT64", "text": "BYTES"}
 
 @dataclass(frozen=True, slots=True)
 class RawColumn:
-    """A raw column the features read: ``number``, ``integer`` (categories) or ``text``."""
+    """A raw column the features read: ``number``, ``integer`` (categories) or ``text``.
+
+    ``optional``: every feature reading it imputes, so a request may leave it out (each of
+    its values is then missing, and imputed).
+    """
 
     name: str
     kind: str
+    optional: bool = False
+
+    def absent(self, rows: int) -> np.ndarray:
+        """The column of a request that left it out: every value missing."""
+        if self.kind == "text":
+            return np.full(rows, None, dtype=object)
+        return np.full(rows, np.nan)
 
     def spec(self) -> TensorSpec:
         """How the column appears in the model's metadata: one value per row."""
@@ -70,8 +81,9 @@ class Preprocessor:
         rows = len(next(iter(columns.values())))
         width = len(self.features)
         out = np.empty((rows, width), dtype=self.target.dtype)
-        for fill in self.fills:
-            fill(columns, out)
+        with np.errstate(all="ignore"):  # log(0), x/0: -inf, inf and NaN are values here
+            for fill in self.fills:
+                fill(columns, out)
         inputs = {self.target.name: out if len(self.target.shape) == 2 else out[:, 0]}
         for spec in self.passthrough:
             inputs[spec.name] = raw[spec.name]
@@ -89,20 +101,25 @@ class Preprocessor:
             if name not in allowed:
                 raise PreprocessingError("inputs", None, f"unknown input '{name}', expected "
                                          f"the raw columns {expected}")  # fmt: skip
-        missing = [n for n in [*expected, *(s.name for s in self.passthrough)] if n not in raw]
-        if missing:
-            raise PreprocessingError("inputs", None, f"missing {missing}, expected the raw "
-                                     f"columns {expected}")  # fmt: skip
+        required = [c.name for c in self.columns if not c.optional]
+        missing = [n for n in [*required, *(s.name for s in self.passthrough)] if n not in raw]
+        present = [n for n in expected if n in raw]
+        if missing or not present:
+            raise PreprocessingError("inputs", None, f"missing {missing or expected}, expected "
+                                     f"the raw columns {expected}")  # fmt: skip
         columns: dict[str, np.ndarray] = {}
-        rows: int | None = None
-        for name in expected:
+        rows = 0
+        for name in present:
             values = _one_per_row(name, np.asarray(raw[name]))
-            if rows is None:
+            if not columns:
                 rows = len(values)
             elif len(values) != rows:
                 raise PreprocessingError(f"column '{name}'", None, f"expected {rows} rows like "
-                                         f"'{expected[0]}', got {len(values)}")  # fmt: skip
+                                         f"'{present[0]}', got {len(values)}")  # fmt: skip
             columns[name] = values
+        for column in self.columns:
+            if column.name not in columns:  # optional: imputed
+                columns[column.name] = column.absent(rows)
         return columns
 
 

@@ -24,6 +24,9 @@ from inferd.types import Signature, TensorSpec
 
 Step = Callable[[np.ndarray], np.ndarray]
 _FLOAT_TYPES = ("FP16", "FP32", "FP64")
+# Up to this many categories a one-hot compares each (cheapest on a few rows); above, it
+# binary-searches the sorted categories (cheapest on many categories).
+_FEW_CATEGORIES = 8
 
 
 def compile_preprocessing(
@@ -48,7 +51,8 @@ def compile_preprocessing(
         fills.append(_feature(feature, start))
         start += feature.width
     names = tuple(n for f in config.features for n in f.output_names())
-    raw = tuple(RawColumn(name, kind) for name, kind in columns.items())
+    optional = _optional_columns(config)
+    raw = tuple(RawColumn(name, kind, optional.get(name, False)) for name, kind in columns.items())
     return Preprocessor(target, raw, names, tuple(fills), passthrough)
 
 
@@ -97,6 +101,19 @@ def _raw_columns(config: PreprocessingConfig, source: str) -> dict[str, str]:
     return kinds
 
 
+def _optional_columns(config: PreprocessingConfig) -> dict[str, bool]:
+    """Raw column -> whether every feature reading it imputes (so it may be left out)."""
+    optional: dict[str, bool] = {}
+    for feature in config.features:
+        if feature.expr is not None:
+            for name in column_names(feature.expr):
+                optional[name] = False
+        else:
+            name = feature.column or feature.name
+            optional[name] = optional.get(name, True) and feature.impute is not None
+    return optional
+
+
 def _category_kind(one_hot: OneHot) -> str:
     return "integer" if one_hot.numeric else "text"
 
@@ -124,9 +141,9 @@ def _feature(feature: Feature, start: int) -> Fill:
 
 
 def _run(steps: list[Step], values: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):  # log(0), x/0: -inf, inf and NaN are values, not faults
-        for step in steps:
-            values = step(values)
+    # Called inside Preprocessor.apply's np.errstate: log(0), x/0 give values, not warnings.
+    for step in steps:
+        values = step(values)
     return values
 
 
@@ -136,11 +153,11 @@ def _numeric_source(feature: Feature, where: str) -> Callable[[Columns], np.ndar
         names = column_names(feature.expr)
 
         def compute(columns: Columns) -> np.ndarray:
-            numbers = {n: _numbers(columns[n], n, where) for n in names}
-            with np.errstate(all="ignore"):
-                result = evaluate(numbers)
-            rows = len(next(iter(columns.values()))) if columns else 0
-            return np.broadcast_to(np.asarray(result, dtype=np.float64), (rows,))
+            result = evaluate({n: _numbers(columns[n], n, where) for n in names})
+            if isinstance(result, np.ndarray) and result.ndim == 1:
+                return result
+            rows = len(next(iter(columns.values())))  # a constant expression
+            return np.full(rows, float(result))
 
         return compute
     name = feature.column or feature.name
@@ -161,17 +178,20 @@ def _numeric_steps(feature: Feature) -> list[Step]:
     if feature.impute is not None:
         fill_value = float(feature.impute.value)
         steps.append(lambda v: np.where(np.isnan(v), fill_value, v))
-    if feature.clip is not None:
-        low = -np.inf if feature.clip[0] is None else feature.clip[0]
-        high = np.inf if feature.clip[1] is None else feature.clip[1]
-        steps.append(lambda v: np.clip(v, low, high))
+    if feature.clip is not None:  # ufuncs: np.clip's wrapper costs µs on one row
+        low, high = feature.clip
+        if low is not None:
+            steps.append(lambda v: np.maximum(v, low))
+        if high is not None:
+            steps.append(lambda v: np.minimum(v, high))
     if feature.bucketize is not None:
         bounds = np.asarray(feature.bucketize, dtype=np.float64)
-        steps.append(
-            lambda v: np.where(
-                np.isnan(v), np.nan, np.searchsorted(bounds, v, side="right").astype(np.float64)
+        if feature.impute is not None:  # no NaN left to keep
+            steps.append(lambda v: np.searchsorted(bounds, v, side="right"))
+        else:  # a missing value stays missing (NaN), not the last bucket
+            steps.append(
+                lambda v: np.where(np.isnan(v), np.nan, np.searchsorted(bounds, v, side="right"))
             )
-        )
     if feature.scale is not None:
         scale = feature.scale
         if scale.kind == "standard":
@@ -238,21 +258,34 @@ def _one_hot(
     if one_hot.numeric:
         keys = keys.astype(np.float64)
     refuse = one_hot.unknown == "error"
+    stop = start + len(declared)
 
-    def fill(columns: Columns, out: np.ndarray) -> None:
+    def unknown(values: np.ndarray, known: np.ndarray) -> PreprocessingError:
+        bad = _shown(values[np.flatnonzero(~known)[0]], one_hot.numeric)
+        return PreprocessingError(where, "one_hot", f"unknown category {bad}, expected one "
+                                  f"of {declared}")  # fmt: skip
+
+    def few(columns: Columns, out: np.ndarray) -> None:  # one comparison per category
+        values = read(columns)
+        block = out[:, start:stop]
+        for j, category in enumerate(declared):
+            np.equal(values, category, out=block[:, j], casting="unsafe")
+        if refuse and len(values):
+            known = block.any(axis=1)
+            if not known.all():
+                raise unknown(values, known)
+
+    def many(columns: Columns, out: np.ndarray) -> None:  # a binary search per value
         values = read(columns)
         position = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
         known = keys[position] == values
         if refuse and not known.all():
-            bad = values[np.flatnonzero(~known)[0]]
-            shown = _shown(bad, one_hot.numeric)
-            raise PreprocessingError(where, "one_hot", f"unknown category {shown}, expected "
-                                     f"one of {declared}")  # fmt: skip
+            raise unknown(values, known)
         rows = np.flatnonzero(known)
-        out[:, start : start + len(declared)] = 0
+        out[:, start:stop] = 0
         out[rows, start + order[position[rows]]] = 1
 
-    return fill
+    return few if len(declared) <= _FEW_CATEGORIES else many
 
 
 def _shown(value: Any, numeric: bool) -> str:

@@ -38,23 +38,27 @@ def instances_to_inputs(raw: object) -> dict[str, np.ndarray]:
 
 
 def _column(name: str, values: list[Any]) -> np.ndarray:
-    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in values}  # one pass; numpy does the conversion
     field = f"instances[*].{name}"
-    if not present:
+    missing = type(None) in kinds
+    kinds.discard(type(None))
+    if not kinds:
         return np.full(len(values), np.nan)
-    if all(isinstance(v, bool) for v in present):
-        if len(present) != len(values):
+    if kinds == {bool}:
+        if missing:
             raise InvalidInput(field, "true or false in every row", "a missing value")
         return np.array(values, dtype=np.bool_)
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-        if len(present) == len(values) and all(isinstance(v, int) for v in values):
-            return np.array(values, dtype=np.int64)
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    if all(isinstance(v, str) for v in present):
-        if len(present) == len(values):
-            return np.array(values, dtype=np.str_)
-        return np.array(values, dtype=object)
-    if all(isinstance(v, list) for v in present) and len(present) == len(values):
+    if kinds <= {int, float}:
+        if kinds == {int} and not missing:
+            try:
+                return np.array(values, dtype=np.int64)
+            except OverflowError:  # past 64 bits: as floats, like any JSON parser would
+                return np.array(values, dtype=np.float64)
+        return np.array([np.nan if v is None else v for v in values] if missing else values,
+                        dtype=np.float64)  # fmt: skip
+    if kinds == {str}:
+        return np.array(values, dtype=object if missing else np.str_)
+    if kinds == {list} and not missing:
         try:
             array = np.asarray(values)
         except ValueError:
