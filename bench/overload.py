@@ -14,17 +14,21 @@ capacity now; a fixed service time keeps the ratio meaningful while the request 
 Each round, through :meth:`DataPlane.infer` in-process (the HTTP front end would add the same
 cost to every mode), on a fresh data plane per phase:
 
-1. **capacity**: closed loops of ``2``, ``4`` and ``8 x batch`` callers (two batches, one
-   running and one forming, is the least that keeps the instance busy with full batches; on
-   a loaded machine the event loop's turnaround needs more). Capacity is the most req/s of
-   the three; the p99 at capacity is that of the fewest callers that reached 95% of it (the
-   knee: more callers only add queueing);
+1. **capacity**: closed loops of ``2``, ``4`` and ``8 x batch`` callers. Capacity is the
+   most req/s of the three (on a loaded machine the event loop's turnaround between batches
+   can need more than two batches' worth of callers); the p99 at capacity is that of
+   ``2 x batch`` callers, one full batch running and one forming: the least queueing at
+   which the instance runs full batches (more callers only add queueing, and would make the
+   target easier);
 2. **2x**: open-loop Poisson arrivals at twice that rate, control off then on (the order
    alternates by round). After ``--warmup`` s, for ``--duration`` s: goodput = answers
    completed in the window per second; p99 over the requests sent in the window that were
    answered (those still queued when it ends are waited for); the share shed (503);
 3. **cost**: open loop at half the capacity, control off and on: CPU µs per answered request
-   (this process: data plane and load generator) and p99.
+   (this process: data plane and load generator) and p99. On a shared machine that
+   difference is within the noise of a few µs, so the cost of admission itself is also timed
+   alone: ``Admission.admit`` around a batcher call that returns at once, against the call
+   alone, CPU µs per call over ``--micro-calls`` calls.
 
 Prints the phases, the issue's ratios (goodput at 2x with control >= 90% of capacity; its
 p99 <= 2x the p99 at capacity) with the uncontrolled run beside them, and the load average;
@@ -46,6 +50,7 @@ import numpy as np
 from _report import Ratio, ratio_lines, write_json
 from prometheus_client import CollectorRegistry
 
+from inferd.batching.batcher import BatchResult
 from inferd.config import load_model_config
 from inferd.errors import InferdError
 from inferd.monitoring.metrics import Metrics
@@ -53,7 +58,7 @@ from inferd.resilience.admission import Admission
 from inferd.resilience.config import OverloadConfig
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.manager import ModelManager
-from inferd.types import InferenceRequest
+from inferd.types import BatchInfo, InferenceRequest
 
 MODEL_PY = """\
 import time
@@ -200,19 +205,40 @@ async def _round(repo: Path, args: argparse.Namespace, rnd: int) -> list[Phase]:
 
 
 def _capacity(closed: list[Phase]) -> tuple[float, float]:
-    """(capacity req/s, p99 ms at capacity) from closed loops of growing concurrency."""
-    best = max(p.goodput_rps for p in closed)
-    knee = next(p for p in closed if p.goodput_rps >= 0.95 * best)
-    return best, knee.p99_ms
+    """(capacity req/s, p99 ms at capacity) from the closed loops (2x batch callers first)."""
+    return max(p.goodput_rps for p in closed), closed[0].p99_ms
+
+
+async def _micro(repo: Path, calls: int) -> tuple[float, float]:
+    """CPU µs per call of a batcher call that answers at once, alone and through the gate."""
+    _, manager, admission = await _plane(repo, True)
+    version = manager.get("fixed", None)
+    request = InferenceRequest("fixed", None, {"x": X})
+    result = ({"y": X}, BatchInfo(batch_size=1, rows=1))
+
+    async def submit() -> BatchResult:
+        return result
+
+    out = []
+    for gated in (False, True):
+        cpu = time.process_time()
+        for _ in range(calls):
+            if gated:
+                await admission.admit(version, request, 0.0, submit)
+            else:
+                await submit()
+        out.append((time.process_time() - cpu) / calls * 1e6)
+    await manager.close()
+    return out[0], out[1]
 
 
 def _find(phases: list[Phase], rnd: int, name: str, control: str) -> Phase:
     return next(p for p in phases if (p.round, p.name, p.control) == (rnd, name, control))
 
 
-def ratios(phases: list[Phase], rounds: int) -> list[Ratio]:
+def ratios(phases: list[Phase], rounds: int, micro: list[tuple[float, float]]) -> list[Ratio]:
     """The issue's two targets for control on, the same ratios for control off beside them
-    (info), and the cost at 50% load; medians over rounds."""
+    (info), and the cost at 50% load and alone; medians over rounds."""
     out: list[Ratio] = []
 
     def add(name: str, values: list[float], target: str, goal: float | None, above: bool) -> None:
@@ -237,6 +263,8 @@ def ratios(phases: list[Phase], rounds: int) -> list[Ratio]:
         for r in range(rounds)
     ]
     add("CPU µs per request at 50% load, on - off", cost, "small (info)", None, above=True)
+    gate = [on - off for off, on in micro]
+    add("CPU µs of Admission.admit per call, timed alone", gate, "small (info)", None, True)
     return out
 
 
@@ -259,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=8, help="max_batch_size of the model")
     parser.add_argument("--base-ms", type=float, default=4.0, help="sleep of each call")
     parser.add_argument("--row-ms", type=float, default=1.0, help="sleep per row of a call")
+    parser.add_argument("--micro-calls", type=int, default=100_000, help="calls timed alone")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return parser
 
@@ -276,8 +305,10 @@ def main() -> int:
             MODEL_PY.format(base=args.base_ms, row=args.row_ms)
         )
         (repo / "fixed" / "model.yaml").write_text(MODEL_YAML.format(batch=args.batch))
+        micro = []
         for rnd in range(args.rounds):
             phases += asyncio.run(_round(repo, args, rnd))
+            micro.append(asyncio.run(_micro(repo, args.micro_calls)))
     load_after = os.getloadavg()
     print(f"model 'fixed': {args.base_ms:g} ms + {args.row_ms:g} ms/row per call, batches of "
           f"<= {args.batch}, 1 instance; {args.warmup:g} s warm-up + {args.duration:g} s "
@@ -286,13 +317,13 @@ def main() -> int:
     for rnd in range(args.rounds):
         rps, p99 = _capacity([p for p in phases if p.round == rnd and p.control == "-"])
         print(f"round {rnd}: capacity {rps:,.0f} req/s, p99 at capacity {p99:.1f} ms")
-    found = ratios(phases, args.rounds)
+    found = ratios(phases, args.rounds, micro)
     print(ratio_lines(found))
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     path = args.out / f"overload-{started}.json"
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     write_json(path, started=started, settings=settings, load_before=load_before,
-               load_after=load_after, phases=phases, ratios=found)  # fmt: skip
+               load_after=load_after, phases=phases, micro=micro, ratios=found)  # fmt: skip
     print(f"wrote {path}")
     return 0
 
