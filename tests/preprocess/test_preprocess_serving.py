@@ -118,3 +118,34 @@ async def test_block_that_does_not_fit_the_model_fails_its_load(tmp_path: Path) 
 
 def test_rows_fixture_is_what_the_wire_carries() -> None:
     assert orjson.loads(orjson.dumps(ROWS)) == ROWS
+
+
+SUM_PY = """\
+from inferd.runtimes.python import PythonModel
+
+
+class Sum(PythonModel):
+    def infer(self, inputs):
+        return {"y": inputs["x"].sum(axis=1)}
+"""
+
+
+async def test_explanations_are_over_the_declared_features(tmp_path: Path) -> None:
+    yaml = CREDIT_YAML.replace("{name: y, datatype: FP32, shape: [-1, 5]}",
+                               "{name: y, datatype: FP32, shape: [-1]}")  # fmt: skip
+    folder = write_credit_model(tmp_path / "repo", yaml)
+    (folder / "1" / "model.py").write_text(SUM_PY)
+    app = build_app(Settings(home=tmp_path, model_repository=tmp_path / "repo"))
+    assert await app.dataplane.start() == {}
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            r = await c.post("/v2/models/credit/explain", json={"inputs": v2_inputs([ROWS[0]])})
+    finally:
+        await app.dataplane.stop()
+    assert r.status_code == 200, r.text
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert outputs["attributions"]["shape"] == [1, 5]
+    score = expected_features([ROWS[0]]).sum()
+    total = sum(outputs["attributions"]["data"]) + outputs["base_value"]["data"][0]
+    assert total == pytest.approx(score, abs=1e-5)
