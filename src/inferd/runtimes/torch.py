@@ -32,7 +32,8 @@ from inferd.types import Signature, TensorSpec
 
 logger = logging.getLogger(__name__)
 
-_PARAMETERS = ("intra_op_threads",)
+_PARAMETERS = ("intra_op_threads", "compile", "compile_mode", "compile_backend")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # torch dtype names (str(torch.float32) == "torch.float32") -> V2 datatypes (FP32...).
 _DATATYPES = {
     f"torch.{name}": name.upper().replace("FLOAT", "FP")
@@ -47,10 +48,13 @@ class _TorchRuntime(MeasuredRuntime):
     ``config.parameters.intra_op_threads`` (default 0: PyTorch's own choice) sets
     ``torch.set_num_threads`` in the thread that runs each batch. PyTorch's intra-op pool is
     per process, so models that set different values take turns with it.
+    ``compile: true`` (torch.export programs) wraps the module in ``torch.compile`` with
+    ``compile_mode`` and ``compile_backend``; it compiles on the first call, the warmup's.
     """
 
     platform = "torchscript"
     format_name = "TorchScript"
+    compilable = False  # TorchScript is the JIT's already; torch.compile does not trace it
 
     def __init__(self, config: ModelConfig, artifact: Path, device: str = "auto") -> None:
         super().__init__(config, artifact, device)
@@ -73,6 +77,7 @@ class _TorchRuntime(MeasuredRuntime):
         torch = _import_torch(self.platform)
         self.check_parameters(_PARAMETERS)
         self._threads = self.int_parameter("intra_op_threads", 0)
+        compile_options = self._compile_options(torch)
         if not self.artifact.is_file():
             problem = "is a folder, expected a file" if self.artifact.is_dir() else "not found"
             raise self.load_error(f"{self.artifact}: {problem}")
@@ -87,8 +92,46 @@ class _TorchRuntime(MeasuredRuntime):
             signature = self._read_signature(source)
         except SignatureProblem as err:
             raise self.load_error(f"{self.artifact}: {err}") from None
+        if compile_options is not None:
+            # dynamic: the batcher sends every batch size; one graph serves them all.
+            module = torch.compile(module, dynamic=True, **compile_options)
         self._torch, self._module, self._signature, self.device = torch, module, signature, device
         self._usage = meter.usage(fallback=self.artifact.stat().st_size)
+
+    def _compile_options(self, torch: Any) -> dict[str, str] | None:
+        """``torch.compile`` arguments from ``parameters``; None when not compiling.
+
+        Raises:
+            ConfigError: a value of the wrong kind, an unknown mode or backend, or compiling a
+                TorchScript module.
+        """
+        params = self.config.parameters
+        wanted = params.get("compile", False)
+        if not isinstance(wanted, bool):
+            raise self.config_error("parameters.compile", f"expected true or false, got {wanted!r}")
+        if not wanted:
+            extra = sorted({"compile_mode", "compile_backend"} & set(params))
+            if extra:
+                raise self.config_error(f"parameters.{extra[0]}", "applies with compile: true")
+            return None
+        if not self.compilable:
+            raise self.config_error(
+                "parameters.compile",
+                "torch.compile serves torch_export programs; TorchScript is compiled by its JIT",
+            )
+        mode = params.get("compile_mode", "default")
+        if mode not in COMPILE_MODES:
+            expected = ", ".join(COMPILE_MODES)
+            raise self.config_error(
+                "parameters.compile_mode", f"expected one of {expected}, got {mode!r}"
+            )
+        backend = params.get("compile_backend", "inductor")
+        known = sorted({"inductor", *torch._dynamo.list_backends(exclude_tags=())})
+        if backend not in known:
+            raise self.config_error(
+                "parameters.compile_backend", f"expected one of {', '.join(known)}, got {backend!r}"
+            )
+        return {"mode": mode, "backend": backend}
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch under ``torch.inference_mode``."""
@@ -222,6 +265,7 @@ class TorchExportRuntime(_TorchRuntime):
 
     platform = "torch_export"
     format_name = "torch.export"
+    compilable = True
 
     def _read(self, torch: Any, device: str) -> tuple[Any, Any]:
         program = torch.export.load(str(self.artifact))
