@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fixtures.redis import redis_server
 from prometheus_client import generate_latest
 
@@ -30,7 +31,9 @@ async def nowhere(name: str, label: str | None) -> ModelVersion:
     raise AssertionError("no fallback here")
 
 
-async def test_rows_written_in_bulk_are_served_then_deleted(tmp_path: Path) -> None:
+async def test_rows_written_in_bulk_are_served_then_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
     tables = TableStore(registry.engine)
     record = TableRecord(new_table_id(), "m", 1, "j-1", "id", "redis", "d1", COLUMNS, time.time())
@@ -56,12 +59,16 @@ async def test_rows_written_in_bulk_are_served_then_deleted(tmp_path: Path) -> N
         assert await reader.lookup(record.id, ["u0"]) == {}
         await reader.close()
         writer.close()
-    # redis-server has stopped: the lookup fails, is counted, and online inference answers
-    request.parameters["entity_id"] = "u1"
-    fallback = await layer.run(version, request, time.perf_counter(), online, nowhere)
-    assert fallback.parameters == {}
-    np.testing.assert_array_equal(fallback.outputs["y"], [[-1, -1, -1]])
+    # redis-server has stopped: lookups fail, are counted (logged once), online answers
+    for entity in ("u1", "u2", "u3"):
+        request.parameters["entity_id"] = entity
+        fallback = await layer.run(version, request, time.perf_counter(), online, nowhere)
+        assert fallback.parameters == {}
+        np.testing.assert_array_equal(fallback.outputs["y"], [[-1, -1, -1]])
     text = generate_latest(layer.metrics.registry).decode()
-    assert 'inferd_precomputed_errors_total{store="redis"} 1.0' in text
+    assert 'inferd_precomputed_errors_total{store="redis"} 3.0' in text
+    warnings = [r for r in caplog.records if r.name == "inferd.resilience.precomputed"]
+    assert len(warnings) == 1
+    assert "online inference answers" in warnings[0].getMessage()
     await layer.close()
     registry.close()

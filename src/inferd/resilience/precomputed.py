@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 ENTITY_PARAMETER = "entity_id"
 ENTITY_HEADER = "inferd-entity-id"
 _FOREVER_S = 1e12
+_LOG_EVERY_S = 10.0
 
 
 def entity_ids(request: InferenceRequest) -> list[str] | None:
@@ -132,12 +133,15 @@ class Precomputed:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="precomputed")
         self._reader = RowReader(tables)
         self._db = LookupBatcher(self._db_rows)
-        self._redis_reader = RedisRowReader(redis_url, clock=clock) if redis_url else None
+        self._redis_reader = (
+            RedisRowReader(redis_url, timeout_s=0.2, clock=clock) if redis_url else None
+        )
         self._redis = (
             LookupBatcher(self._redis_reader.lookup) if self._redis_reader is not None else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._rows: dict[str, LocalCache] = {}  # per model: rows looked up lately
+        self._logged: dict[str, float] = {}  # store -> when a failure was last logged
 
     async def lookup(self, version: ModelVersion, request: InferenceRequest) -> Outputs | None:
         """The request's answer from the version's table, or None to run it online.
@@ -226,8 +230,13 @@ class Precomputed:
 
     def _failed(self, record: TableRecord, why: str) -> None:
         self.metrics.errors.labels(record.store).inc()
-        logger.warning("precomputed table %s of model '%s' version %d: %s",
-                       record.id, record.model, record.version, why)  # fmt: skip
+        now = self._clock()
+        if now - self._logged.get(record.store, -_LOG_EVERY_S) < _LOG_EVERY_S:
+            return  # a store that is down fails every request: the counter has them all
+        self._logged[record.store] = now
+        logger.warning("precomputed table %s of model '%s' version %d: %s (online inference "
+                       "answers; logged at most every %g s)", record.id, record.model,
+                       record.version, why, _LOG_EVERY_S)  # fmt: skip
 
     # -- which table -----------------------------------------------------------------------
 

@@ -8,12 +8,10 @@ The table's record stays in the registry database, as for ``db`` tables.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-logger = logging.getLogger(__name__)
 PREFIX = "inferd:pre:"
 
 
@@ -63,8 +61,8 @@ class RedisRowWriter:
 class RedisRowReader:
     """``MGET`` of looked-up rows through redis-py's asyncio client.
 
-    Failures raise to the caller (the lookup counts them and answers online); after one,
-    Redis is skipped for ``backoff_s`` so requests do not each wait on a dead connection.
+    Failures raise to the caller (the lookup counts and logs them and answers online); after
+    one, Redis is skipped for ``backoff_s`` so requests do not each wait on a dead connection.
 
     Args:
         url: ``redis://host:port/db``.
@@ -74,7 +72,7 @@ class RedisRowReader:
     """
 
     def __init__(
-        self, url: str, timeout_s: float = 0.05, backoff_s: float = 5.0,
+        self, url: str, timeout_s: float = 0.2, backoff_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.url = url
@@ -102,8 +100,6 @@ class RedisRowReader:
             values = await self._client.mget([row_key(table_id, k) for k in keys])
         except Exception as err:
             self._skip_until = self._clock() + self.backoff_s
-            logger.warning("precomputed rows: redis failed (%s); skipped for %g s",
-                           err, self.backoff_s)  # fmt: skip
             raise ConnectionError(str(err)) from err
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
