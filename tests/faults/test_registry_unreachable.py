@@ -3,12 +3,14 @@
 Serving goes on from the loaded models with no failed request; every management route
 answers 503 with a clear error within a bounded time (never a 500, never a hang); the
 background loops (model control, experiments, rollouts, alerts, drift) survive, the model
-control loop logging the outage and the recovery; and once the database is back, management
-works again without a restart.
+control loop and the alert evaluator logging the outage and the recovery; and once the
+database is back, management works again without a restart, and a version added to the
+repository folder during the outage is registered then.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +21,12 @@ from fixtures.servers import Server
 
 THREADS = 4
 BOUND_S = 5.0  # the longest a management call may take while the database is down
+# An alert rule, so the alert evaluator's loop runs (every 0.2 s) through the outage too.
+ALERTS = """\
+evaluation_interval: 200ms
+receivers: [{name: ops, url: "http://127.0.0.1:9/"}]
+rules: [{name: Errors, kind: error_rate, threshold: 0.5, window: 10s}]
+"""
 # Management calls that need the registry database: (method, path, JSON body).
 MANAGEMENT = [
     ("GET", "/v1/models", None),
@@ -51,22 +59,31 @@ def test_serving_survives_a_registry_outage_and_management_recovers(
     postgres: PostgresCluster, repo: Path, tmp_path: Path
 ) -> None:
     url = postgres.create_database(f"faults_{tmp_path.name[-20:]}".replace("-", "_"))
-    server = Server(repo, tmp_path, extra=["--registry-url", url, "--log-level", "info"])
+    alerts = tmp_path / "alerts.yaml"
+    alerts.write_text(ALERTS)
+    extra = ["--registry-url", url, "--log-level", "info", "--alerts-file", str(alerts)]
+    server = Server(repo, tmp_path, extra=extra)
     with server, httpx.Client(base_url=server.url, timeout=BOUND_S * 2) as client:
         load = Load(lambda: http_infer(server.url, "linear", lambda n: [float(n)]), THREADS)
         load.start().wait_for(lambda t: t.ok >= 50)
         postgres.stop_server()
         try:
             answers = {(m, p): _call(client, m, p, b) for m, p, b in MANAGEMENT * 2}
+            # A version added to the repository folder meanwhile is imported once it is back.
+            shutil.copytree(repo / "linear" / "1", repo / "linear" / "3")
             served = load.tally.ok
             load.wait_for(lambda t: t.ok >= served + 100 or t.ok < t.sent)  # during the outage
-            _wait_for_log(server, "registry database unavailable")  # a background loop saw it
+            # The background loops saw it (and survive: each logs the recovery below).
+            _wait_for_log(server, "inferd.serving.control: registry database unavailable")
+            _wait_for_log(server, "alert evaluation paused until the registry returns")
         finally:
             postgres.start_server()
         recovered = {(m, p): _call(client, m, p, b) for m, p, b in MANAGEMENT[:3]}
         promoted = client.post("/v1/models/linear/versions/1/promote")
         load.wait_for(lambda t: t.ok >= served + 200 or t.ok < t.sent)
         _wait_for_log(server, "registry reachable again")
+        _wait_for_log(server, "alert evaluation: registry reachable again")
+        _wait_for_log(server, "model repository: registered linear version 3")
         tally = load.stop()
         log = server.output()
     assert tally.ok == tally.sent, tally.summary()

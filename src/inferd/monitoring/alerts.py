@@ -33,6 +33,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from inferd.errors import RegistryUnavailable
 from inferd.monitoring.alerts_config import AlertsConfig, Receiver, Rule, load_alerts
 from inferd.monitoring.alerts_metrics import MetricWindow, snapshot
 from inferd.monitoring.alerts_notify import Notifier, NotifyFailed, WebhookNotifier, group_key
@@ -42,6 +43,7 @@ from inferd.monitoring.alerts_store import AlertRow, AlertStore
 from inferd.monitoring.drift_events import DriftEvent
 from inferd.registry import Registry
 from inferd.registry.leases import Lease
+from inferd.registry.store import database_errors
 
 logger = logging.getLogger(__name__)
 
@@ -236,10 +238,21 @@ class AlertEvaluator:
     # -- life cycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Tick every ``evaluation_interval`` until cancelled; errors are logged."""
+        """Tick every ``evaluation_interval`` until cancelled; errors are logged, a registry
+        outage once when it starts and once when it ends (not a traceback every tick)."""
+        outage = False
         while True:
             try:
-                await asyncio.to_thread(self.tick)
+                with database_errors():
+                    await asyncio.to_thread(self.tick)
+                if outage:
+                    logger.info("alert evaluation: registry reachable again")
+                outage = False
+            except RegistryUnavailable as err:
+                if not outage:
+                    logger.warning("alert evaluation paused until the registry returns: %s",
+                                   err.message)  # fmt: skip
+                outage = True
             except Exception:
                 logger.exception("alert evaluation failed; trying again next interval")
             await asyncio.sleep(self.config.evaluation_interval)

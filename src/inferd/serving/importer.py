@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from inferd.errors import Conflict, InferdError, ModelNotFound
+from inferd.errors import Conflict, InferdError, ModelNotFound, RegistryUnavailable
 from inferd.registry import Registry, digest_path
 from inferd.serving import repository
 
@@ -78,7 +78,12 @@ class RepositoryImporter:
         return changed
 
     def scan_changes(self) -> bool:
-        """Import folders whose set of versions changed since the last scan (cheap polling)."""
+        """Import folders whose set of versions changed since the last scan (cheap polling).
+
+        Raises:
+            RegistryUnavailable: the registry database cannot be reached; the next scan
+                tries the folders again.
+        """
         changed = False
         for name in self.model_names():
             folder = self.root / name
@@ -90,6 +95,10 @@ class RepositoryImporter:
             try:
                 changed |= self.import_model(name)
                 self._known[name] = signature
+            except RegistryUnavailable:
+                # Not this folder's fault: leave it unscanned, so it is imported once the
+                # registry is back; the caller's loop logs the outage (once).
+                raise
             except InferdError as err:
                 logger.error("model repository: %s", err.message)
                 self._known[name] = signature
