@@ -212,7 +212,7 @@ class ServerShuttingDown(InferdError):
 
 
 class InferenceFailed(InferdError):
-    """The runtime raised while computing a batch; only that batch's requests fail."""
+    """The runtime raised on a request (run alone after its batch raised): only it fails."""
 
     http_status = 500
     grpc_code = "INTERNAL"
