@@ -123,17 +123,25 @@ async def _scrape(http: httpx.AsyncClient, options: LoadOptions, until: float, i
 
 
 async def measure_step(
-    client: AsyncClient, http: httpx.AsyncClient, options: LoadOptions,
+    clients: Sequence[AsyncClient], http: httpx.AsyncClient | None, options: LoadOptions,
     inputs: Mapping[str, np.ndarray], concurrency: int, clock: Clock = time.perf_counter,
 ) -> Point:  # fmt: skip
-    """One closed-loop step at ``concurrency``."""
+    """One closed-loop step at ``concurrency``.
+
+    Args:
+        clients: the servers to load; closed-loop client i uses ``clients[i % len]`` (several
+            replicas get the clients round-robin, as a Service spreads connections).
+        http: where ``/metrics`` is read for the queue depth; None: not read.
+    """
     start = clock()
     measure_from, end = start + options.warmup_s, start + options.duration_s
     step = _Step([])
     depths: list[float] = []
-    loops = [_client_loop(client, options, inputs, measure_from, end, step, clock)
-             for _ in range(concurrency)]  # fmt: skip
-    await asyncio.gather(*loops, _scrape(http, options, end, depths, clock))
+    loops = [_client_loop(clients[i % len(clients)], options, inputs, measure_from, end, step,
+                          clock) for i in range(concurrency)]  # fmt: skip
+    if http is not None:
+        loops.append(_scrape(http, options, end, depths, clock))
+    await asyncio.gather(*loops)
     window = end - measure_from
     lat = step.latencies
     if not lat:
@@ -165,7 +173,7 @@ async def measure(options: LoadOptions, report: Callable[[Point], None] | None =
         metadata = await client.model_metadata(options.model, options.version)
         inputs = example_inputs(metadata, options.rows)
         for level in options.levels:
-            point = await measure_step(client, http, options, inputs, level)
+            point = await measure_step([client], http, options, inputs, level)
             points.append(point)
             if report is not None:
                 report(point)

@@ -145,7 +145,8 @@ class _Signals:
         self.p95: deque[tuple[float, float, float]] = deque()  # (time, requests, p95 s)
         self.load: deque[tuple[float, float]] = deque()  # (time, per-replica rps)
 
-    def record(self, t: float, per_replica: float, queue_depth: float, p95_s: float) -> None:
+    def record(self, t: int, per_replica: float, queue_depth: float, p95_s: float) -> None:
+        """One second's figures; ``t`` counts seconds from the trace's start."""
         o = self.options
         if t % o.scrape_s == 0:
             self.depth_scraped = queue_depth
@@ -194,7 +195,7 @@ def simulate(
         ready = sum(r.ready_at <= t for r in replicas)
         p99, p95, depth, per_replica, backlog = _serve(curve, offered, ready, backlog)
         if ready:
-            signals.record(t, per_replica, depth, p95 / 1000)
+            signals.record(i, per_replica, depth, p95 / 1000)
         steps.append(Step(t, offered, len(replicas), ready, p99, backlog,
                           p99 > options.slo_p99_ms))  # fmt: skip
     return Result(tuple(steps), capacity, options.slo_p99_ms)
