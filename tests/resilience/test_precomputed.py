@@ -13,9 +13,12 @@ from prometheus_client import generate_latest
 
 from inferd.config import parse_model_config
 from inferd.errors import InvalidInput
+from inferd.protocol._gen import grpc_service_pb2 as pb
+from inferd.protocol.grpc_codec import decode_infer_request
 from inferd.registry import Registry
 from inferd.resilience.layer import Resilience
 from inferd.resilience.layout import OutputColumn, RowLayout
+from inferd.resilience.precomputed import entity_ids
 from inferd.resilience.tables import RowReader, TableRecord, TableStore, new_table_id
 from inferd.serving.manager import ModelVersion
 from inferd.types import InferenceRequest, InferenceResponse, Signature, TensorSpec
@@ -230,3 +233,13 @@ async def test_rows_read_once_are_answered_from_the_process(
     assert reads == [2, 2]
     assert online.calls == 0
     await layer.close()
+
+
+def test_grpc_callers_name_the_entity_with_a_string_or_int_parameter() -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    tensor = msg.inputs.add(name="x", datatype="FP32", shape=[1, 2])
+    tensor.contents.fp32_contents.extend([0.0, 1.0])
+    msg.parameters["entity_id"].string_param = "u-17"
+    assert entity_ids(decode_infer_request(msg)) == ["u-17"]
+    msg.parameters["entity_id"].int64_param = 17
+    assert entity_ids(decode_infer_request(msg)) == ["17"]
