@@ -271,14 +271,14 @@ def _one_hot(
         for j, category in enumerate(declared):
             np.equal(values, category, out=block[:, j], casting="unsafe")
         if refuse and len(values):
-            known = block.any(axis=1)
+            known = np.asarray(block.any(axis=1))
             if not known.all():
                 raise unknown(values, known)
 
     def many(columns: Columns, out: np.ndarray) -> None:  # a binary search per value
         values = read(columns)
         position = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-        known = keys[position] == values
+        known = np.asarray(keys[position] == values)
         if refuse and not known.all():
             raise unknown(values, known)
         rows = np.flatnonzero(known)

@@ -17,8 +17,15 @@ class PredictRequest(BaseModel):
 
     model_name: str = Field(min_length=1)
     model_version: int | str | Absent = Field(None, description="default: the routed version")
-    input_data: dict[str, Any] = Field(
-        description="input name -> values (numbers, booleans or strings, nested lists of them)"
+    input_data: dict[str, Any] | Absent = Field(
+        None,
+        description="input name -> values (numbers, booleans or strings, nested lists of "
+        "them); required unless instances is given",
+    )
+    instances: list[dict[str, Any]] | Absent = Field(
+        None,
+        description="instead of input_data, rows: input name -> that row's value (KServe V1 "
+        "style); an absent key or null is a missing value (docs/preprocessing.md)",
     )
     user_id: str | Absent = Field(None, description="routing key of experiments and canaries")
     request_id: str | Absent = Field(None, description="default: a fresh random id")
