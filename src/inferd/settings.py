@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         "at most, over all connections; a call that would go past it gets RESOURCE_EXHAUSTED "
         "(at least grpc_max_message_bytes).",
     )
+    grpc_max_new_connections_per_s: float = Field(
+        200.0,
+        ge=0,
+        description="New gRPC connections one process takes per second after a burst of "
+        "twice as many (native core); the others wait up to 1 s, then get GOAWAY, so a churn "
+        "of short-lived connections cannot starve connected clients. 0: no limit.",
+    )
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing the HTTP port.")
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."

@@ -172,6 +172,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         limits=security.limits, max_connections=settings.max_connections,
         request_read_timeout_s=settings.request_read_timeout_s,
         max_buffered_bytes=settings.grpc_max_buffered_bytes,
+        max_new_connections_per_s=settings.grpc_max_new_connections_per_s,
         transport=settings.grpc_transport, tracing=tracing,
     )  # fmt: skip
 

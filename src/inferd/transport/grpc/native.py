@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from inferd.transport.grpc._arrivals import ArrivalGate
 from inferd.transport.grpc._call import (
     ACCEPT_ENCODING,
     GRPC_HEAD,
@@ -36,6 +38,14 @@ from inferd.transport.grpc._compression import WBITS
 from inferd.transport.grpc._h2_limits import Http2Limits, Penalties
 from inferd.transport.grpc._h2_wire import ENHANCE_YOUR_CALM, Stream
 from inferd.transport.grpc.http2 import Http2Connection
+
+# The longest a new connection waits for the ArrivalGate: well inside the HTTP/2 handshake
+# timeout, so a connection let in late still has its handshake time.
+ARRIVAL_WAIT_S = 1.0
+
+
+def _never(delay: float, callback: Any) -> None:
+    raise RuntimeError("the arrival gate schedules nothing before the server starts")
 
 
 class _Headers:
@@ -84,6 +94,7 @@ class GrpcConnection(Http2Connection):
         self._drains_seen = 0
         self._tick: asyncio.TimerHandle | None = None
         self._address: str | None = None  # the peer's host, for the server's Penalties
+        self._held = False  # waiting for the server's ArrivalGate, its reading paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -91,6 +102,15 @@ class GrpcConnection(Http2Connection):
             self._address = None  # refused for the server's cap, not for what it did
             self.fail(ENHANCE_YOUR_CALM, f"more than {self.server.max_connections} connections")
             return
+        verdict = self.server.arrivals.arrive(self)
+        if verdict is False:
+            self._address = None  # refused for everyone's arrival rate, not for what it did
+            rate = self.server.arrivals.rate
+            self.fail(ENHANCE_YOUR_CALM, f"new connections arrive faster than {rate:g}/s")
+            return
+        if verdict is None:  # its turn comes as the gate's tokens do (let_in)
+            self._held = True
+            transport.pause_reading()  # type: ignore[attr-defined]
         peer = self.peer
         self._address = str(peer[0]) if peer else None
         if self._address is not None:
@@ -99,6 +119,23 @@ class GrpcConnection(Http2Connection):
             if factor < 1.0:
                 self.restrict(factor, penalties.floor)
         self._tick = self._loop.call_later(self.server.tick_s, self._housekeeping)
+
+    @property
+    def gone(self) -> bool:
+        """Closed, or closing (for the ArrivalGate: skip it)."""
+        return self._closed or self.transport is None or self.transport.is_closing()
+
+    def let_in(self) -> None:
+        """The ArrivalGate's turn: start reading what the peer sent while it waited."""
+        self._held = False
+        if not self._paused and not self.gone:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        if self._held:  # the peer reads our preface: still not our turn to read its bytes
+            self._paused = False
+            return
+        super().resume_writing()
 
     def fail(self, code: int, message: str) -> None:
         if code == ENHANCE_YOUR_CALM and self._address is not None and not self._closed:
@@ -190,6 +227,10 @@ class GrpcTransportServer:
         max_buffered_bytes: request bytes of messages still arriving held at most, over all
             connections (at least ``max_message_bytes``); a call that would go past it gets
             RESOURCE_EXHAUSTED, so slow or hostile senders cannot fill the memory.
+        max_new_connections_per_s: new connections taken per second after a burst of twice
+            as many; the others wait (at most 1 s) or are refused, so that a churn of
+            short-lived connections cannot starve the connected clients (:mod:`._arrivals`);
+            0 takes every connection at once.
         limits: each connection's HTTP/2 limits and budgets against abuse; the defaults
             when None, with answers held for a peer that does not read bounded by one
             largest message and 16 MiB more.
@@ -199,7 +240,7 @@ class GrpcTransportServer:
         self, *, interceptors: Sequence[Any] = (), max_message_bytes: int = 64 * 1024 * 1024,
         max_connections: int = 2048, request_read_timeout_s: float = 30.0,
         idle_timeout_s: float = 300.0, max_buffered_bytes: int = 512 * 1024 * 1024,
-        limits: Http2Limits | None = None,
+        limits: Http2Limits | None = None, max_new_connections_per_s: float = 200.0,
     ) -> None:  # fmt: skip
         self.policy = CallPolicy(interceptors, max_message_bytes, max_buffered_bytes)
         self.limits = limits or Http2Limits(max_pending_bytes=max_message_bytes + (16 << 20))
@@ -218,6 +259,8 @@ class GrpcTransportServer:
         self._generic: list[Any] = []
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None  # set by stop(), for its grace period
+        self.max_new_connections_per_s = max_new_connections_per_s
+        self.arrivals = ArrivalGate(0.0, 1, 0.0, limits.clock, _never)  # until start()
 
     @property
     def buffered(self) -> int:
@@ -287,6 +330,10 @@ class GrpcTransportServer:
     ) -> int:  # fmt: skip
         """Listen; return the bound port. Raises OSError when the address cannot be bound."""
         loop = asyncio.get_running_loop()
+        rate = self.max_new_connections_per_s
+        self.arrivals = ArrivalGate(
+            rate, max(1, math.ceil(2 * rate)), ARRIVAL_WAIT_S, self.limits.clock, loop.call_later
+        )
         self._server = await loop.create_server(
             lambda: GrpcConnection(self), host, port,
             ssl=ssl_context, reuse_port=reuse_port or None, backlog=2048,

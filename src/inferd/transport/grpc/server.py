@@ -72,6 +72,8 @@ class GrpcServer:
             whole; grpcio: how long a connection's handshake may take (at most 5 s).
         max_buffered_bytes: native only: request bytes still arriving held at most, over
             all connections (grpcio has no such budget; see :mod:`.grpcio`).
+        max_new_connections_per_s: native only: new connections taken per second after a
+            burst of twice as many, the rest waiting (:mod:`._arrivals`); 0 for no limit.
         transport: the core, ``native`` (the default) or ``grpcio``.
     """
 
@@ -89,6 +91,7 @@ class GrpcServer:
         max_connections: int = 2048,
         request_read_timeout_s: float = 30.0,
         max_buffered_bytes: int = 512 * 1024 * 1024,
+        max_new_connections_per_s: float = 200.0,
         transport: Transport = "native",
     ) -> None:
         self._ready = ready
@@ -102,6 +105,7 @@ class GrpcServer:
             transport, interceptors or (), max_message_bytes=max_message_bytes,
             max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
             max_buffered_bytes=max_buffered_bytes,
+            max_new_connections_per_s=max_new_connections_per_s,
         )  # fmt: skip
         for name, handlers in services.items():
             self._server.add_registered_method_handlers(name, dict(handlers))
@@ -161,6 +165,7 @@ class GrpcServer:
 def _core(
     transport: str, interceptors: Sequence[grpc.aio.ServerInterceptor], *, max_message_bytes: int,
     max_connections: int, request_read_timeout_s: float, max_buffered_bytes: int,
+    max_new_connections_per_s: float,
 ) -> GrpcioServer | GrpcTransportServer:  # fmt: skip
     """The core ``transport`` names, with the limits it has."""
     if transport == "grpcio":
@@ -175,6 +180,7 @@ def _core(
             interceptors=interceptors, max_message_bytes=max_message_bytes,
             max_connections=max_connections, request_read_timeout_s=request_read_timeout_s,
             max_buffered_bytes=max_buffered_bytes,
+            max_new_connections_per_s=max_new_connections_per_s,
         )  # fmt: skip
     problem = f"expected 'grpcio' or 'native', got {transport!r}"
     raise ConfigError("settings", "grpc_transport", problem)
