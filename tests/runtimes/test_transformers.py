@@ -39,3 +39,15 @@ def test_unknown_parameter_is_refused(tiny_lm: TinyLM) -> None:  # noqa: F811
 def test_a_folder_without_config_fails_the_load(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"config\.json"):
         load_runtime("transformers", tmp_path)
+
+
+def test_memory_usage_counts_the_weights_where_they_are(tiny_lm: TinyLM) -> None:  # noqa: F811
+    runtime = load_runtime("transformers", tiny_lm.path)
+    try:
+        usage = runtime.memory_usage()
+        assert usage.device_bytes == 0  # on the CPU: all of it is host memory
+        assert usage.host_bytes > 0
+        assert runtime.memory_bytes() == usage.total
+    finally:
+        runtime.unload()
+    assert runtime.memory_bytes() == 0

@@ -22,7 +22,7 @@ from inferd.runtimes import _providers
 from inferd.runtimes._device import visible_free_bytes
 from inferd.runtimes._memory import COLLECT_ABOVE_BYTES, release_host_memory, rss_bytes
 from inferd.runtimes._signature import SignatureProblem, merge
-from inferd.runtimes.base import Runtime
+from inferd.runtimes.base import MemoryUsage, Runtime
 from inferd.types import DATATYPE_TO_DTYPE, Signature, TensorSpec
 
 # onnxruntime's NodeArg.type strings -> V2 datatypes. ONNX names its element types like numpy
@@ -65,6 +65,7 @@ class OnnxRuntime(Runtime):
         self._bytes_inputs: tuple[str, ...] = ()
         self._bytes_outputs: tuple[int, ...] = ()
         self._memory: int | None = None
+        self._device_memory = 0
 
     @property
     def _version(self) -> str:
@@ -86,9 +87,13 @@ class OnnxRuntime(Runtime):
             raise FrameworkMissing("onnx", "onnx", err) from err
         options = self._session_options(ort)
         providers, cuda_id = self._providers(ort)
-        before = rss_bytes()
+        before, gpu_before = rss_bytes(), _gpu_free(cuda_id)
         session = self._create_session(ort, options, providers)
-        after = rss_bytes()
+        after, gpu_after = rss_bytes(), _gpu_free(cuda_id)
+        if gpu_before is not None and gpu_after is not None:
+            # onnxruntime cannot say what its CUDA arena holds: the GPU's free memory drop
+            # while the session was created stands in (other processes on the GPU sway it).
+            self._device_memory = max(gpu_before - gpu_after, 0)
         self.device = self._placement(session, cuda_id)
         try:
             signature = Signature(
@@ -126,15 +131,20 @@ class OnnxRuntime(Runtime):
             outputs[index] = _to_bytes(outputs[index])
         return dict(zip(self._output_names, outputs, strict=True))
 
+    def memory_usage(self) -> MemoryUsage:
+        """Host: process RSS growth while the session was created (the file size if
+        unmeasurable); device: the GPU's free memory drop meanwhile (NVML), 0 on the CPU."""
+        host = super().memory_bytes() if self._memory is None else self._memory
+        return MemoryUsage(host_bytes=host, device_bytes=self._device_memory)
+
     def memory_bytes(self) -> int:
-        """Process RSS growth while the session was created; the file size if unmeasurable."""
-        return super().memory_bytes() if self._memory is None else self._memory
+        return self.memory_usage().total
 
     def unload(self) -> None:
         """Drop the session so onnxruntime frees its memory."""
         held = self.memory_bytes()
         self._session = None
-        self._memory = 0
+        self._memory = self._device_memory = 0
         release_host_memory(collect=held >= COLLECT_ABOVE_BYTES)
 
     def _config_error(self, key: str, problem: str) -> ConfigError:
@@ -266,6 +276,14 @@ def _graph_specs(args: Sequence[Any]) -> list[TensorSpec]:
         shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in arg.shape or ())
         specs.append(TensorSpec(arg.name, datatype, shape))
     return specs
+
+
+def _gpu_free(index: int | None) -> int | None:
+    """Free bytes of GPU ``index`` (NVML); None for the CPU or when unknown."""
+    if index is None:
+        return None
+    free = visible_free_bytes()
+    return free[index] if index < len(free) else None
 
 
 def _most_free_gpu() -> int:

@@ -21,6 +21,7 @@ input ``text_input`` BYTES [-1] -> output ``text_output`` BYTES [-1], greedy.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ from inferd.errors import InferenceFailed
 from inferd.generative.engine import Engine
 from inferd.generative.sampling import SamplingParams
 from inferd.generative.sequence import SyncStream
-from inferd.runtimes.base import Runtime, import_framework
+from inferd.runtimes._device import gpu_index
+from inferd.runtimes._memory import LoadMeter
+from inferd.runtimes.base import MemoryUsage, Runtime, import_framework
 from inferd.types import Signature, TensorSpec
 
 PARAMETERS = ("max_running", "token_budget", "max_tokens", "default_max_tokens", "max_context",
@@ -50,6 +53,7 @@ class TransformersRuntime(Runtime):
         self.max_tokens = 512
         self.default_max_tokens = 16
         self.tokens_per_minute: int | None = None  # None: the server's setting
+        self._usage: MemoryUsage | None = None
 
     def load(self) -> None:
         """Load model and tokenizer onto the device and start the engine thread."""
@@ -60,16 +64,13 @@ class TransformersRuntime(Runtime):
             raise self.load_error(f"{self.artifact}: expected a save_pretrained folder with "
                                   "config.json, weights and the tokenizer")  # fmt: skip
         self.device = self._place(torch)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                str(self.artifact), local_files_only=True
-            )
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(self.artifact), local_files_only=True
-            )
-        except (OSError, ValueError) as err:
-            raise self.load_error(f"{self.artifact}: {err}") from err
-        model = model.to(self.device).eval()
+        index = gpu_index(self.device)
+        meter = LoadMeter(
+            partial(torch.cuda.memory_allocated, index) if index is not None else None
+        )
+        with meter:
+            model, tokenizer = self._read(transformers)
+        self._usage = meter.usage(fallback=super().memory_bytes())
         positions = getattr(model.config, "max_position_embeddings", 2048)
         self.max_tokens = self.int_parameter("max_tokens", 512)
         self.default_max_tokens = self.int_parameter("default_max_tokens", 16)
@@ -82,6 +83,30 @@ class TransformersRuntime(Runtime):
             max_context=self.int_parameter("max_context", positions),
         )  # fmt: skip
         self.engine.start()
+
+    def _read(self, transformers: Any) -> tuple[Any, Any]:
+        """The model (on its device, in eval mode) and its tokenizer."""
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                str(self.artifact), local_files_only=True
+            )
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(self.artifact), local_files_only=True
+            )
+        except (OSError, ValueError) as err:  # a folder of another model kind, missing files
+            raise self.load_error(f"{self.artifact}: {err}") from err
+        return model.to(self.device).eval(), tokenizer
+
+    def memory_usage(self) -> MemoryUsage:
+        """The weights: host RSS growth while loading (CPU), or ``torch.cuda.memory_allocated``
+        growth (CUDA). The KV cache grows with traffic and is not in it (its gauge is
+        ``inferd_generate_kv_cache_bytes``)."""
+        if self._usage is None:
+            return MemoryUsage(host_bytes=super().memory_bytes())
+        return self._usage
+
+    def memory_bytes(self) -> int:
+        return self.memory_usage().total
 
     def _place(self, torch: Any) -> str:
         if self.requested_device == "cpu":
@@ -130,6 +155,7 @@ class TransformersRuntime(Runtime):
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
+        self._usage = MemoryUsage()
 
     def _engine(self) -> Engine:
         if self.engine is None:

@@ -35,7 +35,7 @@ from inferd.generative.engine import Observer
 from inferd.generative.sampling import SamplingParams
 from inferd.generative.sequence import Event, Sink
 from inferd.generative.vllm_mapping import OutputStream, sampling_kwargs
-from inferd.runtimes.base import import_framework
+from inferd.runtimes.base import MemoryUsage, import_framework
 from inferd.runtimes.transformers import TransformersRuntime
 
 PARAMETERS = ("max_tokens", "default_max_tokens", "tokens_per_minute", "gpu_memory_utilization",
@@ -210,6 +210,21 @@ class VllmRuntime(TransformersRuntime):
             self.tokens_per_minute = self.int_parameter("tokens_per_minute", 0)
         self.device = "cuda:0"
         self.engine = self._start()  # type: ignore[assignment]
+        self._usage = MemoryUsage(device_bytes=self._reserved())
+
+    def _reserved(self) -> int:
+        """What vLLM takes of the GPU at start: ``gpu_memory_utilization`` of its memory
+        (weights and the KV cache pool together), counted in the device memory budget."""
+        torch = importlib.import_module("torch")
+        total = int(torch.cuda.mem_get_info(0)[1])
+        return int(total * self._utilization())
+
+    def _utilization(self) -> float:
+        share = self.config.parameters.get("gpu_memory_utilization", 0.9)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise self.config_error("parameters.gpu_memory_utilization",
+                                    f"expected a number in (0, 1], got {share!r}")  # fmt: skip
+        return float(share)
 
     def _start(self) -> VllmEngine:
         engine_class = _async_engine()
@@ -238,7 +253,7 @@ class VllmRuntime(TransformersRuntime):
         args: dict[str, Any] = {
             "model": str(self.artifact),
             "tokenizer": str(self.artifact),
-            "gpu_memory_utilization": float(params.get("gpu_memory_utilization", 0.9)),
+            "gpu_memory_utilization": self._utilization(),
             "dtype": str(params.get("dtype", "auto")),
             "enforce_eager": bool(params.get("enforce_eager", False)),
             "disable_log_stats": False,
@@ -255,3 +270,4 @@ class VllmRuntime(TransformersRuntime):
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self._usage = MemoryUsage()
