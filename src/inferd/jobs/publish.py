@@ -135,7 +135,7 @@ class Publisher:
         redis = self._redis() if spec.store == "redis" else None
         try:
             writer: RowWriter = redis if redis is not None else self.tables
-            rows = self._load(record, parts, writer)
+            rows = self._load(record, job.output_uri, parts, writer)
         except BaseException as err:
             self.tables.fail(record.id, str(err))
             self._drop_rows(record, redis)
@@ -209,13 +209,13 @@ class Publisher:
 
     # -- rows ------------------------------------------------------------------------------
 
-    def _load(self, record: TableRecord, parts: list[str], writer: RowWriter) -> int:
+    def _load(self, record: TableRecord, output: str, parts: list[str], writer: RowWriter) -> int:
         from inferd.jobs.publish_parts import read_rows
 
         layout = RowLayout(record.outputs)
         seen: dict[str, str] = {}
         total = 0
-        fs, _ = open_fs(parts[0]) if parts else (None, "")
+        fs, _ = open_fs(output)  # the parts' paths are within the output's filesystem
         for part, keys, arrays in read_rows(fs, parts, record, self.batch_rows):
             _check_keys(record.key_column, keys, part, seen)
             writer.write_rows(record.id, list(zip(keys, layout.encode(arrays), strict=True)))
