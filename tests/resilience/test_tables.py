@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +10,21 @@ from inferd.errors import InvalidInput
 from inferd.registry import Registry
 from inferd.resilience.layout import OutputColumn, RowLayout, answer_shapes
 from inferd.resilience.lookup import LookupBatcher
-from inferd.resilience.tables import TableNotFound, TableRecord, TableStore, new_table_id
+from inferd.resilience.tables import (
+    RowReader,
+    TableNotFound,
+    TableRecord,
+    TableStore,
+    new_table_id,
+)
 
 COLUMNS = (OutputColumn("y", "<f4", (2,)), OutputColumn("k", "<i8", ()))
 
 
 @pytest.fixture
-def tables(tmp_path: Path) -> Iterator[TableStore]:
-    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+def tables(registry_url: str) -> Iterator[TableStore]:
+    """Table records and rows on SQLite and on PostgreSQL."""
+    registry = Registry(registry_url)
     yield TableStore(registry.engine)
     registry.close()
 
@@ -78,8 +84,13 @@ def test_rows_are_deleted_in_batches_and_looked_up_past_the_parameter_limit(
     keys = [f"u{i}" for i in range(1200)]
     tables.write_rows(table.id, [(k, k.encode()) for k in keys])
     assert len(tables.lookup(table.id, keys)) == 1200  # three SELECTs of at most 500 keys
+    reader = RowReader(tables)  # the serving path's reads, on the driver's connection
+    assert reader.lookup(table.id, ["u1", "u1199", "none"]) == {"u1": b"u1", "u1199": b"u1199"}
+    assert len(reader.lookup(table.id, keys)) == 1200
     tables.delete_rows(table.id, batch=500)
     assert tables.lookup(table.id, keys) == {}
+    assert reader.lookup(table.id, keys) == {}  # a read after the delete sees it
+    reader.close()
 
 
 async def test_lookups_in_flight_make_the_next_ones_wait_and_join() -> None:
