@@ -1,15 +1,22 @@
-"""Overload control behind the real data plane and HTTP app, in-process: a saturated model
-sheds with 503 and Retry-After, and interactive requests go before batch ones."""
+"""Overload control behind the real data plane, HTTP app and gRPC server, in-process: a
+saturated model sheds with 503 (UNAVAILABLE) and Retry-After, and interactive requests go
+before batch ones."""
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import pytest
 
 from inferd.api.app import build_app
+from inferd.api.grpc import inference_server
+from inferd.api.http import HttpApp
+from inferd.protocol._gen import grpc_service_pb2 as pb
+from inferd.protocol.grpc_codec import SERVICE
 from inferd.settings import Settings
 
 # A model whose every call takes 50 ms (one request per call): requests sent together are
@@ -42,20 +49,25 @@ MODELS = {
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def app(tmp_path: Path) -> AsyncIterator[HttpApp]:
     repo = tmp_path / "repo"
     for name, overload in MODELS.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "1" / "model.py").write_text(SLOW_PY)
         (repo / name / "model.yaml").write_text(YAML.replace("{overload}", overload))
-    app = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
-    assert await app.dataplane.start() == {}
+    application = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
+    assert await application.dataplane.start() == {}
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+        yield application
     finally:
-        await app.dataplane.stop()
+        await application.dataplane.stop()
+
+
+@pytest.fixture
+async def client(app: HttpApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
 
 
 def body(traffic_class: str | None = None) -> dict[str, object]:
@@ -79,6 +91,31 @@ async def test_a_saturated_model_sheds_with_503_and_retry_after(
     text = (await client.get("/metrics")).text
     assert 'inferd_overload_shed_total{model="shed",traffic_class="interactive"} 4.0' in text
     assert 'inferd_concurrency_limit{model="shed",version="1"} 2.0' in text
+
+
+async def test_over_grpc_the_shed_requests_get_unavailable_with_retry_after(app: HttpApp) -> None:
+    server = inference_server(app.dataplane, "127.0.0.1", 0, transport="native")
+    port = await server.start()
+    request = pb.ModelInferRequest(model_name="shed")
+    request.inputs.add(name="x", datatype="FP32", shape=[1])
+    request.raw_input_contents.append(np.ones(1, dtype="<f4").tobytes())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            calls = [infer(request, timeout=10) for _ in range(6)]
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await server.stop(1.0)
+    refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert len(refused) == 4, answers
+    for err in refused:
+        assert err.code() is grpc.StatusCode.UNAVAILABLE
+        assert "model 'shed' version 1 is overloaded" in (err.details() or "")
+        assert ("retry-after", "1") in tuple(err.trailing_metadata() or ())
 
 
 async def test_interactive_requests_go_before_batch_requests(client: httpx.AsyncClient) -> None:
