@@ -30,7 +30,9 @@ class PredictRequest(BaseModel):
     user_id: str | Absent = Field(None, description="routing key of experiments and canaries")
     request_id: str | Absent = Field(None, description="default: a fresh random id")
     parameters: dict[str, Any] | Absent = Field(
-        None, description="timeout_ms (> 0), priority (>= 0); others are passed to the model"
+        None,
+        description="timeout_ms (> 0), priority (>= 0), traffic_class (interactive or batch); "
+        "others are passed to the model",
     )
 
 

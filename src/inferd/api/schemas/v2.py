@@ -48,8 +48,9 @@ class InferenceRequest(BaseModel):
     id: str | Absent = None
     parameters: Parameters | Absent = Field(
         None,
-        description="timeout (µs), priority, routing_key or user_id, binary_data_output; "
-        "others are passed to the model",
+        description="timeout (µs), priority, routing_key or user_id, binary_data_output, "
+        "traffic_class (interactive or batch, for overload control); others are passed to "
+        "the model",
     )
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | Absent = None
