@@ -57,7 +57,9 @@ def test_a_corrupt_artifact_fails_its_load_and_the_serving_version_goes_on(
     shutil.copy(repo / "linear" / "1" / "model.onnx", good)
     (repo / "tiny" / "model.yaml").write_text(MODEL_YAML)
     with Server(repo, tmp_path) as server, httpx.Client(base_url=server.url) as client:
-        load = Load(lambda: http_infer(server.url, "tiny", lambda n: [float(n)]), THREADS)
+        load = Load(
+            lambda: http_infer(server.url, "tiny", lambda n: [float(n)]), THREADS, pause_s=0.005
+        )
         load.start().wait_for(lambda t: t.ok >= 50)
         # 1. A new version with a truncated file: the watcher registers it, its load fails.
         _truncated_copy(good, repo / "tiny" / "2" / "model.onnx")

@@ -1,6 +1,6 @@
 """Fault: the disk under the prediction log fills up while load runs, then frees again.
 
-The log sits on a 1 MiB tmpfs mounted by the test (it runs as root). While the disk is full,
+The log sits on a 4 MiB tmpfs mounted by the test (it runs as root). While the disk is full,
 inference goes on with no failed request; the log drops what it cannot write, counts it in
 ``inferd_prediction_log_dropped_total{reason="disk_full"}`` and warns once (not per request
 or per flush); once space returns it writes again, without a restart.
@@ -23,10 +23,10 @@ THREADS = 4
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, unmounted after the test."""
+    """A 4 MiB tmpfs (room for the files the test writes), unmounted after the test."""
     mount = tmp_path / "plog"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
@@ -60,7 +60,9 @@ def test_a_full_disk_drops_log_entries_counted_and_serving_goes_on(
     home = tmp_path / "home"
     home.mkdir()
     with Server(repo, home, extra=extra) as server, httpx.Client(base_url=server.url) as client:
-        load = Load(lambda: http_infer(server.url, "linear", lambda n: [float(n)]), THREADS)
+        load = Load(
+            lambda: http_infer(server.url, "linear", lambda n: [float(n)]), THREADS, pause_s=0.005
+        )
         written = "inferd_prediction_log_written_total"
         full = ("inferd_prediction_log_dropped_total", '{reason="disk_full"}')
         load.start().wait_for(lambda t: _counter(client, written) >= 50)

@@ -64,7 +64,9 @@ def test_serving_survives_a_registry_outage_and_management_recovers(
     extra = ["--registry-url", url, "--log-level", "info", "--alerts-file", str(alerts)]
     server = Server(repo, tmp_path, extra=extra)
     with server, httpx.Client(base_url=server.url, timeout=BOUND_S * 2) as client:
-        load = Load(lambda: http_infer(server.url, "linear", lambda n: [float(n)]), THREADS)
+        load = Load(
+            lambda: http_infer(server.url, "linear", lambda n: [float(n)]), THREADS, pause_s=0.005
+        )
         load.start().wait_for(lambda t: t.ok >= 50)
         postgres.stop_server()
         try:
