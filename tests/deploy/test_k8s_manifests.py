@@ -120,3 +120,15 @@ def test_kserve_runtime_serves_v2_on_kserves_ports_from_mnt_models() -> None:
     assert isvc["runtime"] == runtime["metadata"]["name"]
     formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
     assert isvc["modelFormat"]["name"] in formats
+
+
+@pytest.mark.parametrize("target", ["overlays/prod", "overlays/gpu"])
+def test_prod_readiness_has_a_high_queue_condition(target: str) -> None:
+    # High above the HPA's per-pod queue target: a pod leaves the endpoints only when far
+    # behind, never as the normal answer to load (docs/deploy.md, probes).
+    threshold = _settings(target).readiness_max_queue_depth
+    metrics = find(render(target), "HorizontalPodAutoscaler")["spec"]["metrics"]
+    (queue,) = [m for m in metrics if m["pods"]["metric"]["name"] == "inferd_queue_depth"]
+    assert threshold is not None
+    assert threshold >= 4 * int(queue["pods"]["target"]["averageValue"])
+    assert _settings("overlays/dev").readiness_max_queue_depth is None  # off by default
