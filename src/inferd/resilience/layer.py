@@ -84,9 +84,9 @@ class Resilience:
         config = version.config
         if config.precomputed.enabled and self.precomputed is not None:
             found = await self.precomputed.lookup(version, request)
-            if found is not None:
-                info = BatchInfo(0, rows_of(request))
-                return _answer(version, request, start, found, info, "precomputed")
+            if found is not None:  # as many rows as the request has entity ids
+                rows = len(next(iter(found.values()))) if found else rows_of(request)
+                return _answer(version, request, start, found, BatchInfo(0, rows), "precomputed")
         if config.fallback is None and config.circuit_breaker is None:
             if not config.cache.enabled:
                 return await run(version, request, start)

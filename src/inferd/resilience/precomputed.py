@@ -51,7 +51,9 @@ def entity_ids(request: InferenceRequest) -> list[str] | None:
     raw = request.parameters.get(ENTITY_PARAMETER)
     if raw is None:
         return None
-    if isinstance(raw, str | int) and not isinstance(raw, bool):
+    if type(raw) is str:  # the common case first: one row, one id
+        ids = [raw]
+    elif isinstance(raw, str | int) and not isinstance(raw, bool):
         ids = [str(raw)]
     elif isinstance(raw, list) and all(isinstance(x, str | int) for x in raw):
         ids = [str(x) for x in raw]
@@ -128,7 +130,7 @@ class Precomputed:
         self.tables = tables
         self.metrics = PrecomputedMetrics(registry)
         self._clock, self._wall = clock, wall
-        self._known: dict[tuple[str, str], _Known] = {}
+        self._known: dict[tuple[str, int], _Known] = {}
         # One thread and one connection for db lookups: a batch at a time per table anyway.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="precomputed")
         self._reader = RowReader(tables)
@@ -241,7 +243,7 @@ class Precomputed:
     # -- which table -----------------------------------------------------------------------
 
     async def _table(self, version: ModelVersion) -> _Known:
-        key = (version.name, version.label)
+        key = (version.name, version.version)
         known = self._known.get(key)
         if known is None:
             known = self._known[key] = await self._read(version, None)
@@ -256,7 +258,7 @@ class Precomputed:
         return known
 
     async def _refresh(self, version: ModelVersion, old: _Known) -> None:
-        self._known[(version.name, version.label)] = await self._read(version, old)
+        self._known[(version.name, version.version)] = await self._read(version, old)
 
     async def _read(self, version: ModelVersion, old: _Known | None) -> _Known:
         labels = (version.name, version.label)
