@@ -56,7 +56,9 @@ class Aggregate:
         if len(self.reservoir) < self.capacity:
             self.reservoir.append(value)
         else:  # Algorithm R: each value so far stays in the reservoir with equal chance
-            slot = self._rng.randrange(self.count)
+            # random() * count: uniform on 0..count-1 (count << 2**53) at a third of
+            # randrange's cost; add() runs once per request an experiment routes.
+            slot = int(self._rng.random() * self.count)
             if slot < self.capacity:
                 self.reservoir[slot] = value
 

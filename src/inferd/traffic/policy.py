@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 FALLBACK = "(fallback)"  # the tally of requests without a unit id, left out of the statistics
 MAX_PENDING_EXPOSURES = 50_000
+SEEN_UNITS = 16_384  # units whose variant an experiment remembers (~2 MB), then starts over
 # What one flush writes: experiment -> variant -> tally dict, (experiment, exposure) pairs, and
 # the rollouts' changed per-step tallies.
 Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[tuple[str, Exposure]], CanaryBatch]
@@ -65,6 +66,9 @@ class _Live:
         fallback = spec.fallback_index()
         self.fallback = None if fallback is None else spec.variant_names[fallback]
         self.sample_rate = spec.exposure_sample_rate
+        # unit -> variant of units seen lately: a returning user skips the hash (the table
+        # never changes while this _Live exists: a weight change builds a new one).
+        self._seen: dict[str, str] = {}
 
     def unit(self, request: InferenceRequest, headers: Mapping[str, str] | None) -> str | None:
         kind = self.kind
@@ -85,7 +89,13 @@ class _Live:
             variant = self.fallback
             return Route(self.versions[variant], self.record.id, variant,
                          self.tallies[FALLBACK], None, False)  # fmt: skip
-        variant = self.splitter.variant(unit)
+        variant = self._seen.get(unit)
+        if variant is None:
+            variant = self.splitter.variant(unit)
+            if self.kind != "request":  # a request id never comes back
+                if len(self._seen) >= SEEN_UNITS:
+                    self._seen.clear()
+                self._seen[unit] = variant
         # A sample of routed requests (each a row): joins outcomes posted by request id, and
         # its distinct units per variant are what the sample-ratio-mismatch check counts.
         logged = self.sample_rate >= 1.0 or random.random() < self.sample_rate
