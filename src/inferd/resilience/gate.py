@@ -58,7 +58,7 @@ class Gate:
         bounds: the limiter's range.
         clock: monotonic seconds.
         gauges: (limit, in flight, waiting) children of this version.
-        shed: the shed counter by class name.
+        shed: the shed counter of each class.
     """
 
     def __init__(
