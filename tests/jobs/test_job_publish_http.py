@@ -45,14 +45,15 @@ async def client(app: HttpApp) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def finished_job(app: HttpApp, tmp_path: Path) -> str:
+def finished_job(app: HttpApp, tmp_path: Path, version: int | None = None) -> str:
     assert app.management is not None
     assert app.management.jobs is not None
     registry = app.management.jobs.service.registry
     service = JobService(registry, str(tmp_path / "a"), str(tmp_path / "c"), in_server=False)
     path = write_parquet(tmp_path / "in.parquet", X)
-    job = service.submit({"model": "tabular", "inputs": [str(path)],
-                          "output": str(tmp_path / "out"), "passthrough": ["id"]})  # fmt: skip
+    body = {"model": "tabular", "inputs": [str(path)], "output": str(tmp_path / "out"),
+            "passthrough": ["id"], "version": version}  # fmt: skip
+    job = service.submit(body)
     return service.run_here(job.id, threading.Event()).id
 
 
@@ -118,3 +119,32 @@ async def test_publish_errors_are_400_naming_the_field(
     bad = await client.post("/v2/models/tabular/infer", json=infer_body(1, entity_id=["a", "b"]))
     assert bad.status_code == 400
     assert "parameters.entity_id" in bad.json()["error"]
+
+
+async def test_a_table_answers_only_for_the_version_that_computed_it(
+    tabular_repo: Path, tmp_path: Path
+) -> None:
+    repo = Path(shutil.copytree(tabular_repo, tmp_path / "repo"))
+    shutil.copytree(repo / "tabular" / "1", repo / "tabular" / "2")
+    yaml = repo / "tabular" / "model.yaml"
+    yaml.write_text(
+        yaml.read_text() + "precomputed: {enabled: true}\nversion_policy: {all: true}\n"
+    )
+    application = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
+    assert await application.dataplane.start() == {}
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        job_id = await asyncio.to_thread(finished_job, application, tmp_path, 1)
+        r = await client.post(f"/v1/jobs/{job_id}/publish", json={"key": "id"})
+        assert (r.status_code, r.json()["version"]) == (201, 1)
+        one = await client.post("/v2/models/tabular/versions/1/infer",
+                                json=infer_body(7, entity_id="9"))  # fmt: skip
+        latest = await client.post("/v2/models/tabular/infer", json=infer_body(7, entity_id="9"))
+    assert one.headers["inferd-served-from"] == "precomputed"
+    assert latest.headers["x-model-version"] == "2"
+    assert "inferd-served-from" not in latest.headers  # version 2 has no table: online
+    np.testing.assert_allclose(latest.json()["outputs"][0]["data"],
+                               tabular_reference(X[7:8])[:, 0], rtol=1e-5)  # fmt: skip
+    await application.dataplane.stop()
+    assert application.dataplane.resilience is not None
+    await application.dataplane.resilience.close()
