@@ -66,8 +66,8 @@ def test_registry_lifecycle_through_the_sdk(server: Server, repo: Path, tmp_path
 
 def test_jobs_and_keys_through_the_sdk(server: Server, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
-    source.write_text("x\n" + "\n".join(str(float(i)) for i in range(100)) + "\n")
-    spec = {"model": "linear", "version": 1, "inputs": [str(source)],
+    source.write_text("id,x\n" + "\n".join(f"u{i},{float(i)}" for i in range(100)) + "\n")
+    spec = {"model": "linear", "version": 1, "inputs": [str(source)], "passthrough": ["id"],
             "output": str(tmp_path / "out"), "output_format": "jsonl"}  # fmt: skip
     with Client(server.url) as client:
         job = client.submit_job(spec)
@@ -76,6 +76,13 @@ def test_jobs_and_keys_through_the_sdk(server: Server, tmp_path: Path) -> None:
         assert (done["state"], done["rows_done"], done["rows_failed"]) == ("succeeded", 100, 0)
         assert [j["id"] for j in client.list_jobs(state="succeeded")] == [job["id"]]
         assert client.get_job(job["id"])["output_uri"]
+        table = client.publish_job(job["id"], "id", max_age="1h")
+        assert (table["state"], table["rows"], table["max_age_s"]) == ("active", 100, 3600.0)
+        assert client.published_table(job["id"])["id"] == table["id"]
+        assert client.unpublish_job(job["id"])["state"] == "deleted"
+        with pytest.raises(ClientError) as info:
+            client.publish_job(job["id"], "user_id")
+        assert info.value.status == 400
         with pytest.raises(ClientError) as info:
             client.submit_job({"model": "linear"})
         assert info.value.status == 400
