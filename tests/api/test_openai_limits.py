@@ -68,6 +68,9 @@ async def test_a_model_over_its_budget_answers_openai_429_until_tokens_are_back(
     assert body["type"] == "rate_limit_exceeded"
     assert body["code"] == "rate_limit_exceeded"
     assert f"model '{MODEL}': 60 tokens per minute exceeded" in body["message"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        scraped = (await c.get("/metrics", headers={"authorization": f"Bearer {ADMIN}"})).text
+    assert f'inferd_generate_rate_limited_total{{budget="model",model="{MODEL}"}} 1.0' in scraped
     clock.now += missing
     chat = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inferd.errors import InvalidInput, RateLimited
-from inferd.security.tokens import TokenLimits
+from inferd.security.tokens import TokenLimits, TokensExhausted
 
 
 class Clock:
@@ -63,8 +63,9 @@ def test_key_and_model_are_taken_together_or_not_at_all() -> None:
     with pytest.raises(InvalidInput):
         limits.reserve("k", "m", 60)  # fits the key's budget, never the model's
     limits.reserve("k", "m", 50)
-    with pytest.raises(RateLimited, match="model 'm'"):
+    with pytest.raises(TokensExhausted, match="model 'm'") as info:
         limits.reserve("k", "m", 10)
+    assert info.value.budget == "model"
     limits.reserve("k", "other", 50)  # the key still had 50: the refused call took none
 
 

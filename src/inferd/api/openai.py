@@ -31,7 +31,7 @@ from inferd.generative.sampling import SamplingParams, TokenLogprob
 from inferd.monitoring.generate_metrics import GenerateMetrics
 from inferd.security.guard import Guard
 from inferd.security.keys import ApiKey
-from inferd.security.tokens import Reservation, TokenLimits
+from inferd.security.tokens import Reservation, TokenLimits, TokensExhausted
 from inferd.serving.manager import ModelManager, ModelVersion
 from inferd.traffic.policy import TrafficPolicy
 from inferd.types import InferenceRequest
@@ -220,7 +220,12 @@ class GenerativeRoutes:
             return None
         most = sum(len(p) for p in prompts) + params.max_tokens * params.n * len(prompts)
         own = getattr(found.runtime, "tokens_per_minute", None)
-        return self.tokens.reserve(caller.id if caller else None, found.name, most, own)
+        try:
+            return self.tokens.reserve(caller.id if caller else None, found.name, most, own)
+        except TokensExhausted as err:
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(found.name, err.budget).inc()
+            raise
 
     def _settle(self, reservation: Reservation | None, choices: g.Choices) -> None:
         if reservation is not None and self.tokens is not None:

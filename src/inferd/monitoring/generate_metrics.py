@@ -49,6 +49,10 @@ class GenerateMetrics:
             "inferd_generate_waiting_sequences", "Sequences queued or prefilling their prompt.",
             ["model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.rate_limited = Counter(
+            "inferd_generate_rate_limited", "Generation requests refused 429 by a token budget, "
+            "by the budget that refused: key or model.", ["model", "budget"], registry=r,
+        )  # fmt: skip
         self.cache = Gauge(
             "inferd_generate_kv_cache_bytes", "Bytes the decode batch's KV cache holds "
             "(keys and values, padding included).", ["model"], registry=r,

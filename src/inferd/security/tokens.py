@@ -23,6 +23,25 @@ from inferd.security.limits import Clock
 _MAX_BUCKETS = 100_000
 
 
+class TokensExhausted(RateLimited):
+    """A token budget lacks the tokens a request needs now (429 with Retry-After).
+
+    Args:
+        what: the budget, e.g. ``API key k`` or ``model 'm'``.
+        budget: ``key`` or ``model``.
+        per_minute: the budget's tokens per minute.
+        needed: the tokens the request reserves.
+        left: the tokens in the bucket now.
+        retry_after_s: whole seconds until they are.
+    """
+
+    def __init__(self, what: str, budget: str, per_minute: int, needed: int, left: int,
+                 retry_after_s: int) -> None:  # fmt: skip
+        super().__init__(f"{what}: {per_minute} tokens per minute exceeded (this request "
+                         f"needs {needed}, {left} left)", retry_after_s)  # fmt: skip
+        self.budget = budget
+
+
 class TokenBucket:
     """Tokens per minute for one name, refilled continuously, at most a minute's worth.
 
@@ -86,17 +105,19 @@ class TokenLimits:
             model_per_minute: this model's own budget (model.yaml), else the server's.
 
         Raises:
-            RateLimited: a bucket lacks the tokens now (429, Retry-After: when it will not).
+            TokensExhausted: a bucket lacks the tokens now (429, Retry-After: until it has).
             InvalidInput: the request is larger than a bucket can ever hold.
         """
         now = self.clock()
-        wanted: list[tuple[str, TokenBucket]] = []
+        wanted: list[tuple[str, str, TokenBucket]] = []
         if key is not None and self.key_per_minute > 0:
-            wanted.append((f"API key {key}", _bucket(self._keys, key, self.key_per_minute, now)))
+            bucket = _bucket(self._keys, key, self.key_per_minute, now)
+            wanted.append((f"API key {key}", "key", bucket))
         per_model = self.model_per_minute if model_per_minute is None else model_per_minute
         if per_model > 0:
-            wanted.append((f"model '{model}'", _bucket(self._models, model, per_model, now)))
-        for what, bucket in wanted:
+            bucket = _bucket(self._models, model, per_model, now)
+            wanted.append((f"model '{model}'", "model", bucket))
+        for what, budget, bucket in wanted:
             bucket.refill(now)
             if amount > bucket.per_minute:
                 raise InvalidInput(
@@ -105,13 +126,11 @@ class TokenLimits:
                 )  # fmt: skip
             wait = bucket.wait_for(amount)
             if wait:
-                raise RateLimited(
-                    f"{what}: {bucket.per_minute} tokens per minute exceeded "
-                    f"(this request needs {amount}, {int(bucket.tokens)} left)", wait,
-                )  # fmt: skip
-        for _, bucket in wanted:
+                raise TokensExhausted(what, budget, bucket.per_minute, amount,
+                                      int(bucket.tokens), wait)  # fmt: skip
+        for _, _, bucket in wanted:
             bucket.tokens -= amount
-        return Reservation(amount, [b for _, b in wanted])
+        return Reservation(amount, [b for _, _, b in wanted])
 
     def settle(self, reservation: Reservation, used: int) -> None:
         """Correct a reservation with the tokens really used (once; later calls do nothing)."""
