@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 
 M, V, A = schema.models, schema.model_versions, schema.audit_log
 
+# libpq bounds on a PostgreSQL server that stops answering without refusing (a network
+# partition, a frozen host), so a registry call fails with RegistryUnavailable instead of
+# hanging: a new connection gives up after connect_timeout seconds; data sent and not
+# acknowledged for tcp_user_timeout ms, or a peer silent to keepalive probes (~11 s), drops
+# the connection. Parameters in the registry URL win.
+POSTGRES_TIMEOUTS: dict[str, int] = {
+    "connect_timeout": 5, "tcp_user_timeout": 10_000, "keepalives": 1, "keepalives_idle": 5,
+    "keepalives_interval": 2, "keepalives_count": 3,
+}  # fmt: skip
+
 
 def engine_for(url: str) -> Engine:
     """An engine for a registry URL; ``postgresql://`` uses psycopg 3."""
@@ -47,7 +57,16 @@ def engine_for(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    timeouts = postgres_args(url) if url.startswith("postgresql") else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=timeouts
+    )
+
+
+def postgres_args(url: str) -> dict[str, int]:
+    """The libpq timeouts (:data:`POSTGRES_TIMEOUTS`) that the URL does not set itself."""
+    given = make_url(url).query
+    return {name: value for name, value in POSTGRES_TIMEOUTS.items() if name not in given}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
