@@ -1,4 +1,4 @@
-"""Prometheus families of the cache, the breakers and the fallbacks."""
+"""Prometheus families of the cache, precomputed tables, the breakers and the fallbacks."""
 
 from __future__ import annotations
 
@@ -44,4 +44,34 @@ class ResilienceMetrics:
         self.fallbacks = Counter(
             "inferd_fallback_total", "Hops down a model's fallback chain, by why.",
             ["model", "reason"], registry=r,
+        )  # fmt: skip
+
+
+class PrecomputedMetrics:
+    """``inferd_precomputed_{hits,misses,stale}_total{model,version}`` and
+    ``inferd_precomputed_errors_total{store}``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.hits = Counter(
+            "inferd_precomputed_hits_total",
+            "Requests answered from the version's precomputed table.",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.misses = Counter(
+            "inferd_precomputed_misses_total",
+            "Requests with an entity id the version's table could not answer (no table, or "
+            "an id not in it); online inference answered.",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.stale = Counter(
+            "inferd_precomputed_stale_total",
+            "Requests with an entity id whose table was older than its max age; online "
+            "inference answered.",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "inferd_precomputed_errors_total",
+            "Failed lookups in a precomputed table's store (the request went on online).",
+            ["store"], registry=r,
         )  # fmt: skip

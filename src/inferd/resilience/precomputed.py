@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from inferd.errors import InferdError, InvalidInput
 from inferd.resilience.cache import LocalCache, Outputs
 from inferd.resilience.fallback import rows_of
 from inferd.resilience.layout import RowLayout, answer_shapes
 from inferd.resilience.lookup import LookupBatcher
+from inferd.resilience.metrics import PrecomputedMetrics
 from inferd.resilience.table_redis import RedisRowReader
 from inferd.resilience.tables import RowReader, TableRecord, TableStore
 from inferd.serving.manager import ModelVersion
@@ -68,36 +69,6 @@ def entity_ids(request: InferenceRequest) -> list[str] | None:
             "parameters.entity_id", f"{rows} entity id(s), one per row of the inputs", str(len(ids))
         )
     return ids
-
-
-class PrecomputedMetrics:
-    """``inferd_precomputed_{hits,misses,stale}_total{model,version}`` and
-    ``inferd_precomputed_errors_total{store}``."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.hits = Counter(
-            "inferd_precomputed_hits_total",
-            "Requests answered from the version's precomputed table.",
-            ["model", "version"], registry=r,
-        )  # fmt: skip
-        self.misses = Counter(
-            "inferd_precomputed_misses_total",
-            "Requests with an entity id the version's table could not answer (no table, or "
-            "an id not in it); online inference answered.",
-            ["model", "version"], registry=r,
-        )  # fmt: skip
-        self.stale = Counter(
-            "inferd_precomputed_stale_total",
-            "Requests with an entity id whose table was older than its max age; online "
-            "inference answered.",
-            ["model", "version"], registry=r,
-        )  # fmt: skip
-        self.errors = Counter(
-            "inferd_precomputed_errors_total",
-            "Failed lookups in a precomputed table's store (the request went on online).",
-            ["store"], registry=r,
-        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -180,11 +151,8 @@ class Precomputed:
         counters[0].inc()
         return outputs
 
-    def forget(self) -> None:
-        """Read every version's table record again on its next request."""
-        self._known.clear()
-
     async def close(self) -> None:
+        """Stop the background reads and close the store connections."""
         for task in list(self._tasks):
             task.cancel()
         if self._redis_reader is not None:
