@@ -4,6 +4,7 @@ publish replaces the version's table, Redis as the store, and the errors that na
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,18 @@ def test_a_redis_table_is_written_in_bulk_and_removed(service: JobService, tmp_p
         publisher.unpublish(job.id)
         assert client.dbsize() == 0
         client.close()
+
+
+def test_the_age_counts_from_the_jobs_finish_in_any_time_zone(
+    service: JobService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = run(service, tmp_path)
+    monkeypatch.setenv("TZ", "America/New_York")  # SQLite gives times back without a zone
+    time.tzset()
+    try:
+        table = Publisher(service.registry).publish(job.id, {"key": "id"})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert job.finished_at is not None
+    assert 0 <= table.age_s(time.time()) < 120

@@ -17,6 +17,7 @@ import logging
 import posixpath
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -127,12 +128,12 @@ class Publisher:
         job = self.jobs.get(job_id)
         digest = self._check(job, spec)
         parts, columns = self._plan(job)
+        redis = self._redis() if spec.store == "redis" else None
         record = self.tables.begin(TableRecord(
             new_table_id(), job.model, job.version, job.id, spec.key, spec.store, digest,
-            columns, job.finished_at.timestamp() if job.finished_at else 0.0,
-            max_age_s(spec.max_age), created_by=actor or "anonymous",
+            columns, _epoch(job.finished_at), max_age_s(spec.max_age),
+            created_by=actor or "anonymous",
         ))  # fmt: skip
-        redis = self._redis() if spec.store == "redis" else None
         try:
             writer: RowWriter = redis if redis is not None else self.tables
             rows = self._load(record, job.output_uri, parts, writer)
@@ -243,6 +244,13 @@ class Publisher:
         finally:
             if writer is not redis:
                 writer.close()
+
+
+def _epoch(when: datetime | None) -> float:
+    """Seconds since the epoch of a stored time (SQLite gives it back without its UTC zone)."""
+    if when is None:
+        return 0.0
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _check_keys(column: str, keys: list[str], part: str, seen: dict[str, str]) -> None:
