@@ -175,3 +175,22 @@ async def test_chat_logprobs_and_top_logprobs(
         info.value.body
         == "top_logprobs: expected logprobs: true with it, got logprobs absent or false"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"echo": True}, "echo: expected it left out (inferd does not support it), got true"),
+        ({"best_of": 3}, "best_of: expected it left out (inferd does not support it), got 3"),
+        ({"logit_bias": {"50": 10}}, "logit_bias: expected it left out"),
+        ({"suffix": "end"}, "suffix: expected it left out"),
+    ],
+)
+async def test_sampling_fields_not_honoured_are_refused_not_ignored(
+    client: openai.AsyncOpenAI, extra: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=2, **extra)
+    assert str(info.value.body).startswith(expected)
+    await client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=2, best_of=1,
+                                    echo=False, logit_bias={})  # fmt: skip

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from inferd.api import _generation as g
 from inferd.api._logprobs import Logprobs
@@ -112,12 +112,12 @@ class GenerativeRoutes:
             await g.send_json(send, 200, self._models(route[1:], caller))
         elif route == ["completions"]:
             require_method(method, "POST")
-            req = g.validate(CompletionRequest, body)
+            req = _supported(g.validate(CompletionRequest, body))
             await self._routed(req.model, req.user, scope, partial(self._completions, req, caller),
                                receive, send)  # fmt: skip
         elif route == ["chat", "completions"]:
             require_method(method, "POST")
-            chat = g.validate(ChatCompletionRequest, body)
+            chat = _supported(g.validate(ChatCompletionRequest, body))
             await self._routed(chat.model, chat.user, scope, partial(self._chat, chat, caller),
                                receive, send)  # fmt: skip
         else:
@@ -263,6 +263,17 @@ class GenerativeRoutes:
         finally:
             watcher.cancel()
             self._settle(reservation, choices)
+
+
+R = TypeVar("R", CompletionRequest, ChatCompletionRequest)
+
+
+def _supported(request: R) -> R:
+    """The request, unless it sets a sampling field this server does not honour (400)."""
+    found = request.unsupported()
+    if found is not None:
+        raise InvalidInput(found[0], "it left out (inferd does not support it)", found[1])
+    return request
 
 
 def _headers(scope: Any) -> dict[str, str]:

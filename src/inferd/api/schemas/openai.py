@@ -1,9 +1,11 @@
 """Bodies of the OpenAI-compatible API under ``/openai/v1`` and of the V2 generate extension.
 
 The request models are also what :mod:`inferd.api.openai` validates bodies with (generation
-costs far more than validation). Unknown fields are ignored, as OpenAI's SDK sends some this
-server does not use (``logit_bias``, ``best_of``, ...). ``top_k``, ``ignore_eos`` and
-``repetition_penalty`` are extensions (the SDK passes them with ``extra_body``).
+costs far more than validation). Unknown fields are ignored (``user``-like metadata the SDK
+may send), but sampling fields this server does not honour (``logit_bias``, ``echo``,
+``best_of``, ``suffix``) are refused with a 400 naming them rather than silently ignored.
+``top_k``, ``ignore_eos`` and ``repetition_penalty`` are extensions (the SDK passes them with
+``extra_body``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class Sampling(_Body):
         1.0, description="extension, Hugging Face's: (0, 2], 1 is off; prompt and output"
     )
     user: str | None = Field(None, description="routing key of experiments and canaries")
+    logit_bias: dict[str, float] | Absent = Field(None, description="not supported: 400")
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(field, value) of a sampling field set that this server does not honour (it is
+        refused, not ignored, as ignoring it would change the output unannounced)."""
+        if self.logit_bias:
+            return "logit_bias", repr(self.logit_bias)[:100]
+        return None
 
 
 class CompletionRequest(Sampling):
@@ -57,6 +67,18 @@ class CompletionRequest(Sampling):
     logprobs: int | None = Field(
         None, description="each token's log-probability and the k most likely, 0 to 20"
     )
+    echo: bool | Absent = Field(None, description="not supported: 400 when true")
+    best_of: int | Absent = Field(None, description="not supported: 400 above n")
+    suffix: str | Absent = Field(None, description="not supported: 400 when not empty")
+
+    def unsupported(self) -> tuple[str, str] | None:
+        if self.echo:
+            return "echo", "true"
+        if self.best_of is not None and self.best_of != self.n:
+            return "best_of", str(self.best_of)
+        if self.suffix:
+            return "suffix", repr(self.suffix)[:100]
+        return super().unsupported()
 
 
 class ChatMessage(_Body):
