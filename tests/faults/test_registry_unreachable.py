@@ -37,7 +37,13 @@ MANAGEMENT = [
     ("GET", "/v1/experiments", None),
     ("GET", "/v1/rollouts", None),
     ("GET", "/v1/jobs", None),
-]
+    ("GET", "/v1/alerts", None),
+    ("GET", "/v1/keys", None),
+    ("GET", "/v1/models/linear/drift", None),
+    ("POST", "/v2/repository/models/mlp/load", None),
+    ("POST", "/v1/experiments", {"name": "e", "model": "linear", "variants": [
+        {"name": "a", "version": 1, "weight": 0.5}, {"name": "b", "version": 2, "weight": 0.5}]}),
+]  # fmt: skip
 
 
 def _wait_for_log(server: Server, text: str, timeout_s: float = 20.0) -> None:

@@ -62,7 +62,8 @@ def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path:
             pause_s=0.005,
         )
         sdk = Load(lambda: _sdk_call(server.url), SDK_THREADS, pause_s=0.005)
-        raw.start(), sdk.start()
+        raw.start()
+        sdk.start()
         raw.wait_for(lambda t: t.ok >= 50)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
