@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "JobService": "inferd.jobs",
     "JobSpec": "inferd.jobs",
     "ModelConfig": "inferd.config",
+    "PreprocessingConfig": "inferd.preprocess",
+    "Preprocessor": "inferd.preprocess",
     "Registry": "inferd.registry",
     "Runtime": "inferd.runtimes",
     "Settings": "inferd.settings",
