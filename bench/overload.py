@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -54,7 +55,7 @@ from inferd.batching.batcher import BatchResult
 from inferd.config import load_model_config
 from inferd.errors import InferdError
 from inferd.monitoring.metrics import Metrics
-from inferd.resilience.admission import Admission
+from inferd.resilience.admission import Admission, Overloaded, TrafficClass
 from inferd.resilience.config import OverloadConfig
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.manager import ModelManager
@@ -142,11 +143,14 @@ async def _closed_loop(plane: DataPlane, callers: int, until: float) -> _Log:
     return log
 
 
-async def _plane(repo: Path, control: bool) -> tuple[DataPlane, ModelManager, Admission]:
+async def _plane(
+    repo: Path, control: bool, max_wait_ms: float | None = None
+) -> tuple[DataPlane, ModelManager, Admission]:
     metrics = Metrics(CollectorRegistry())
     manager = ModelManager(metrics)
     config = load_model_config(repo / "fixed" / "model.yaml", "fixed")
-    config = config.model_copy(update={"overload": OverloadConfig(enabled=control)})
+    overload = OverloadConfig(enabled=control, max_wait_ms=max_wait_ms)
+    config = config.model_copy(update={"overload": overload})
     await manager.load_version(config, 1, repo / "fixed" / "1" / "model.py")
     plane = DataPlane(manager, metrics)
     plane.admission = admission = Admission(CollectorRegistry())
@@ -209,9 +213,11 @@ def _capacity(closed: list[Phase]) -> tuple[float, float]:
     return max(p.goodput_rps for p in closed), closed[0].p99_ms
 
 
-async def _micro(repo: Path, calls: int) -> tuple[float, float]:
-    """CPU µs per call of a batcher call that answers at once, alone and through the gate."""
-    _, manager, admission = await _plane(repo, True)
+async def _micro(repo: Path, calls: int) -> tuple[float, float, float]:
+    """CPU µs per call of a batcher call that answers at once, alone and through the gate;
+    and of a refusal (the gate full: ``Admission.admit`` raising :class:`Overloaded`)."""
+    # No waiting beyond the limit: the refusals below must not wait for slots held forever.
+    _, manager, admission = await _plane(repo, True, max_wait_ms=0)
     version = manager.get("fixed", None)
     request = InferenceRequest("fixed", None, {"x": X})
     result = ({"y": X}, BatchInfo(batch_size=1, rows=1))
@@ -228,15 +234,25 @@ async def _micro(repo: Path, calls: int) -> tuple[float, float]:
             else:
                 await submit()
         out.append((time.process_time() - cpu) / calls * 1e6)
+    gate = admission.gate(version)
+    while gate.try_enter(TrafficClass.INTERACTIVE):
+        pass  # hold every slot: from now on each request is shed
+    cpu = time.process_time()
+    for _ in range(calls):
+        with contextlib.suppress(Overloaded):
+            await admission.admit(version, request, 0.0, submit)
+    out.append((time.process_time() - cpu) / calls * 1e6)
     await manager.close()
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def _find(phases: list[Phase], rnd: int, name: str, control: str) -> Phase:
     return next(p for p in phases if (p.round, p.name, p.control) == (rnd, name, control))
 
 
-def ratios(phases: list[Phase], rounds: int, micro: list[tuple[float, float]]) -> list[Ratio]:
+def ratios(
+    phases: list[Phase], rounds: int, micro: list[tuple[float, float, float]]
+) -> list[Ratio]:
     """The issue's two targets for control on, the same ratios for control off beside them
     (info), and the cost at 50% load and alone; medians over rounds."""
     out: list[Ratio] = []
@@ -263,8 +279,10 @@ def ratios(phases: list[Phase], rounds: int, micro: list[tuple[float, float]]) -
         for r in range(rounds)
     ]
     add("CPU µs per request at 50% load, on - off", cost, "small (info)", None, above=True)
-    gate = [on - off for off, on in micro]
+    gate = [on - off for off, on, _ in micro]
     add("CPU µs of Admission.admit per call, timed alone", gate, "small (info)", None, True)
+    shed = [refused for _, _, refused in micro]
+    add("CPU µs of a refusal (Overloaded raised), timed alone", shed, "small (info)", None, True)
     return out
 
 
