@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, delete, select, update
@@ -90,8 +91,7 @@ class TableStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._mark = _PLACEHOLDER.get(engine.dialect.paramstyle, "?")
-        self._sql: dict[int, str] = {}
+        self.mark = _PLACEHOLDER.get(engine.dialect.paramstyle, "?")
 
     # -- records -----------------------------------------------------------------------------
 
@@ -156,20 +156,9 @@ class TableStore:
             for start in range(0, len(keys), LOOKUP_MAX_KEYS):
                 chunk = tuple(keys[start : start + LOOKUP_MAX_KEYS])
                 # Plain SQL on the driver: the Core statement cost three times the query.
-                rows = conn.exec_driver_sql(self._select(len(chunk)), (table_id, *chunk))
+                rows = conn.exec_driver_sql(lookup_sql(self.mark, len(chunk)), (table_id, *chunk))
                 found.update((entity, bytes(value)) for entity, value in rows)
         return found
-
-    def _select(self, count: int) -> str:
-        """The lookup of ``count`` keys in the driver's parameter style (cached)."""
-        sql = self._sql.get(count)
-        if sql is None:
-            marks = ", ".join([self._mark] * count)
-            sql = self._sql[count] = (
-                f"SELECT entity, value FROM {R.name} WHERE table_id = {self._mark} "
-                f"AND entity IN ({marks})"
-            )
-        return sql
 
     def delete_rows(self, table_id: str, batch: int = 50_000) -> None:
         """Delete a table's rows in batches, so no transaction holds the database for long."""
@@ -193,6 +182,13 @@ class TableStore:
     def _write(self) -> Iterator[Connection]:
         with database_errors(), self.engine.begin() as conn:
             yield conn
+
+
+@lru_cache(maxsize=1024)
+def lookup_sql(mark: str, count: int) -> str:
+    """The lookup of ``count`` keys with the driver's placeholder ``mark`` (``?``, ``%s``)."""
+    marks = ", ".join([mark] * count)
+    return f"SELECT entity, value FROM {R.name} WHERE table_id = {mark} AND entity IN ({marks})"
 
 
 def _one(conn: Connection, table_id: str) -> Row[Any]:
@@ -250,7 +246,7 @@ class RowReader:
             try:
                 for start in range(0, len(keys), LOOKUP_MAX_KEYS):
                     chunk = tuple(keys[start : start + LOOKUP_MAX_KEYS])
-                    cursor.execute(self.store._select(len(chunk)), (table_id, *chunk))
+                    cursor.execute(lookup_sql(self.store.mark, len(chunk)), (table_id, *chunk))
                     found.update((entity, bytes(value)) for entity, value in cursor.fetchall())
             finally:
                 cursor.close()
