@@ -93,6 +93,7 @@ def test_a_cpu_build_falls_back_with_a_warning_and_serves(
     with caplog.at_level(logging.WARNING, logger="inferd.runtimes.onnx"):
         runtime = _load(mlp_path, GPU_FIRST)
     assert runtime.device == "cpu"
+    assert runtime.memory_usage().device_bytes == 0
     warning = caplog.records[-1].getMessage()
     assert "TensorrtExecutionProvider, CUDAExecutionProvider not in this onnxruntime" in warning
     assert warning.endswith("using CPUExecutionProvider")
@@ -113,4 +114,5 @@ def test_cuda_and_cpu_agree_within_tolerance(mlp_path: Path) -> None:
     cpu = _load(mlp_path, ["cpu"], device="cpu").infer({"x": x})["y"]
     gpu = _load(mlp_path, GPU_FIRST)
     assert gpu.device.startswith("cuda:")
+    assert gpu.memory_usage().device_bytes > 0  # the GPU's free memory fell while loading
     np.testing.assert_allclose(gpu.infer({"x": x})["y"], cpu, rtol=1e-2, atol=1e-2)  # FP16

@@ -51,3 +51,20 @@ def test_memory_usage_counts_the_weights_where_they_are(tiny_lm: TinyLM) -> None
     finally:
         runtime.unload()
     assert runtime.memory_bytes() == 0
+
+
+def test_on_a_gpu_the_weights_count_as_device_memory_and_greedy_agrees(
+    tiny_lm: TinyLM,  # noqa: F811
+) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    runtime = load_runtime("transformers", tiny_lm.path, device="cuda:0",
+                           parameters={"default_max_tokens": 8})  # fmt: skip
+    try:
+        assert runtime.memory_usage().device_bytes > 0
+        out = runtime.infer({"text_input": np.array([b"Hello world"], dtype=object)})
+        assert out["text_output"][0] == tiny_lm.greedy("Hello world", 8)[1].encode()
+    finally:
+        runtime.unload()
