@@ -86,8 +86,8 @@ class _Live:
         if unit is None or unit == "":
             if self.fallback is None:
                 return None
-            variant = self.fallback
-            return Route(self.versions[variant], self.record.id, variant,
+            fallback = self.fallback
+            return Route(self.versions[fallback], self.record.id, fallback,
                          self.tallies[FALLBACK], None, False)  # fmt: skip
         variant = self._seen.get(unit)
         if variant is None:
