@@ -11,6 +11,10 @@
     ├── CircuitBreaker (breaker.py) per version: closed / open / half-open
     └── fallback.py                 primary version -> fallback versions -> a default response
 
+    Admission (admission.py) ── overload control, the data plane's gate before a batcher:
+    └── Gate (gate.py)              per version: enter, wait by traffic class, or 503
+        └── AdaptiveLimit (concurrency.py)  the version's adaptive concurrency limit
+
 Nothing is imported here: ``inferd.config`` imports :mod:`inferd.resilience.config`, and the
 layer imports the model manager, which imports the config.
 """
