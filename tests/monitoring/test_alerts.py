@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
+from inferd.events import DriftEvent, TrafficEvent
 from inferd.monitoring.alerts import AlertEvaluator
 from inferd.monitoring.alerts_config import Receiver, parse_alerts
 from inferd.monitoring.alerts_notify import Notifier, NotifyFailed
 from inferd.monitoring.alerts_store import AlertStore
-from inferd.monitoring.drift_events import DriftEvent
 from inferd.monitoring.metrics import Metrics
 from inferd.registry import Registry
 from inferd.registry.leases import Lease
 from inferd.registry.schema import jobs
-from inferd.traffic.events import TrafficEvent
 
 
 class Clock:

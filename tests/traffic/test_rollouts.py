@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from inferd.errors import Conflict, InvalidInput, ModelNotReady, PromotionRefused
+from inferd.events import EventBus, TrafficEvent
 from inferd.registry import Registry
 from inferd.registry.records import Stage
 from inferd.stats import Aggregate
-from inferd.traffic.events import EventBus, TrafficEvent
 from inferd.traffic.experiments import ExperimentService
 from inferd.traffic.guardrails import ArmStats, evaluate
 from inferd.traffic.rollout_spec import Guardrails, parse_rollout_spec
@@ -154,7 +154,7 @@ async def test_create_validates_against_the_registry(registry: Registry) -> None
 
 async def test_operator_actions_history_audit_and_events(registry: Registry) -> None:
     events: list[TrafficEvent] = []
-    bus = EventBus()
+    bus: EventBus[TrafficEvent] = EventBus()
     bus.subscribe(events.append)
     bus.subscribe(lambda e: 1 / 0)  # a failing subscriber is logged, never raised
     svc = service(registry, events=bus)

@@ -34,13 +34,13 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from inferd.errors import RegistryUnavailable
+from inferd.events import DriftEvent, TrafficEvent
 from inferd.monitoring.alerts_config import AlertsConfig, Receiver, Rule, load_alerts
 from inferd.monitoring.alerts_metrics import MetricWindow, snapshot
 from inferd.monitoring.alerts_notify import Notifier, NotifyFailed, WebhookNotifier, group_key
 from inferd.monitoring.alerts_notify import payload as render
 from inferd.monitoring.alerts_rules import Wanted, event_wanted, fingerprint, metric_wanted
 from inferd.monitoring.alerts_store import AlertRow, AlertStore
-from inferd.monitoring.drift_events import DriftEvent
 from inferd.registry import Registry
 from inferd.registry.leases import Lease
 from inferd.registry.store import database_errors
@@ -90,14 +90,13 @@ class AlertEvaluator:
         detail = {"features": event.drifted_features}
         self._add("drift", f"{event.model}@{event.version}", event.kind == "drift", labels, detail)
 
-    def on_traffic_event(self, event: Any) -> None:
-        """Traffic subscriber (``inferd.traffic.events.TrafficEvent``): a rollback is a
-        canary breach. Typed loosely: monitoring sits below traffic."""
+    def on_traffic_event(self, event: TrafficEvent) -> None:
+        """Rollout subscriber: a rollback is a canary breach (returns at once)."""
         if event.kind != "rollout.rolled_back":
             return
-        labels = {"model": str(event.model), "rollout": str(event.rollout)}
-        detail = {k: v for k, v in dict(event.detail).items() if _jsonable(v)}
-        self._add("canary_breach", str(event.rollout), True, labels, detail)
+        labels = {"model": event.model, "rollout": event.rollout}
+        detail = {k: v for k, v in event.detail.items() if _jsonable(v)}
+        self._add("canary_breach", event.rollout, True, labels, detail)
 
     def _add(self, kind: str, key: str, active: bool, labels: dict[str, str],
              detail: dict[str, Any]) -> None:  # fmt: skip

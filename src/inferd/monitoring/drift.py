@@ -3,7 +3,7 @@
     DriftMonitor ── sampler  (drift_sampler)  the request path's one decision, batches
           │       ├─ store    (drift_store)    settings, profiles, batches, results
           │       ├─ metrics  (drift_metrics)  inferd_drift_* gauges
-          │       └─ events   (drift_events)   in-process hook (alerting subscribes)
+          │       └─ events   (inferd.events)  in-process hook (alerting subscribes)
           └── tick(): every ``flush_s``: flush this process's samples, refresh which models
                       are watched, claim and run the checks that are due (one process per
                       version and interval, across workers and replicas), publish events,
@@ -31,8 +31,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from inferd.errors import RegistryUnavailable
+from inferd.events import DriftEvent, EventBus
 from inferd.monitoring.drift_check import OUTPUT, DriftSettings, check, merge_batches
-from inferd.monitoring.drift_events import DriftEvent, DriftEvents
 from inferd.monitoring.drift_metrics import DriftMetrics
 from inferd.monitoring.drift_profile import Profile
 from inferd.monitoring.drift_sampler import DriftSampler
@@ -86,7 +86,7 @@ class DriftMonitor:
         self.clock = clock
         self.flush_s = flush_s
         self.sampler = DriftSampler(store, seed=seed)
-        self.events = DriftEvents()
+        self.events: EventBus[DriftEvent] = EventBus()
         self.metrics = DriftMetrics(metrics) if metrics is not None else None
         self.settings: dict[str, DriftSettings] = {}
         self._profiled: set[tuple[str, int]] = set()

@@ -18,6 +18,7 @@ actions; both go through one conditional update, so only one of them wins a race
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,18 +32,21 @@ from inferd.errors import (
     PromotionRefused,
     RegistryUnavailable,
 )
+from inferd.events import EventBus, TrafficEvent
 from inferd.registry.records import Stage
-from inferd.traffic.events import EventBus, TrafficEvent
 from inferd.traffic.guardrails import ArmStats, evaluate, window
 from inferd.traffic.rollout_spec import parse_rollout_spec
 from inferd.traffic.rollout_store import ACTIVE, ROUTING, RolloutRecord, RolloutStore
 from inferd.traffic.store import ExperimentStore
+
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Promote = Callable[[str, int, str], Awaitable[Any]]
 Preload = Callable[[str, int], Awaitable[Any]]
 STATES = ("pending", "running", "paused", "rolled_back", "completed", "aborted")
 SYSTEM_ACTOR = "inferd-rollouts"
+KEEP_EVENTS = 1000  # the default bus's ``recent``: the latest changes, for tests and debugging
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +87,19 @@ class RolloutService:
             None completes without promoting (tools, tests).
         preload: loads and warms a version before traffic moves to it; None skips it.
         clock: seconds since the epoch (tests pass a fake one).
-        events: where changes made here are emitted.
+        events: where changes made here are published.
     """
 
     def __init__(
         self, store: RolloutStore, promote: Promote | None = None,
-        preload: Preload | None = None, clock: Clock = time.time, events: EventBus | None = None,
+        preload: Preload | None = None, clock: Clock = time.time,
+        events: EventBus[TrafficEvent] | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.promote = promote
         self.preload = preload
         self.clock = clock
-        self.events = events or EventBus()
+        self.events: EventBus[TrafficEvent] = events or EventBus(keep=KEEP_EVENTS)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -254,6 +259,9 @@ class RolloutService:
             step=step, expect_step=expect_step, **values,
         )  # fmt: skip
         detail = {k: v for k, v in entry.items() if k != "event"}
-        self.events.emit(TrafficEvent(f"rollout.{event}", moved.id, moved.model, self.clock(),
-                                      {"actor": actor or "anonymous", **detail}))  # fmt: skip
+        change = TrafficEvent(f"rollout.{event}", moved.id, moved.model, self.clock(),
+                              {"actor": actor or "anonymous", **detail})  # fmt: skip
+        level = logging.WARNING if event == "rolled_back" else logging.INFO
+        logger.log(level, "%s %s (%s) %s", change.kind, change.rollout, change.model, change.detail)
+        self.events.publish(change)
         return moved
