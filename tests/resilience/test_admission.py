@@ -165,13 +165,13 @@ async def test_an_interactive_arrival_pushes_out_the_newest_batch_waiters() -> N
     b0 = send(admission, v, held, "b0", req("batch"))  # expected wait 5 ms
     b1 = send(admission, v, held, "b1", req("batch"))  # 10 ms
     await settle()
-    with pytest.raises(Overloaded, match=r"expected wait 15\.0 ms over the 12\.0 ms allowed"):
-        await admission.admit(v, req("batch"), time.perf_counter(), held.submit("b2"))
     i2 = send(admission, v, held, "i2", req())  # 5 ms for it; 15 ms for the last batch
     await settle()
     with pytest.raises(Overloaded, match="an interactive request came"):
         await b1
     assert admission.gate(v).waiting == 2
+    with pytest.raises(Overloaded, match=r"expected wait 15\.0 ms over the 12\.0 ms allowed"):
+        await admission.admit(v, req("batch"), time.perf_counter(), held.submit("b2"))
     for name in ("i0", "i1"):
         held.finish(name)
     await settle()
@@ -182,6 +182,33 @@ async def test_an_interactive_arrival_pushes_out_the_newest_batch_waiters() -> N
     held.finish("b0")
     await asyncio.gather(*running, b0, i2)
     assert 'traffic_class="batch"} 2.0' in metrics(admission)
+
+
+async def test_once_the_line_was_full_nobody_waits_for_a_window() -> None:
+    clock = Clock()
+    admission, held = Admission(CollectorRegistry(), clock=clock), Held()
+    v = version(min_limit=1, max_limit=1, max_wait_ms=12, window_ms=100)
+    gate = admission.gate(v)
+    gate.limiter.latency_s = 0.005  # a slot frees every 5 ms
+    first = send(admission, v, held, "i0", req())
+    await settle()
+    waiters = [send(admission, v, held, f"i{n}", req()) for n in (1, 2)]  # 5 and 10 ms
+    await settle()
+    with pytest.raises(Overloaded, match="expected wait 15"):  # the line is full
+        await admission.admit(v, req(), time.perf_counter(), held.submit("x"))
+    held.finish("i0")
+    await settle()  # i1 runs; the line holds i2 alone: 5 ms, but the line was just full
+    with pytest.raises(Overloaded, match="the line was full moments ago"):
+        await admission.admit(v, req(), time.perf_counter(), held.submit("y"))
+    clock.now += 0.1  # a window without a full line: bursts may wait again
+    late = send(admission, v, held, "i3", req())
+    await settle()
+    assert gate.waiting == 2
+    for name in ("i1", "i2", "i3"):
+        held.finish(name)
+        await settle()
+    await asyncio.gather(first, *waiters, late)
+    assert held.started == ["i0", "i1", "i2", "i3"]
 
 
 async def test_a_waiter_whose_deadline_passes_gets_504_and_leaves_the_line() -> None:

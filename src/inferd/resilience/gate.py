@@ -7,6 +7,13 @@ over the rate the version answers at, fits in ``max_wait_ms`` and in their deadl
 shed with :class:`Overloaded` (503 / UNAVAILABLE, Retry-After) when it does not. An
 interactive request that joins the line pushes out the newest batch requests whose expected
 wait no longer fits.
+
+Waiting is for bursts. Once a request was shed because the line was full, nobody else joins
+the line for one limiter window (``window_ms``) after the last such refusal: under sustained
+overload the line would otherwise stay full and add its whole wait to every answer, where
+goodput needs no line at all (the limit alone keeps a batch forming). This is the
+"controlled delay" idea of CoDel and of Facebook's adaptive queueing: a standing queue gets
+a short wait target, here none.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ class Gate:
         self._clock = clock
         self._limit_gauge, self._in_flight_gauge, self._waiting_gauge = gauges
         self._shed = shed
+        self._full_at = -math.inf  # when a request was last shed for a full line
         self._lines: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
         self._limit_gauge.set(self.limiter.limit)
 
@@ -103,7 +111,11 @@ class Gate:
             raise self.shed(cls, "shadow copies never wait")
         expected = (self._ahead(cls) + 1) / self.limiter.throughput()
         allowed = self.max_wait_s()
+        now = self._clock()
+        if now - self._full_at < self.limiter.bounds.window_s:
+            raise self.shed(cls, "the line was full moments ago: no waiting while overloaded")
         if allowed <= 0 or expected > allowed:  # 0: nothing measured yet, or no waiting asked
+            self._full_at = now
             raise self.shed(
                 cls,
                 f"expected wait {expected * 1000:.1f} ms over the {allowed * 1000:.1f} ms allowed",
