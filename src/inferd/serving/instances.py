@@ -17,7 +17,8 @@ calls do not use a core (a GPU model, one that waits on I/O) can be given a fixe
 the share.
 
 A runtime that is not thread-safe (``Runtime.thread_safe``) grows by loading a copy, which
-the memory budget must fit (``ModelManager.build_copies``); shrinking unloads that copy.
+the memory budget must fit (``ModelManager.build_copies``, inferd.serving.runtime_build);
+shrinking unloads that copy.
 """
 
 from __future__ import annotations

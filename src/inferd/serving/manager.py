@@ -38,9 +38,8 @@ from inferd.errors import (
 )
 from inferd.monitoring import Metrics
 from inferd.preprocess import Preprocessor, compile_preprocessing
-from inferd.runtimes import Runtime, runtime_class
-from inferd.runtimes.base import MemoryUsage
-from inferd.runtimes.trust import check_code_root
+from inferd.runtimes import Runtime
+from inferd.serving.runtime_build import build_copies, build_runtime, warmup_sizes
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
 
@@ -250,7 +249,7 @@ class ModelManager:
             await self._make_room(estimate, old, name, number)
             fresh.memory_bytes = estimate
             runtime, signature, memory = await asyncio.to_thread(
-                _build_runtime, config, artifact, self.code_roots
+                build_runtime, config, artifact, self.code_roots
             )
         except Exception as err:
             return self._failed(fresh, old, err)
@@ -280,7 +279,7 @@ class ModelManager:
         if config.warmup.enabled:
             # Warm every thread that will serve, not only the loading one, so the first
             # request after ready is as fast as the others.
-            sizes, iterations = _warmup_sizes(config), config.warmup.iterations
+            sizes, iterations = warmup_sizes(config), config.warmup.iterations
             try:
                 await fresh.batcher.run_on_each_thread(lambda r: r.warmup(sizes, iterations))
             except Exception as err:  # a failed warm-up fails this load only
@@ -462,17 +461,7 @@ class ModelManager:
                 raise InsufficientMemory(
                     version.name, version.version, "the memory budget", each * count, free
                 )
-        copies: list[Runtime] = []
-        try:
-            for _ in range(count):
-                copy, _, _ = await asyncio.to_thread(
-                    _build_runtime, version.config, version.artifact, self.code_roots
-                )
-                copies.append(copy)
-        except BaseException:
-            for copy in copies:
-                await asyncio.to_thread(copy.unload)
-            raise
+        copies = await build_copies(version.config, version.artifact, self.code_roots, count)
         version.memory_bytes += each * count
         return copies
 
@@ -484,24 +473,6 @@ class ModelManager:
         self._metrics.observe_batch(version.name, version.label, rows, compute_s, queued)
 
 
-def _build_runtime(
-    config: ModelConfig, artifact: Path, code_roots: Sequence[Path] | None
-) -> tuple[Runtime, Signature, MemoryUsage]:
-    """Check the artifact may run, load and warm a runtime; runs in a worker thread because
-    frameworks block (and the check resolves paths on disk)."""
-    check_code_root(config, artifact, code_roots)
-    runtime = runtime_class(config.platform)(config, artifact, config.device)
-    runtime.load()
-    try:
-        signature = runtime.signature()
-        if config.warmup.enabled:
-            runtime.warmup(_warmup_sizes(config), config.warmup.iterations)
-    except Exception:
-        runtime.unload()
-        raise
-    return runtime, signature, runtime.memory_usage()
-
-
 def _preprocessor(
     config: ModelConfig, signature: Signature, version: ModelVersion
 ) -> Preprocessor | None:
@@ -509,8 +480,3 @@ def _preprocessor(
         return None
     source = f"model '{version.name}' version {version.version}"
     return compile_preprocessing(config.preprocessing, signature, source)
-
-
-def _warmup_sizes(config: ModelConfig) -> list[int]:
-    limit = max(config.max_batch_size, 1)
-    return sorted({min(s, limit) for s in config.warmup.batch_sizes}) or [1]
