@@ -20,6 +20,11 @@ object, one that is not (``Runtime.thread_safe`` False) gets a loaded copy per s
 can change while serving (:meth:`Batcher.add_instance`, :meth:`Batcher.take_idle_instance`,
 driven by inferd.serving.instances); a :class:`LoadMeter` integrates the queue depth and busy
 slots that the decision rests on.
+
+Why past 500 lines: the queue, dispatch, instance slots and their accounting all read and
+write the same loop-thread state at every submit and every finished batch; split into classes
+they would call each other on the hot path for every request. The worker-thread part (run,
+split, run alone) is the first to move out when it grows again.
 """
 
 from __future__ import annotations
