@@ -11,6 +11,7 @@ import pytest
 from fixtures.servers import free_port
 from prometheus_client import generate_latest
 
+from inferd.api.grpc import grpc_status
 from inferd.config import parse_model_config
 from inferd.errors import (
     InferdError,
@@ -19,6 +20,7 @@ from inferd.errors import (
     ModelNotFound,
     RequestTimeout,
 )
+from inferd.resilience.breaker import CircuitOpen
 from inferd.resilience.layer import Resilience
 from inferd.serving.manager import ModelVersion
 from inferd.types import InferenceRequest, InferenceResponse, Signature, TensorSpec
@@ -157,7 +159,7 @@ async def test_an_open_circuit_without_fallback_answers_503_with_retry_after() -
         await layer.run(primary, req([1]), time.perf_counter(), fleet.run, fleet.resolve)
     assert caught.value.http_status == 503
     assert "circuit open" in str(caught.value)
-    assert caught.value.headers()["Retry-After"] == "30"
+    assert caught.value.headers()["retry-after"] == "30"
 
 
 async def test_cache_hit_is_marked_and_skips_the_version() -> None:
@@ -227,3 +229,9 @@ async def test_a_coalesced_waiter_keeps_its_own_deadline() -> None:
     gate.set()
     assert (await leader).outputs["y"][0] == 11  # the shared inference went on
     assert fleet.calls == ["1"]
+
+
+def test_an_open_circuit_tells_grpc_clients_when_to_retry() -> None:
+    err = CircuitOpen("m", "1", 30.0)
+    _, _, trailers = grpc_status(err)
+    assert trailers == (("retry-after", "30"),)

@@ -38,7 +38,7 @@ class CircuitOpen(InferdError):
         self.retry_after_s = max(1, round(retry_after_s))
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        return {"retry-after": str(self.retry_after_s)}
 
 
 class CircuitBreaker:
