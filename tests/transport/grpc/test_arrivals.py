@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-import pytest
+import uvloop
 from fixtures.h2 import H2Client, goaway_code, grpc_headers
 
 from inferd.transport.grpc._arrivals import ArrivalGate
@@ -79,10 +79,10 @@ def test_rate_zero_lets_everyone_in() -> None:
     assert all(gate.arrive(_Conn(str(i), [])) is True for i in range(10_000))
 
 
-@pytest.fixture
-async def slow_gate() -> AsyncIterator[int]:
+async def _waits_served_or_refused() -> None:
     """A native transport taking 8 new connections at once (twice the rate) and 4 more per
-    second, with an echo method."""
+    second: of 14 clients, 8 go in at once, the next 4 wait (at most 1 s at 4/s) and are
+    served, the last 2 get GOAWAY."""
 
     async def unary(request: bytes, context: Any) -> bytes:
         return request
@@ -92,21 +92,29 @@ async def slow_gate() -> AsyncIterator[int]:
         "t.Unary", {"Echo": grpc.unary_unary_rpc_method_handler(unary)}
     )
     port = await server.start("127.0.0.1", 0)
-    yield port
-    await server.stop(0)
+    clients = [await H2Client.connect(port) for _ in range(14)]
+    try:
+        started = time.monotonic()
+        echo = grpc_headers("/t.Unary/Echo")
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(c.call(b"\x00\x00\x00\x00\x01x", echo), 5) for c in clients[:12])
+        )
+        assert all(a.trailers.get(b"grpc-status") == b"0" for a in answers)
+        assert time.monotonic() - started >= 0.5  # the last to wait came in about 1 s later
+        for refused in clients[12:]:
+            assert await goaway_code(refused.reader, 5) == ENHANCE_YOUR_CALM
+        assert (server.arrivals.waited, server.arrivals.refused) == (4, 2)
+    finally:
+        for client in clients:
+            client.writer.transport.abort()
+        await server.stop(0)
 
 
-async def test_connections_over_the_rate_wait_and_are_served_or_refused(slow_gate: int) -> None:
-    # 8 go in at once, the next 4 wait (at most 1 s at 4/s), the last 2 get GOAWAY.
-    clients = [await H2Client.connect(slow_gate) for _ in range(14)]
-    started = time.monotonic()
-    echo = grpc_headers("/t.Unary/Echo")
-    answers = await asyncio.gather(
-        *(asyncio.wait_for(c.call(b"\x00\x00\x00\x00\x01x", echo), 5) for c in clients[:12])
-    )
-    assert all(a.trailers.get(b"grpc-status") == b"0" for a in answers)
-    assert time.monotonic() - started >= 0.5  # the last to wait came in about 1 s later
-    for refused in clients[12:]:
-        assert await goaway_code(refused.reader, 5) == ENHANCE_YOUR_CALM
-    for client in clients:
-        client.writer.transport.abort()
+async def test_connections_over_the_rate_wait_and_are_served_or_refused() -> None:
+    await _waits_served_or_refused()
+
+
+def test_the_gate_holds_on_uvloop_which_reads_before_a_pause_in_connection_made() -> None:
+    # `inferd serve` runs on uvloop: it starts reading once connection_made returns, so the
+    # gate must also hold a connection whose first bytes arrive anyway.
+    uvloop.run(_waits_served_or_refused())

@@ -95,6 +95,7 @@ class GrpcConnection(Http2Connection):
         self._tick: asyncio.TimerHandle | None = None
         self._address: str | None = None  # the peer's host, for the server's Penalties
         self._held = False  # waiting for the server's ArrivalGate, its reading paused
+        self._early: bytes = b""  # what arrived before the pause took effect (uvloop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -125,9 +126,23 @@ class GrpcConnection(Http2Connection):
         """Closed, or closing (for the ArrivalGate: skip it)."""
         return self._closed or self.transport is None or self.transport.is_closing()
 
+    def data_received(self, data: bytes) -> None:
+        if self._held:
+            # uvloop starts reading after connection_made returns, so the pause made there
+            # may not hold: keep the one read that got through and pause again.
+            self._early += data
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            return
+        super().data_received(data)
+
     def let_in(self) -> None:
         """The ArrivalGate's turn: start reading what the peer sent while it waited."""
         self._held = False
+        if self.gone:
+            return
+        early, self._early = self._early, b""
+        if early:
+            super().data_received(early)
         if not self._paused and not self.gone:
             self.transport.resume_reading()  # type: ignore[union-attr]
 
