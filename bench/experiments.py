@@ -89,7 +89,15 @@ def main() -> int:
         rps, p50, p99, cpu = (statistics.median(p[i] for p in points) for i in range(4))
         medians[mode] = (rps, cpu)
         print(f"{mode:<8} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {cpu:>11.1f}")
-    print(f"running / none throughput: {medians['running'][0] / medians['none'][0]:.3f}")
+    # Each round's two runs are a minute apart at most: the median of the rounds' ratios is
+    # less moved by the machine's drift than the ratio of the medians (both printed).
+    paired = statistics.median(
+        on[0] / off[0] for on, off in zip(runs["running"], runs["none"], strict=True)
+    )
+    print(
+        f"running / none throughput: {medians['running'][0] / medians['none'][0]:.3f} "
+        f"(median of the rounds' ratios {paired:.3f}; the issue asks for at least 0.95)"
+    )
     extra = medians["running"][1] - medians["none"][1]
     print(f"server CPU per request, running - none: {extra:.1f} µs")
     return 0
