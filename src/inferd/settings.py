@@ -78,8 +78,8 @@ class Settings(BaseSettings):
         200.0,
         ge=0,
         description="New gRPC connections one process takes per second after a burst of "
-        "twice as many (native core); the others wait up to 1 s, then get GOAWAY, so a churn "
-        "of short-lived connections cannot starve connected clients. 0: no limit.",
+        "max_connections (native core); the others wait up to 1 s, then get GOAWAY, so a "
+        "churn of short-lived connections cannot starve connected clients. 0: no limit.",
     )
     workers: int = Field(1, ge=1, le=64, description="Server processes sharing the HTTP port.")
     max_body_bytes: int = Field(

@@ -80,14 +80,14 @@ def test_rate_zero_lets_everyone_in() -> None:
 
 
 async def _waits_served_or_refused() -> None:
-    """A native transport taking 8 new connections at once (twice the rate) and 4 more per
+    """A native transport taking 8 new connections at once (its burst) and 4 more per
     second: of 14 clients, 8 go in at once, the next 4 wait (at most 1 s at 4/s) and are
     served, the last 2 get GOAWAY."""
 
     async def unary(request: bytes, context: Any) -> bytes:
         return request
 
-    server = GrpcTransportServer(max_new_connections_per_s=4.0)
+    server = GrpcTransportServer(max_new_connections_per_s=4.0, new_connection_burst=8)
     server.add_registered_method_handlers(
         "t.Unary", {"Echo": grpc.unary_unary_rpc_method_handler(unary)}
     )

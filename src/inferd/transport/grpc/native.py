@@ -242,10 +242,11 @@ class GrpcTransportServer:
         max_buffered_bytes: request bytes of messages still arriving held at most, over all
             connections (at least ``max_message_bytes``); a call that would go past it gets
             RESOURCE_EXHAUSTED, so slow or hostile senders cannot fill the memory.
-        max_new_connections_per_s: new connections taken per second after a burst of twice
-            as many; the others wait (at most 1 s) or are refused, so that a churn of
-            short-lived connections cannot starve the connected clients (:mod:`._arrivals`);
-            0 takes every connection at once.
+        max_new_connections_per_s: new connections taken per second after a burst of
+            ``max_connections`` (or twice the rate, if more); the others wait (at most 1 s)
+            or are refused, so that a churn of short-lived connections cannot starve the
+            connected clients (:mod:`._arrivals`); 0 takes every connection at once.
+        new_connection_burst: that burst, when not the default.
         limits: each connection's HTTP/2 limits and budgets against abuse; the defaults
             when None, with answers held for a peer that does not read bounded by one
             largest message and 16 MiB more.
@@ -256,6 +257,7 @@ class GrpcTransportServer:
         max_connections: int = 2048, request_read_timeout_s: float = 30.0,
         idle_timeout_s: float = 300.0, max_buffered_bytes: int = 512 * 1024 * 1024,
         limits: Http2Limits | None = None, max_new_connections_per_s: float = 200.0,
+        new_connection_burst: int | None = None,
     ) -> None:  # fmt: skip
         self.policy = CallPolicy(interceptors, max_message_bytes, max_buffered_bytes)
         self.limits = limits or Http2Limits(max_pending_bytes=max_message_bytes + (16 << 20))
@@ -275,6 +277,7 @@ class GrpcTransportServer:
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None  # set by stop(), for its grace period
         self.max_new_connections_per_s = max_new_connections_per_s
+        self.new_connection_burst = new_connection_burst
         self.arrivals = ArrivalGate(0.0, 1, 0.0, limits.clock, _never)  # until start()
 
     @property
@@ -346,9 +349,10 @@ class GrpcTransportServer:
         """Listen; return the bound port. Raises OSError when the address cannot be bound."""
         loop = asyncio.get_running_loop()
         rate = self.max_new_connections_per_s
-        self.arrivals = ArrivalGate(
-            rate, max(1, math.ceil(2 * rate)), ARRIVAL_WAIT_S, self.limits.clock, loop.call_later
-        )
+        # The burst: every client reconnecting at once after a restart (a full house of
+        # connections) goes in unthrottled; the rate bounds a sustained churn after it.
+        burst = self.new_connection_burst or max(1, math.ceil(2 * rate), self.max_connections)
+        self.arrivals = ArrivalGate(rate, burst, ARRIVAL_WAIT_S, self.limits.clock, loop.call_later)
         self._server = await loop.create_server(
             lambda: GrpcConnection(self), host, port,
             ssl=ssl_context, reuse_port=reuse_port or None, backlog=2048,
