@@ -128,7 +128,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     drift = DriftMonitor(DriftStore(registry), metrics.registry)  # samples flushed every 5 s
     dataplane.drift = drift.sampler
     prediction_log = prediction_log_from_settings(  # None unless --prediction-log-uri
-        settings.prediction_log_uri, settings.prediction_log_rate, metrics.registry,
+        settings.prediction_log_uri,
+        settings.prediction_log_rate,
+        metrics.registry,
         settings.prediction_log_flush_s,
     )
     dataplane.prediction_log = prediction_log
