@@ -39,7 +39,7 @@ class Clock:
 @pytest.fixture
 def tables(tmp_path: Path) -> Iterator[TableStore]:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield TableStore(registry.engine)
+    yield TableStore(registry)
     registry.close()
 
 

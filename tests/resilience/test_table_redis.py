@@ -35,7 +35,7 @@ async def test_rows_written_in_bulk_are_served_then_deleted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
-    tables = TableStore(registry.engine)
+    tables = TableStore(registry)
     record = TableRecord(new_table_id(), "m", 1, "j-1", "id", "redis", "d1", COLUMNS, time.time())
     values = np.arange(3 * 2500, dtype=np.float32).reshape(2500, 3)
     rows = list(zip([f"u{i}" for i in range(2500)], RowLayout(COLUMNS).encode({"y": values}),

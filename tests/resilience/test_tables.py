@@ -25,7 +25,7 @@ COLUMNS = (OutputColumn("y", "<f4", (2,)), OutputColumn("k", "<i8", ()))
 def tables(registry_url: str) -> Iterator[TableStore]:
     """Table records and rows on SQLite and on PostgreSQL."""
     registry = Registry(registry_url)
-    yield TableStore(registry.engine)
+    yield TableStore(registry)
     registry.close()
 
 

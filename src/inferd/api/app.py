@@ -135,7 +135,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
     )
     dataplane.prediction_log = prediction_log
     resilience = Resilience(  # per model.yaml; precomputed tables are read from the registry
-        metrics.registry, settings.cache_redis_url, tables=TableStore(registry.engine)
+        metrics.registry, settings.cache_redis_url, tables=TableStore(registry)
     )
     dataplane.resilience = resilience
     dataplane.admission = Admission(metrics.registry, settings.overload_control)  # per model.yaml

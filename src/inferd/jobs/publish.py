@@ -111,7 +111,7 @@ class Publisher:
         self.redis_url = redis_url
         self.batch_rows = batch_rows
         self.jobs = JobStore(registry.engine)
-        self.tables = TableStore(registry.engine)
+        self.tables = TableStore(registry)
 
     def publish(
         self, job_id: str, data: dict[str, Any] | PublishSpec, actor: str = ""

@@ -15,17 +15,16 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
 from inferd.errors import InferdError
 from inferd.registry import schema
-from inferd.registry.store import database_errors
+from inferd.registry.store import Registry
 from inferd.resilience.layout import OutputColumn
 
 logger = logging.getLogger(__name__)
@@ -87,24 +86,26 @@ def new_table_id() -> str:
 
 
 class TableStore:
-    """Table records (any store) and the rows of ``db`` tables, over a registry engine."""
+    """Table records (any store) and the rows of ``db`` tables, in the registry's database
+    (its connections and transactions: errors map to RegistryUnavailable as everywhere)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.mark = _PLACEHOLDER.get(engine.dialect.paramstyle, "?")
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.engine = registry.engine
+        self.mark = _PLACEHOLDER.get(self.engine.dialect.paramstyle, "?")
 
     # -- records -----------------------------------------------------------------------------
 
     def begin(self, record: TableRecord) -> TableRecord:
         """Insert the record of a table about to be loaded (state ``loading``)."""
         record = replace(record, state="loading")
-        with self._write() as conn:
+        with self.registry.transaction(bump=False) as conn:
             conn.execute(T.insert().values(**_values(record)))
         return record
 
     def activate(self, table_id: str, rows: int) -> list[TableRecord]:
         """Make a loaded table the active one of its version; return those it replaced."""
-        with self._write() as conn:
+        with self.registry.transaction(bump=False) as conn:
             new = _record(_one(conn, table_id))
             same = (T.c.model == new.model, T.c.version == new.version, T.c.state == "active")
             old = [_record(r) for r in conn.execute(select(T).where(*same))]
@@ -113,17 +114,17 @@ class TableStore:
         return old
 
     def fail(self, table_id: str, error: str) -> None:
-        with self._write() as conn:
+        with self.registry.transaction(bump=False) as conn:
             conn.execute(update(T).where(T.c.id == table_id).values(state="failed", error=error))
 
     def get(self, table_id: str) -> TableRecord:
         """Raises TableNotFound."""
-        with self._read() as conn:
+        with self.registry.connection() as conn:
             return _record(_one(conn, table_id))
 
     def active(self, model: str, version: int) -> TableRecord | None:
         """The table requests to ``model`` version ``version`` are answered from, if any."""
-        with self._read() as conn:
+        with self.registry.connection() as conn:
             row = conn.execute(
                 select(T).where(T.c.model == model, T.c.version == version, T.c.state == "active")
             ).first()
@@ -131,14 +132,14 @@ class TableStore:
 
     def of_job(self, job_id: str) -> list[TableRecord]:
         """Every publish of a job's output, newest first."""
-        with self._read() as conn:
+        with self.registry.connection() as conn:
             stmt = select(T).where(T.c.job_id == job_id).order_by(T.c.published_at.desc())
             return [_record(r) for r in conn.execute(stmt)]
 
     def remove(self, table_id: str) -> None:
         """Drop a table's record and its database rows (Redis rows are the caller's)."""
         self.delete_rows(table_id)
-        with self._write() as conn:
+        with self.registry.transaction(bump=False) as conn:
             conn.execute(delete(T).where(T.c.id == table_id))
 
     # -- rows of db tables -------------------------------------------------------------------
@@ -146,13 +147,13 @@ class TableStore:
     def write_rows(self, table_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
         """Insert one batch of rows in one statement (executemany) and one transaction."""
         values = [{"table_id": table_id, "entity": key, "value": value} for key, value in rows]
-        with self._write() as conn:
+        with self.registry.transaction(bump=False) as conn:
             conn.execute(R.insert(), values)
 
     def lookup(self, table_id: str, keys: Sequence[str]) -> dict[str, bytes]:
         """The rows of ``keys`` that the table holds (:data:`LOOKUP_MAX_KEYS` per SELECT)."""
         found: dict[str, bytes] = {}
-        with self._read() as conn:
+        with self.registry.connection() as conn:
             for start in range(0, len(keys), LOOKUP_MAX_KEYS):
                 chunk = tuple(keys[start : start + LOOKUP_MAX_KEYS])
                 # Plain SQL on the driver: the Core statement cost three times the query.
@@ -163,7 +164,7 @@ class TableStore:
     def delete_rows(self, table_id: str, batch: int = 50_000) -> None:
         """Delete a table's rows in batches, so no transaction holds the database for long."""
         while True:
-            with self._write() as conn:
+            with self.registry.transaction(bump=False) as conn:
                 keys = select(R.c.entity).where(R.c.table_id == table_id).limit(batch)
                 done = conn.execute(
                     delete(R).where(
@@ -172,16 +173,6 @@ class TableStore:
                 ).rowcount
             if done < batch:
                 return
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with database_errors(), self.engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with database_errors(), self.engine.begin() as conn:
-            yield conn
 
 
 @lru_cache(maxsize=1024)
