@@ -24,21 +24,6 @@ RAW_THREADS = 4
 SDK_THREADS = 4
 
 
-def _workers(server: Server) -> set[int]:
-    """The pids of the supervisor's worker processes (not multiprocessing's helpers)."""
-    pid = server.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = set()
-    for child in children:
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue  # exited meanwhile
-        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            workers.add(int(child))
-    return workers
-
-
 @contextmanager
 def _sdk_call(url: str) -> Iterator[Call]:
     """A call through the SDK with its retry policy (a call that got no answer is retried)."""
@@ -54,7 +39,7 @@ def _sdk_call(url: str) -> Iterator[Call]:
 
 def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path: Path) -> None:
     with Server(repo, tmp_path, workers=2, extra=["--log-level", "info"]) as server:
-        before = _workers(server)
+        before = server.worker_pids()
         assert len(before) == 2, before
         raw = Load(
             lambda: http_infer(server.url, "linear", lambda n: [float(n)]),
@@ -69,11 +54,11 @@ def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path:
         os.kill(victim, signal.SIGKILL)
         # Served on: the surviving worker at once, then the replacement once it is ready.
         # The replacement loads its models first: slow on a busy 2-core machine.
-        raw.wait_for(lambda t: len(_workers(server) - before) == 1 and t.ok >= 200, 90)
+        raw.wait_for(lambda t: len(server.worker_pids() - before) == 1 and t.ok >= 200, 90)
         served = raw.tally.ok
         raw.wait_for(lambda t: t.ok >= served + 100)
         tally, sdk_tally = raw.stop(), sdk.stop()
-        after = _workers(server)
+        after = server.worker_pids()
         log = server.output()
     assert tally.failed == {}, tally.summary()
     assert tally.transport <= RAW_THREADS, tally.summary()

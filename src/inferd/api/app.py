@@ -178,11 +178,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         transport=settings.grpc_transport, tracing=tracing,
     )  # fmt: skip
 
-    async def load() -> None:
-        while True:
+    async def load(failures: dict[str, str] | None = None) -> None:
+        while failures is None:
             try:
                 failures = await dataplane.start()  # loads experiments too
-                break
             except RegistryUnavailable as err:
                 logger.error("%s; retrying in %.1f s", err.message, settings.poll_interval_s)
                 await asyncio.sleep(settings.poll_interval_s)
@@ -219,9 +218,21 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         DrainOnTerm(settings.drain_delay_s, dataplane.drain).install()
         if security.guard is not None:
             await security.start(settings.poll_interval_s, tasks)
+        loaded: dict[str, str] | None = None
+        if settings.workers > 1:
+            # Workers share the ports, so the kernel hands this worker connections as soon
+            # as it listens, whatever the readiness probe says. A worker that replaces a dead
+            # one must not take requests before its models are in, or they fail with 503
+            # while its siblings could serve them: load first, listen after. During a
+            # registry outage it listens at once (liveness) and loads in the background.
+            try:
+                loaded = await dataplane.start()
+            except RegistryUnavailable as err:
+                logger.error("%s; loading in the background", err.message)
         await grpc_server.start()
-        # Load in the background so liveness answers at once and readiness flips when done.
-        task = asyncio.create_task(load())
+        # One worker loads in the background, so liveness answers at once and readiness
+        # flips when done.
+        task = asyncio.create_task(load(loaded))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         jobs.start()

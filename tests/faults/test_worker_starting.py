@@ -1,0 +1,84 @@
+"""Fault: one worker of ``inferd serve --workers 2`` is still loading its models.
+
+Workers share the ports, so the kernel hands a worker connections as soon as it listens,
+whatever the readiness probe says. Here the first worker to load the model does so at once
+and every later load takes 4 s: the second worker at start-up and the replacement of a killed
+worker. Requests on fresh connections meanwhile must all be served by the worker that is
+ready; none may get the 503 "server starting" of the one that is not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+from fixtures.servers import Server
+
+MODEL = "late"
+MODEL_YAML = """\
+platform: python
+max_batch_size: 8
+inputs: [{name: x, datatype: FP32, shape: [-1]}]
+outputs: [{name: y, datatype: FP32, shape: [-1]}]
+warmup: false
+"""
+MODEL_PY = """\
+import os
+import time
+
+from inferd.runtimes.python import PythonModel
+
+FIRST = {marker!r}
+
+
+class Late(PythonModel):
+    def load(self):
+        try:  # the first process to get here loads at once, every other one takes 4 s
+            os.close(os.open(FIRST, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(4.0)
+
+    def infer(self, inputs):
+        return {{"y": inputs["x"] * 2 + 1}}
+"""
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+
+
+def _fresh_connection_codes(url: str, seconds: float) -> list[int]:
+    """Status codes of requests sent for ``seconds``, each on a new connection."""
+    codes = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with httpx.Client(base_url=url, timeout=10.0) as client:
+            codes.append(client.post(f"/v2/models/{MODEL}/infer", json=BODY).status_code)
+    return codes
+
+
+def test_a_worker_takes_requests_only_once_its_models_are_loaded(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / MODEL / "1").mkdir(parents=True)
+    (repo / MODEL / "model.yaml").write_text(MODEL_YAML)
+    marker = tmp_path / "first-load"
+    (repo / MODEL / "1" / "model.py").write_text(MODEL_PY.format(marker=str(marker)))
+    with Server(repo, tmp_path, workers=2) as server:
+        # The straggler at start-up: ready answers come from the first worker only.
+        at_start = _fresh_connection_codes(server.url, 2.0)
+        deadline = time.monotonic() + 30
+        while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = server.worker_pids()
+        assert len(before) == 2, before
+        time.sleep(4.0)  # both loaded: the next one to load is the replacement
+        os.kill(min(before), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not server.worker_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.worker_pids() - before, "no replacement worker"
+        # The replacement loads for 4 s; meanwhile the survivor serves every new connection.
+        replacing = _fresh_connection_codes(server.url, 5.0)
+    assert set(at_start) == {200}, at_start
+    assert set(replacing) == {200}, replacing
