@@ -222,3 +222,16 @@ def describe(data: bytes) -> str:
         return json.dumps(json.loads(data))[:300]
     except ValueError:
         return repr(data[:300])
+
+
+def pin_apart(server: Server) -> bool:
+    """The server's threads on CPU 0, the calling process (and so the load generator it
+    starts afterwards) on CPU 1: a load generator on its own core, as on its own machine, so
+    that its share of the CPU cannot move with what is measured. False, changing nothing,
+    on a machine with fewer than two CPUs available."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return False
+    for thread in os.listdir(f"/proc/{server.pid}/task"):
+        os.sched_setaffinity(int(thread), {0})  # threads started later inherit it
+    os.sched_setaffinity(0, {1})
+    return True

@@ -158,6 +158,18 @@ class Settings(BaseSettings):
         description="Adaptive concurrency limits and load shedding for models whose model.yaml "
         "leaves overload.enabled unset (off: requests wait in the queue up to max_queue_size).",
     )
+    # The garbage collector (inferd.serving.collector, docs/performance.md).
+    gc_tuning: bool = Field(
+        True,
+        description="Freeze the objects left after the start-up load (gc.freeze) and raise "
+        "the young generation's threshold to gc_young_threshold; false: CPython's defaults.",
+    )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=1,
+        description="Tracked allocations between two young collections with gc_tuning "
+        "(CPython's default is 700).",
+    )
     # Capacity (inferd.serving.load, inferd.monitoring.capacity, docs/deploy.md).
     readiness_max_queue_depth: int | None = Field(
         None,

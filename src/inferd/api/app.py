@@ -45,6 +45,7 @@ from inferd.resilience.layer import Resilience
 from inferd.resilience.tables import TableStore
 from inferd.runtimes.trust import parse_roots
 from inferd.security.tokens import TokenLimits
+from inferd.serving.collector import Collector
 from inferd.serving.control import ModelControl
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.importer import RepositoryImporter
@@ -100,12 +101,17 @@ def answered_requests(manager: ModelManager) -> int:
         return -1
 
 
-def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
+def build_app(
+    settings: Settings, metrics: Metrics | None = None, collector: Collector | None = None
+) -> HttpApp:
     """Build the HTTP app for one process; models load in the background after start-up.
 
     Args:
         settings: the server settings.
         metrics: a metrics object to use (tests pass their own); a new one by default.
+        collector: the process's garbage-collector tuning (``create_app`` passes the
+            settings'); None leaves the collector alone, as tests that build apps in their
+            own process want.
     """
     metrics = metrics or Metrics()
     registry = Registry(settings.resolved_registry_url, migrate_schema=False)
@@ -117,6 +123,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
         memory_budget=settings.memory_budget_bytes,
         device_budget=settings.device_memory_budget_bytes,
         code_roots=roots,
+        collector=collector,
     )
     importer = RepositoryImporter(root, registry) if root is not None else None
     control = ModelControl(registry, artifacts, manager, importer, settings.poll_interval_s)
@@ -185,6 +192,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> HttpApp:
             except RegistryUnavailable as err:
                 logger.error("%s; retrying in %.1f s", err.message, settings.poll_interval_s)
                 await asyncio.sleep(settings.poll_interval_s)
+        if collector is not None:
+            collector.settle()  # start-up objects out of the full collections' way
         for what, reason in failures.items():
             logger.error("not serving %s: %s", what, reason)
         logger.info("serving models: %s", ", ".join(manager.names()) or "none")
@@ -295,4 +304,6 @@ def create_app() -> HttpApp:
     """Uvicorn factory: settings from the ``INFERD_*`` environment."""
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    return build_app(settings)
+    collector = Collector(settings.gc_tuning, settings.gc_young_threshold)
+    collector.configure()
+    return build_app(settings, collector=collector)

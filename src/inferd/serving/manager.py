@@ -39,6 +39,7 @@ from inferd.errors import (
 from inferd.monitoring import Metrics
 from inferd.preprocess import Preprocessor, compile_preprocessing
 from inferd.runtimes import Runtime
+from inferd.serving.collector import Collector
 from inferd.serving.runtime_build import build_copies, build_runtime, warmup_sizes
 from inferd.serving.stats import ModelStats
 from inferd.types import Signature
@@ -103,8 +104,12 @@ class ModelManager:
     def __init__(
         self, metrics: Metrics, *, memory_budget: int | None = None,
         device_budget: int | None = None, code_roots: Sequence[Path] | None = None,
+        collector: Collector | None = None,
     ) -> None:  # fmt: skip
         self._metrics = metrics
+        # Frozen start-up objects go back to the collector once a runtime is unloaded.
+        self.collector = collector
+        self._closing = False
         # Artifacts that run code (python models, trusted pickles) load only from these.
         self.code_roots = code_roots
         self.memory_budget = memory_budget
@@ -227,6 +232,7 @@ class ModelManager:
 
     async def close(self) -> None:
         """Drain and unload everything (graceful shutdown)."""
+        self._closing = True  # the process ends: no collection after each unload
         for name in self.names():
             await self.unload(name)
 
@@ -422,6 +428,8 @@ class ModelManager:
         if loaded:
             elapsed = time.perf_counter() - started
             self._metrics.lifecycle.unloaded(version.name, version.label, reason, elapsed)
+            if self.collector is not None and not self._closing:
+                self.collector.released()
 
     def _refresh_default(self, name: str) -> bool:
         """Pick the version answering requests that name none; True when that was a swap
