@@ -1,10 +1,9 @@
 """What monitoring costs on the request path, all of it at once, as issue #13 states the budget.
 
-Run ``.venv/bin/python bench/monitoring_cost.py [--duration 5] [--rounds 3] [--connections 64]``.
+Run ``.venv/bin/python bench/monitoring_cost.py [--duration 2] [--rounds 20] [--connections 64]``.
 
-Three ``inferd serve`` processes (one worker each) on the example repository, alternated per
-round so that drift in the machine's load hits all alike, each driven by wrk with ``mlp`` V2
-JSON requests (no ``traceparent``):
+Three ``inferd serve`` processes (one worker each) on the example repository, all running at
+once, each driven in turn by wrk with ``mlp`` V2 JSON requests (no ``traceparent``):
 
 - ``off``: no drift sampling, no prediction log, no tracing (the Prometheus metrics stay: they
   cannot be turned off; bench/metrics_cost.py measures them in-process);
@@ -14,10 +13,19 @@ JSON requests (no ``traceparent``):
 - ``+tracing 1%``: the same and ``--otlp-endpoint`` (a receiver in this process that counts
   and drops spans) with ``--trace-sample-rate 0.01``.
 
+How, and why: this machine's speed moves by 10-30% from one second to the next, more than the
+budget, and a fresh server per mode and round measured 0.945 for an A/A pair (the second of a
+round was the slower). So the three servers start first and stay up; each round drives each
+for ``--duration`` seconds, the order rotating from round to round, and a mode's cost is the
+median over the rounds of its throughput over ``off``'s in the same round. The servers share
+CPU 0 (one is driven at a time; the others idle), wrk and the span receiver run on CPU 1
+(``--no-pin`` to share both), and wrk runs without a Lua ``response()`` hook (it counts
+statuses above 399 itself).
+
 It prints requests/s, p50/p99 and the server's CPU per request per mode (medians over the
-rounds), the throughput ratios against ``off`` (of the medians, and the median of the rounds'
-ratios) beside the issue's budget (monitoring < 5%, with tracing at 1% < 10%), and the load
-average before and after (the machine is shared: compare only figures from one run).
+rounds), the paired throughput ratios against ``off`` beside the issue's budget (monitoring
+< 5%, with tracing at 1% < 10%), and the load average before and after (the machine is
+shared: compare only figures from one run).
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import sys
 import tempfile
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
-from _server import Server
+from _server import Server, pin_apart
 from _wrk import payload, run_wrk, write_script
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from tracing_cost import _load, _Receiver
@@ -55,34 +64,35 @@ def _watch_drift(base_url: str) -> None:
             raise RuntimeError(f"drift settings: HTTP {answer.status}")
 
 
-def _measure(
-    mode: str, repo: Path, tmp: Path, endpoint: str, args: argparse.Namespace, n: int
-) -> tuple[float, float, float, float]:
-    script = write_script(tmp, f"mlp-{n}", payload("mlp", "json"), count_all_status=True)
-    server = Server(repo, 1, tmp / f"home-{n}")
+def _server(mode: str, repo: Path, tmp: Path, endpoint: str) -> Server:
+    """The (not yet started) server of ``mode``."""
+    name = mode.replace(" ", "").replace("+", "").replace("%", "")
+    server = Server(repo, 1, tmp / f"home-{name}")
     if mode != "off":
         server.extra_args = [
-            "--prediction-log-uri", str(tmp / f"log-{n}"), "--prediction-log-rate", "0.01",
+            "--prediction-log-uri", str(tmp / f"log-{name}"), "--prediction-log-rate", "0.01",
         ]  # fmt: skip
     if mode == "+tracing 1%":
         server.extra_args += ["--otlp-endpoint", endpoint, "--trace-sample-rate", "0.01"]
-    with server:
-        if mode != "off":
-            _watch_drift(server.base_url)
-        url = f"{server.base_url}/v2/models/mlp/infer"
-        run_wrk(url, script, args.connections, 2, args.threads)  # warm-up
-        before = server.cpu_seconds()
-        result = run_wrk(url, script, args.connections, args.duration, args.threads)
-        cpu_us = (server.cpu_seconds() - before) / max(result.requests, 1) * 1e6
+    return server
+
+
+def _measure(server: Server, script: Path, args: argparse.Namespace) -> tuple[float, ...]:
+    """Drive one server for ``--duration`` seconds: req/s, p50, p99, server CPU µs/request."""
+    url = f"{server.base_url}/v2/models/mlp/infer"
+    before = server.cpu_seconds()
+    result = run_wrk(url, script, args.connections, args.duration, args.threads)
+    cpu_us = (server.cpu_seconds() - before) / max(result.requests, 1) * 1e6
     if result.errors:
-        raise RuntimeError(f"{mode}: {result.errors} failed requests")
+        raise RuntimeError(f"{result.errors} failed requests")
     return result.rps, result.p50_ms, result.p99_ms, cpu_us
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three modes")
+    parser.add_argument("--duration", type=int, default=2, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds of the three modes")
+    parser.add_argument("--no-pin", action="store_true", help="server and wrk on any CPU")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -92,15 +102,24 @@ def main() -> int:
     endpoint = f"http://127.0.0.1:{collector.add_insecure_port('127.0.0.1:0')}"
     collector.start()
     load_before = _load()
-    runs: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in MODES}
+    runs: dict[str, list[tuple[float, ...]]] = {m: [] for m in MODES}
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
             tmp = Path(folder)
             repo = ensure_examples(tmp / "repo")
+            script = write_script(tmp, "mlp", payload("mlp", "json"), count_all_status=False)
+            servers = {m: stack.enter_context(_server(m, repo, tmp, endpoint)) for m in MODES}
+            for mode, server in servers.items():
+                if not args.no_pin:
+                    pin_apart(server)
+                if mode != "off":
+                    _watch_drift(server.base_url)
+                url = f"{server.base_url}/v2/models/mlp/infer"
+                run_wrk(url, script, args.connections, 2, args.threads)  # warm-up
             for round_ in range(args.rounds):
-                for i, mode in enumerate(MODES):
-                    n = round_ * len(MODES) + i
-                    runs[mode].append(_measure(mode, repo, tmp, endpoint, args, n))
+                shift = round_ % len(MODES)  # each mode first, second and third in turn
+                for mode in MODES[shift:] + MODES[:shift]:
+                    runs[mode].append(_measure(servers[mode], script, args))
     finally:
         collector.stop(grace=None)
     print(
@@ -116,10 +135,11 @@ def main() -> int:
         paired = statistics.median(
             on[0] / off[0] for on, off in zip(runs[mode], runs["off"], strict=True)
         )
-        cost = 1.0 - rps[mode] / rps["off"]
+        cost = 1.0 - paired
         print(
-            f"{mode} / off throughput: {rps[mode] / rps['off']:.3f} (median of the rounds' "
-            f"ratios {paired:.3f}); cost {cost:+.1%} against a budget of {budget:.0%}"
+            f"{mode} / off throughput: {paired:.3f} (median of the rounds' paired ratios; of "
+            f"the medians {rps[mode] / rps['off']:.3f}); cost {cost:+.1%} against a budget "
+            f"of {budget:.0%}"
         )
     print(f"spans received: {receiver.spans}")
     print(f"load average (1/5/15 min) before: {load_before}; after: {_load()}")

@@ -153,6 +153,18 @@ def test_roots_left_out_by_the_rate_never_reach_the_sdk_but_parents_decide() -> 
     assert len(exporter.get_finished_spans()) == 20
 
 
+def test_a_root_left_out_is_current_only_when_json_logs_need_its_ids() -> None:
+    t, _ = tracing(sample_rate=0.0)
+    with t.request("root", None) as root:
+        assert current_trace() is None  # nothing to record: no context variable to set
+    assert len(root.trace_id) == 32  # still answered in x-trace-id
+    provider = TracerProvider()
+    logged = Tracing(provider, sample_rate=0.0, log_ids=True)
+    with logged.request("root", None, request_id="r-1") as root:
+        assert current_trace() is root  # its ids go on the request's log lines
+    assert current_trace() is None
+
+
 def test_a_sample_rate_outside_0_to_1_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="trace_sample_rate"):
         Tracing(None, sample_rate=1.5)
