@@ -115,7 +115,7 @@ def main() -> int:
                     result = run_wrk(url, script, args.connections, args.duration, args.threads)
                     cpu_us = (server.cpu_seconds() - before) / max(result.requests, 1) * 1e6
                     if result.errors:
-                        raise RuntimeError(f"{mode}: {result.errors} failed requests")
+                        raise RuntimeError(f"{mode}: {result.errors} failed requests: {result}")
                     wrk_us = result.cpu_s / max(result.requests, 1) * 1e6
                     runs[mode].append((result.rps, result.p50_ms, result.p99_ms, cpu_us, wrk_us))
     setup = f"linear, V2 JSON, {args.connections} connections, median of {args.rounds} rounds"
