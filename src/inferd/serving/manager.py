@@ -99,6 +99,8 @@ class ModelManager:
         device_budget: bytes the versions on one GPU may hold there; None for no limit.
         code_roots: folders artifacts that run code may load from (inferd.runtimes.trust);
             None for no such check.
+        collector: the process's garbage-collector tuning; told after each unload (not at
+            shutdown) so the unloaded runtime's frozen objects can be collected.
     """
 
     def __init__(
