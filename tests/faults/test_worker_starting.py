@@ -4,7 +4,8 @@ Workers share the ports, so the kernel hands a worker connections as soon as it 
 whatever the readiness probe says. Here the first worker to load the model does so at once
 and every later load takes 4 s: the second worker at start-up and the replacement of a killed
 worker. Requests on fresh connections meanwhile must all be served by the worker that is
-ready; none may get the 503 "server starting" of the one that is not.
+ready; none may get the 503 "server starting" of the one that is not. Workers started while
+the registry is unreachable listen at once instead (liveness), and load once it is back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+from fixtures.postgres import PostgresCluster
 from fixtures.servers import Server
 
 MODEL = "late"
@@ -82,3 +84,32 @@ def test_a_worker_takes_requests_only_once_its_models_are_loaded(
         replacing = _fresh_connection_codes(server.url, 5.0)
     assert set(at_start) == {200}, at_start
     assert set(replacing) == {200}, replacing
+
+
+def test_workers_started_during_a_registry_outage_listen_and_load_once_it_is_back(
+    postgres: PostgresCluster, repo: Path, tmp_path: Path
+) -> None:
+    url = postgres.create_database(f"start_{tmp_path.name[-20:]}".replace("-", "_"))
+    postgres.stop_server()
+    server = Server(repo, tmp_path, workers=2, extra=["--registry-url", url, "--auth", "off"])
+    try:
+        try:
+            # Liveness answers while the models cannot load (a worker that waited for the
+            # registry before listening would be restarted by its liveness probe forever).
+            deadline = time.monotonic() + 60
+            live = None
+            while live != 200 and time.monotonic() < deadline:
+                try:
+                    live = httpx.get(f"{server.url}/v2/health/live", timeout=5).status_code
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            assert live == 200, server.output()
+            assert httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+        finally:
+            postgres.start_server()
+        server.wait_ready()
+        answer = httpx.post(f"{server.url}/v2/models/linear/infer", json=BODY, timeout=10)
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    assert "loading in the background" in server.output()
