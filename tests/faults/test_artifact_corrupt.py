@@ -14,16 +14,11 @@ from pathlib import Path
 
 import httpx
 from fixtures.load import Load, http_infer
+from fixtures.models import xy_yaml
 from fixtures.servers import Server
 
 THREADS = 4
-MODEL_YAML = """\
-platform: onnx
-max_batch_size: 64
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-warmup: false
-"""
+MODEL_YAML = xy_yaml("onnx", 64)
 
 
 def _truncated_copy(source: Path, target: Path) -> None:

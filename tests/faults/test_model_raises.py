@@ -12,17 +12,11 @@ from pathlib import Path
 
 import httpx
 from fixtures.load import Load, http_infer
+from fixtures.models import write_python_model, xy_yaml
 from fixtures.servers import Server
 
 THREADS = 8
-MODEL_YAML = """\
-platform: python
-max_batch_size: 16
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-batching: {max_queue_delay_ms: 5}
-warmup: false
-"""
+MODEL_YAML = xy_yaml("python", 16, "batching: {max_queue_delay_ms: 5}")
 MODEL_PY = """\
 import time
 
@@ -53,9 +47,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_only_the_bad_inputs_fail_and_their_batch_mates_succeed(repo: Path, tmp_path: Path) -> None:
-    (repo / "picky" / "1").mkdir(parents=True)
-    (repo / "picky" / "model.yaml").write_text(MODEL_YAML)
-    (repo / "picky" / "1" / "model.py").write_text(MODEL_PY)
+    write_python_model(repo, "picky", MODEL_PY, MODEL_YAML)
     server = Server(repo, tmp_path)
     try:
         server.wait_ready()

@@ -16,17 +16,11 @@ import time
 from pathlib import Path
 
 import httpx
+from fixtures.models import write_python_model, xy_yaml
 from fixtures.postgres import PostgresCluster
 from fixtures.servers import Server
 
 MODEL = "late"
-MODEL_YAML = """\
-platform: python
-max_batch_size: 8
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-warmup: false
-"""
 MODEL_PY = """\
 import os
 import time
@@ -62,10 +56,8 @@ def _fresh_connection_codes(url: str, seconds: float) -> list[int]:
 def test_a_worker_takes_requests_only_once_its_models_are_loaded(
     repo: Path, tmp_path: Path
 ) -> None:
-    (repo / MODEL / "1").mkdir(parents=True)
-    (repo / MODEL / "model.yaml").write_text(MODEL_YAML)
     marker = tmp_path / "first-load"
-    (repo / MODEL / "1" / "model.py").write_text(MODEL_PY.format(marker=str(marker)))
+    write_python_model(repo, MODEL, MODEL_PY.format(marker=str(marker)), xy_yaml())
     with Server(repo, tmp_path, workers=2) as server:
         # The straggler at start-up: ready answers come from the first worker only.
         at_start = _fresh_connection_codes(server.url, 2.0)

@@ -11,6 +11,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from fixtures.models import write_python_model, xy_yaml
 
 from inferd.api.app import build_app
 from inferd.api.grpc import inference_server
@@ -32,14 +33,6 @@ class Slow(PythonModel):
         time.sleep(0.05)
         return {"y": inputs["x"] * 2 + 1}
 """
-YAML = """\
-platform: python
-max_batch_size: 1
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-warmup: false
-overload: {overload}
-"""
 MODELS = {
     # The limit pinned at 2, and no waiting beyond it.
     "shed": "{enabled: true, min_limit: 2, max_limit: 2, max_wait_ms: 0}",
@@ -52,9 +45,7 @@ MODELS = {
 async def app(tmp_path: Path) -> AsyncIterator[HttpApp]:
     repo = tmp_path / "repo"
     for name, overload in MODELS.items():
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.py").write_text(SLOW_PY)
-        (repo / name / "model.yaml").write_text(YAML.replace("{overload}", overload))
+        write_python_model(repo, name, SLOW_PY, xy_yaml("python", 1, f"overload: {overload}"))
     application = build_app(Settings(home=tmp_path, model_repository=repo, poll_interval_s=0.2))
     assert await application.dataplane.start() == {}
     try:

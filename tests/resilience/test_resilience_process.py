@@ -10,18 +10,13 @@ import numpy as np
 import pytest
 import redis
 import tritonclient.grpc as grpcclient
+from fixtures.models import write_python_model, xy_yaml
 from fixtures.redis import redis_server
 from fixtures.servers import Server
 
-FLAKY_YAML = """\
-platform: python
-max_batch_size: 8
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-warmup: false
-version_policy: all
-fallback: {versions: [1], default: {y: 0.5}}
-"""
+FLAKY_YAML = xy_yaml(
+    "python", 8, "version_policy: all", "fallback: {versions: [1], default: {y: 0.5}}"
+)
 # Version 2 fails on negative inputs, version 1 (y = 2x + 1) below -100.
 FLAKY_PY = """\
 from inferd.runtimes.python import PythonModel
@@ -39,11 +34,8 @@ class Flaky(PythonModel):
 def served(repo: Path, tmp_path: Path) -> Iterator[tuple[Server, Server, str]]:
     config = repo / "linear" / "model.yaml"
     config.write_text(config.read_text() + "cache: {enabled: true}\n")
-    flaky = repo / "flaky"
     for version, limit in ((1, -100), (2, 0)):
-        (flaky / str(version)).mkdir(parents=True)
-        (flaky / str(version) / "model.py").write_text(FLAKY_PY.format(limit=limit))
-    (flaky / "model.yaml").write_text(FLAKY_YAML)
+        write_python_model(repo, "flaky", FLAKY_PY.format(limit=limit), FLAKY_YAML, version)
     with redis_server(tmp_path / "redis") as url:
         extra = ["--cache-redis-url", url]
         homes = [tmp_path / "a", tmp_path / "b"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.models import write_python_model, xy_yaml
 
 from inferd.api.app import build_app
 from inferd.errors import ConfigError
@@ -28,22 +29,14 @@ class Slow(PythonModel):
         time.sleep(0.1)
         return {"y": inputs["x"] * 2 + 1}
 """
-YAML = """\
-platform: python
-max_batch_size: 1
-inputs: [{name: x, datatype: FP32, shape: [-1]}]
-outputs: [{name: y, datatype: FP32, shape: [-1]}]
-warmup: false
-"""
+YAML = xy_yaml("python", 1)
 BODY = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
 WAIT_S = 10
 
 
 async def _client(tmp_path: Path, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
     repo = tmp_path / "repo"
-    (repo / "slow" / "1").mkdir(parents=True)
-    (repo / "slow" / "1" / "model.py").write_text(SLOW_PY)
-    (repo / "slow" / "model.yaml").write_text(YAML)
+    write_python_model(repo, "slow", SLOW_PY, YAML)
     app = build_app(Settings(home=tmp_path, model_repository=repo, **settings))  # type: ignore[arg-type]
     assert await app.dataplane.start() == {}
     try:
