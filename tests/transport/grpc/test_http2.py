@@ -14,8 +14,6 @@ import logging
 import struct
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +27,7 @@ from fixtures.h2 import (
     INFER,
     Answer,
     H2Client,
+    Served,
     eventually,
     goaway_code,
     grpc_headers,
@@ -38,11 +37,8 @@ from fixtures.h2 import (
 )
 from hpack import Decoder, Encoder
 
-from inferd.api.app import build_app
-from inferd.api.grpc import inference_server
 from inferd.protocol._gen import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import SERVICE
-from inferd.settings import Settings
 from inferd.transport.grpc._compression import Inflation, MessageTooLarge
 from inferd.transport.grpc._h2_limits import Budget, Http2Limits
 from inferd.transport.grpc._h2_wire import (
@@ -65,29 +61,6 @@ from inferd.transport.grpc._h2_wire import (
     frame,
 )
 from inferd.transport.grpc.native import GrpcTransportServer
-from inferd.transport.grpc.server import GrpcServer
-
-LIMIT = 8 * 1024 * 1024
-
-
-@dataclass
-class Served:
-    server: GrpcServer
-    port: int
-    repo: Path
-
-
-@pytest.fixture
-async def served(repo: Path, tmp_path: Path) -> AsyncIterator[Served]:
-    app = build_app(Settings(home=tmp_path, model_repository=repo))
-    assert await app.dataplane.start() == {}
-    server = inference_server(
-        app.dataplane, "127.0.0.1", 0, max_message_bytes=LIMIT, transport="native"
-    )
-    port = await server.start()
-    yield Served(server, port, repo)
-    await server.stop(1.0)
-    await app.dataplane.stop()
 
 
 async def test_a_plain_http2_client_can_call(served: Served) -> None:

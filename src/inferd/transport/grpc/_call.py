@@ -362,7 +362,7 @@ class ServicerContext:
                     grpc.StatusCode.INTERNAL, f"expected one request message, got {self._count}", ()
                 )
             else:
-                message = self._message or b""
+                message, self._message = self._message or b"", None
                 if isinstance(message, _Compressed):
                     message = await self._inflated(message)
                 request = self._parse(message)

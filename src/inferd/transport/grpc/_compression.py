@@ -93,6 +93,17 @@ class Inflation:
         return b"".join(self._chunks)
 
 
+def _run_to_end(inflation: Inflation) -> MessageTooLarge | zlib.error | None:
+    """Inflate the rest on the worker thread; the error, if any, returned without its
+    traceback. Raised there, it would sit in the future with the frames it passed through,
+    in a reference cycle that holds the message until the collector runs."""
+    try:
+        inflation.run(inflation.limit + 1)
+    except (MessageTooLarge, zlib.error) as err:
+        return err.with_traceback(None)
+    return None
+
+
 class Inflater:
     """Inflates messages: the first ``INLINE_BYTES`` at once, the rest on one thread."""
 
@@ -117,11 +128,18 @@ class Inflater:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="inferd-inflate")
         self._waiting += 1
         loop = asyncio.get_running_loop()
-        work = self._executor.submit(inflation.run, limit + 1)
+        work = self._executor.submit(_run_to_end, inflation)
         # Counted until the thread is done with it, even when the call is cancelled before.
         work.add_done_callback(lambda _: self._done_in_thread(loop))
-        await asyncio.wrap_future(work)
-        return inflation.result()
+        problem = await asyncio.wrap_future(work)
+        if problem is None:
+            return inflation.result()
+        try:
+            raise problem
+        finally:
+            # The traceback holds this frame, and the frame would hold the error through
+            # these (a cycle that keeps the compressed message until the collector runs).
+            problem = work = None  # type: ignore[assignment]
 
     def _done_in_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to count

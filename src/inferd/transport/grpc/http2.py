@@ -568,6 +568,9 @@ class Http2Connection(asyncio.Protocol):
     def _end_stream(self, stream: Stream) -> None:
         self._served += 1
         stream.local_closed = True
+        # The call and its stream point at each other: without this, every call would be a
+        # reference cycle, freed (with its request) only when the collector gets to it.
+        stream.app = None
         if not stream.remote_closed:
             # The answer is complete before the request: tell the peer to stop sending.
             self._write(frame(wire.RST_STREAM, 0, stream.id, wire.NO_ERROR.to_bytes(4)))

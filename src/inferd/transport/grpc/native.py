@@ -226,6 +226,7 @@ class GrpcConnection(Http2Connection):
     def on_reset(self, stream: Stream) -> None:
         call: ServicerContext | None = stream.app
         if call is not None:
+            stream.app = None  # no cycle left for the collector (Http2Connection._end_stream)
             call.cancel()
 
 
