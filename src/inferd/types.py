@@ -134,3 +134,6 @@ class InferenceResponse:
     parameters: dict[str, Any] = field(default_factory=dict)
     batch: BatchInfo = field(default_factory=BatchInfo)
     latency_ms: float = 0.0
+    # Headers an HTTP answer carries besides the protocol's own: the experiment variant or
+    # rollout arm that served it (inferd.traffic.route), encoded once per arm.
+    headers: tuple[tuple[bytes, bytes], ...] = ()

@@ -31,7 +31,10 @@ def spec(**changes: Any) -> dict[str, Any]:
         "model": "linear", "candidate": 2,
         "steps": [{"percent": 50, **QUICK}, {"percent": 100, **QUICK}],
         # v2 answers differently by design: the shift guardrail is tested on its own below.
-        "guardrails": {"min_requests": 5, "max_prediction_ks": None},
+        # Latencies of an in-process test on a shared CPU are noise (one 2 ms stall among a
+        # hundred canary requests breached p99 in a full run): tests/traffic/test_rollouts.py
+        # checks the p99 guardrail on a test clock.
+        "guardrails": {"min_requests": 5, "max_prediction_ks": None, "max_p99_ratio": None},
     }  # fmt: skip
     body.update(changes)
     return body

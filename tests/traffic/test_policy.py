@@ -106,12 +106,12 @@ async def test_fallback_requests_are_served_but_tallied_apart(store: ExperimentS
 
 
 async def test_session_and_per_request_units(store: ExperimentStore) -> None:
-    run(store, unit={"kind": "session"})
+    run(store, unit={"kind": "session"}, exposure_sample_rate=1.0)  # logged: with its unit
     policy = TrafficPolicy(store, clock=Clock())
     policy.refresh()
     first = policy.route(request("ignored", session_id="s-1"))
     assert first is not None
-    assert first.unit == "s-1"
+    assert (first.unit, first.logged) == ("s-1", True)
     again = [policy.route(request(None, session_id="s-1")) for _ in range(20)]
     assert {r.variant for r in again if r is not None} == {first.variant}
     assert policy.route(request(None)) is not None  # no session: the control

@@ -25,7 +25,6 @@ from urllib.parse import parse_qsl
 import orjson
 
 from inferd.api._generation import error_body as generation_error_body
-from inferd.api._traffic_headers import traffic_headers
 from inferd.api.auth import http_token
 from inferd.api.management import ManagementRoutes
 from inferd.api.openai import GenerativeRoutes
@@ -52,7 +51,7 @@ from inferd.security.policy import classify_http
 from inferd.serving.dataplane import DataPlane
 from inferd.serving.management import ManagementPlane
 from inferd.serving.validation import check_declared
-from inferd.types import InferenceRequest, Signature
+from inferd.types import InferenceRequest, InferenceResponse, Signature
 
 logger = logging.getLogger(__name__)
 
@@ -391,8 +390,7 @@ class HttpApp:
         payload, extra = encode_infer_response(response, fmt)
         headers = [(k.encode(), v.encode()) for k, v in extra.items()]
         headers.append((b"x-model-version", response.model_version.encode()))
-        if response.parameters:
-            _experiment_headers(response.parameters, headers)
+        _routing_answer_headers(response, headers)
         return 200, payload, headers
 
     async def _predict(self, scope: Scope, receive: Receive) -> Result:
@@ -420,8 +418,7 @@ class HttpApp:
         found = _routing_headers(scope, keys) if keys else None
         response = await self.dataplane.infer(request, "predict", found)
         headers = [(b"x-model-version", response.model_version.encode())]
-        if response.parameters:
-            _experiment_headers(response.parameters, headers)
+        _routing_answer_headers(response, headers)
         return 200, encode_predict_response(response), headers
 
     def _declared_check(self, name: str, version: str | None) -> DeclaredCheck:
@@ -520,11 +517,16 @@ def _routing_headers(scope: Scope, keys: frozenset[str]) -> dict[str, str]:
     }
 
 
-def _experiment_headers(parameters: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-    served = parameters.get("served_from")  # cache, coalesced or fallback (inferd.resilience)
-    if served is not None:
-        headers.append((b"inferd-served-from", str(served).encode()))
-    headers.extend(traffic_headers(parameters))  # the experiment variant or rollout arm
+def _routing_answer_headers(
+    response: InferenceResponse, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Add the headers that say how the answer was made: where the resilience layer served it
+    from (cache, coalesced or fallback), and the experiment variant or rollout arm."""
+    if response.parameters:
+        served = response.parameters.get("served_from")
+        if served is not None:
+            headers.append((b"inferd-served-from", str(served).encode()))
+    headers.extend(response.headers)  # encoded once per arm (inferd.traffic.route)
 
 
 def _int_header(value: bytes) -> int:

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from inferd.api import _generation as g
 from inferd.api._logprobs import Logprobs
-from inferd.api._traffic_headers import route_headers
 from inferd.api.schemas.openai import ChatCompletionRequest, CompletionRequest, GenerateRequest
 from inferd.errors import InferdError, InvalidInput, require_method
 from inferd.generative.engine import GenerationEngine
@@ -156,7 +155,7 @@ class GenerativeRoutes:
             found = g.generative_version(self.manager, model, route.version if route else None)
             headers = [(b"x-model-version", found.label.encode())]
             if route is not None:  # an experiment's variant or a rollout's arm
-                headers += route_headers(route)
+                headers += route.headers
             await answer(found, g.engine_of(found, self.metrics), headers, receive, send)
             status = 200
         except InferdError as err:

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class Tally:
 class CanaryRoute(Route):
     """A request routed by a rollout: ``experiment`` is the rollout id, ``variant`` the arm."""
 
+    ID_HEADER: ClassVar[bytes] = b"inferd-rollout-id"
+    ARM_HEADER: ClassVar[bytes] = b"inferd-rollout-arm"
+
     prediction: Aggregate = field(default_factory=Aggregate)
 
     def count(self, status: int, latency_ms: float) -> None:
@@ -55,8 +58,10 @@ class CanaryRoute(Route):
 
     def annotate(self, response: InferenceResponse) -> None:
         """Name the rollout and arm, and sample the answer's mean for the shift guardrail."""
-        response.parameters["rollout_id"] = self.experiment
-        response.parameters["rollout_arm"] = self.variant
+        parameters = response.parameters
+        parameters["rollout_id"] = self.experiment
+        parameters["rollout_arm"] = self.variant
+        response.headers = self.headers
         for array in response.outputs.values():
             if array.size and array.dtype.kind in "biuf":
                 # add.reduce: ~2 us on a small array where np.mean takes ~5 (per request)
@@ -74,6 +79,12 @@ class CanaryLive:
         history = [[1.0 - p / 100.0, p / 100.0] for p in record.percents]
         self.splitter = Splitter(record.salt, ARMS, history)
         self.versions = {"baseline": str(record.baseline), "canary": str(record.candidate)}
+        # One route per arm, shared by the requests it serves (rollouts log no exposures).
+        self.routes = {
+            arm: CanaryRoute(self.versions[arm], record.id, arm, tallies[arm].latency,
+                             prediction=tallies[arm].prediction)
+            for arm in ARMS
+        }  # fmt: skip
         unit = record.spec.unit
         self.kind = unit.kind if unit is not None else "request"
         self.key = (unit.key if unit is not None else None) or (
@@ -96,9 +107,7 @@ class CanaryLive:
             arm = self.splitter.variant(unit)
         else:
             arm = "canary" if random.random() < self.share else "baseline"
-        tally = self.tallies[arm]
-        return CanaryRoute(self.versions[arm], self.record.id, arm, tally.latency, unit, False,
-                           tally.prediction)  # fmt: skip
+        return self.routes[arm]
 
 
 class CanaryTraffic:

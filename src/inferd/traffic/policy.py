@@ -46,9 +46,12 @@ logger = logging.getLogger(__name__)
 FALLBACK = "(fallback)"  # the tally of requests without a unit id, left out of the statistics
 MAX_PENDING_EXPOSURES = 50_000
 SEEN_UNITS = 16_384  # units whose variant an experiment remembers (~2 MB), then starts over
-# What one flush writes: experiment -> variant -> tally dict, (experiment, exposure) pairs, and
-# the rollouts' changed per-step tallies.
-Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[tuple[str, Exposure]], CanaryBatch]
+# An exposure waiting for the flush: (experiment, request id, unit, variant, status,
+# latency_ms, seconds since the epoch).
+Pending = tuple[str, str | None, str | None, str, int, float, float]
+# What one flush writes: experiment -> variant -> tally dict, the pending exposures, and the
+# rollouts' changed per-step tallies.
+Batch = tuple[dict[str, dict[str, dict[str, Any]]], list[Pending], CanaryBatch]
 __all__ = ["Route", "TrafficPolicy"]
 
 
@@ -66,6 +69,15 @@ class _Live:
         fallback = spec.fallback_index()
         self.fallback = None if fallback is None else spec.variant_names[fallback]
         self.sample_rate = spec.exposure_sample_rate
+        # One route per variant, shared by its requests (inferd.traffic.route); a fallback
+        # request counts in the FALLBACK tally, out of the statistics.
+        self.routes = {
+            name: Route(self.versions[name], record.id, name, tallies[name])
+            for name in spec.variant_names
+        }
+        self.fallback_route = None if self.fallback is None else Route(
+            self.versions[self.fallback], record.id, self.fallback, tallies[FALLBACK]
+        )  # fmt: skip
         # unit -> variant of units seen lately: a returning user skips the hash (the table
         # never changes while this _Live exists: a weight change builds a new one).
         self._seen: dict[str, str] = {}
@@ -82,13 +94,9 @@ class _Live:
         return request.id or uuid.uuid4().hex  # per request: each request is its own unit
 
     def route(self, request: InferenceRequest, headers: Mapping[str, str] | None) -> Route | None:
-        unit = self.unit(request, headers)
-        if unit is None or unit == "":
-            if self.fallback is None:
-                return None
-            fallback = self.fallback
-            return Route(self.versions[fallback], self.record.id, fallback,
-                         self.tallies[FALLBACK], None, False)  # fmt: skip
+        unit = request.routing_key if self.kind == "user_id" else self.unit(request, headers)
+        if not unit:  # no unit id (None or empty)
+            return self.fallback_route
         variant = self._seen.get(unit)
         if variant is None:
             variant = self.splitter.variant(unit)
@@ -96,11 +104,13 @@ class _Live:
                 if len(self._seen) >= SEEN_UNITS:
                     self._seen.clear()
                 self._seen[unit] = variant
+        route = self.routes[variant]
         # A sample of routed requests (each a row): joins outcomes posted by request id, and
         # its distinct units per variant are what the sample-ratio-mismatch check counts.
-        logged = self.sample_rate >= 1.0 or random.random() < self.sample_rate
-        return Route(self.versions[variant], self.record.id, variant, self.tallies[variant], unit,
-                     logged)  # fmt: skip
+        rate = self.sample_rate
+        if rate >= 1.0 or (rate > 0.0 and random.random() < rate):
+            return Route(route.version, route.experiment, variant, route.tally, unit, True)
+        return route
 
 
 class TrafficPolicy:
@@ -134,7 +144,7 @@ class TrafficPolicy:
         self.dropped_exposures = 0
         self._tallies: dict[str, dict[str, Aggregate]] = {}
         self._flushed: dict[str, int] = {}
-        self._exposures: list[tuple[str, Exposure]] = []
+        self._exposures: list[Pending] = []
         self._revision = -1
         self._last_flush = clock()
         self._service = ExperimentService(store, clock=clock) if store is not None else None
@@ -159,9 +169,9 @@ class TrafficPolicy:
             if len(self._exposures) >= MAX_PENDING_EXPOSURES:
                 self.dropped_exposures += 1
                 return
-            at = datetime.fromtimestamp(self.clock(), UTC)
-            exposure = Exposure(request.id, route.unit, route.variant, status, latency_ms, at)
-            self._exposures.append((route.experiment, exposure))
+            # A tuple now; the Exposure (and its datetime) is made by the writing thread.
+            self._exposures.append((route.experiment, request.id, route.unit, route.variant,
+                                    status, latency_ms, self.clock()))  # fmt: skip
 
     # -- refresh and flush -------------------------------------------------------------------
 
@@ -210,7 +220,9 @@ class TrafficPolicy:
         for exp_id, data in tallies.items():
             self.store.save_aggregates(exp_id, self.source, data, now)
         by_experiment: dict[str, list[Exposure]] = {}
-        for exp_id, exposure in pending:
+        for exp_id, request_id, unit, variant, status, latency_ms, at in pending:
+            exposure = Exposure(request_id, unit, variant, status, latency_ms,
+                                datetime.fromtimestamp(at, UTC))  # fmt: skip
             by_experiment.setdefault(exp_id, []).append(exposure)
         for exp_id, exposures in by_experiment.items():
             self.store.add_exposures(exp_id, exposures)
@@ -219,9 +231,9 @@ class TrafficPolicy:
         """Request id -> variant for exposures of this process not yet flushed."""
         wanted = set(request_ids)
         return {
-            e.request_id: e.variant
-            for x, e in list(self._exposures)
-            if x == exp_id and e.request_id in wanted
+            request_id: variant
+            for x, request_id, _, variant, *_ in list(self._exposures)
+            if x == exp_id and request_id in wanted
         }
 
     async def tick(self) -> None:

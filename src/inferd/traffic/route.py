@@ -2,32 +2,61 @@
 
 Route ── an experiment's arm (inferd.traffic.policy)
   └── CanaryRoute ── a rollout's arm (inferd.traffic.canary): 5xx only, samples answers
+
+A routed answer names its arm in the V2 response parameters (``experiment_id`` /
+``experiment_variant``, ``rollout_id`` / ``rollout_arm``: JSON and gRPC alike) and, over HTTP,
+in headers too, so that a client of ``/predict`` or of the generative routes, which have no V2
+parameters, can tell them apart:
+
+    inferd-experiment-id, inferd-experiment-variant   an experiment routed the request
+    inferd-rollout-id, inferd-rollout-arm             a rollout did (arm: baseline | canary)
+
+A model runs an experiment or a rollout, never both, so at most one pair is present.
+
+Routes are made when a routing table is built, one per arm, and every request the arm serves
+shares it (its headers encoded once); only a request kept in the exposure log gets a route of
+its own, which carries its unit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from inferd.stats import Aggregate
 from inferd.types import InferenceResponse
+
+# HTTP response headers: (name, value) pairs.
+Headers = tuple[tuple[bytes, bytes], ...]
 
 
 @dataclass(slots=True)
 class Route:
     """Where one request goes: the version to serve and the experiment arm it counts for."""
 
+    ID_HEADER: ClassVar[bytes] = b"inferd-experiment-id"
+    ARM_HEADER: ClassVar[bytes] = b"inferd-experiment-variant"
+
     version: str
     experiment: str
     variant: str
     tally: Aggregate  # latency_ms values; a conversion is an error
-    unit: str | None
-    logged: bool  # kept in the exposure log (never for fallback requests)
+    unit: str | None = None
+    logged: bool = False  # kept in the exposure log (never for fallback requests)
+    headers: Headers = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.headers = (
+            (self.ID_HEADER, self.experiment.encode()), (self.ARM_HEADER, self.variant.encode())
+        )  # fmt: skip
 
     def count(self, status: int, latency_ms: float) -> None:
         """Tally the answered (or failed) request: its latency, and whether it failed."""
         self.tally.add(latency_ms, status >= 400)
 
     def annotate(self, response: InferenceResponse) -> None:
-        """Name the experiment and variant in the response's V2 parameters."""
-        response.parameters["experiment_id"] = self.experiment
-        response.parameters["experiment_variant"] = self.variant
+        """Name the experiment and variant in the response's V2 parameters and headers."""
+        parameters = response.parameters
+        parameters["experiment_id"] = self.experiment
+        parameters["experiment_variant"] = self.variant
+        response.headers = self.headers
