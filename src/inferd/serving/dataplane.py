@@ -215,8 +215,13 @@ class DataPlane:
             InferdError: a subclass for each way a request can fail.
         """
         start = time.perf_counter()
-        # The traffic policy's one call site; with no experiment running, one dict test.
-        route = self.traffic.route(request, headers) if self.traffic.live else None
+        # The traffic policy's call site: with no experiment or rollout running anywhere, one
+        # dict test; on another model, one lookup (TrafficPolicy.route, without its call).
+        live = self.traffic.live
+        arm = live.get(request.model_name) if live else None
+        route = None
+        if arm is not None and request.model_version is None:  # a named version: not routed
+            route = arm.route(request, headers)
         wanted = request.model_version if route is None else route.version
         try:
             version = await self._resolve(request.model_name, wanted)
@@ -252,8 +257,7 @@ class DataPlane:
             True, response.latency_ms / 1000.0, info.wait_time_ms / 1000.0, info.compute_ms / 1000.0
         )
         if route is not None:
-            self.traffic.record(route, request, 200, response.latency_ms)
-            route.annotate(response)
+            self.traffic.answered(route, request, response)
         drift = self.drift  # the sampling decision: a dict lookup and a random() when watched
         if drift is not None and drift.rates and drift.wants(version.name):
             drift.take(version.name, version.label, request.inputs, response.outputs)

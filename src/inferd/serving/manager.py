@@ -153,7 +153,10 @@ class ModelManager:
                 states = ", ".join(f"{v.version}: {v.state}" for v in versions) or "no versions"
                 raise ModelNotReady(name, None, states)
         else:
-            chosen = self.find(name, version)
+            try:  # find() inlined: experiments and rollouts name the version of most requests
+                chosen = self._models[name][int(version)]
+            except (KeyError, ValueError):
+                chosen = self.find(name, version)  # raises ModelNotFound, with what is known
             if chosen.state is not VersionState.READY:
                 reason = f"{chosen.state}{': ' + chosen.reason if chosen.reason else ''}"
                 raise ModelNotReady(name, version, reason)

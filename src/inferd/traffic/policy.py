@@ -39,7 +39,7 @@ from inferd.traffic.route import Route
 from inferd.traffic.router import Splitter
 from inferd.traffic.shadow import ShadowMirror
 from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
-from inferd.types import InferenceRequest
+from inferd.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +166,26 @@ class TrafficPolicy:
         """Count a routed request once it is answered (or failed)."""
         route.count(status, latency_ms)
         if route.logged:
-            if len(self._exposures) >= MAX_PENDING_EXPOSURES:
-                self.dropped_exposures += 1
-                return
-            # A tuple now; the Exposure (and its datetime) is made by the writing thread.
-            self._exposures.append((route.experiment, request.id, route.unit, route.variant,
-                                    status, latency_ms, self.clock()))  # fmt: skip
+            self._log(route, request, status, latency_ms)
+
+    def answered(
+        self, route: Route, request: InferenceRequest, response: InferenceResponse
+    ) -> None:
+        """Count a routed request answered with ``response`` and name its arm in it: what
+        :meth:`record` (status 200, which fails on no arm) and ``route.annotate`` do, in one
+        call on the serving path."""
+        route.tally.add(response.latency_ms)
+        route.annotate(response)
+        if route.logged:
+            self._log(route, request, 200, response.latency_ms)
+
+    def _log(self, route: Route, request: InferenceRequest, status: int, latency_ms: float) -> None:
+        if len(self._exposures) >= MAX_PENDING_EXPOSURES:
+            self.dropped_exposures += 1
+            return
+        # A tuple now; the Exposure (and its datetime) is made by the writing thread.
+        self._exposures.append((route.experiment, request.id, route.unit, route.variant,
+                                status, latency_ms, self.clock()))  # fmt: skip
 
     # -- refresh and flush -------------------------------------------------------------------
 
