@@ -86,3 +86,45 @@ def test_bad_input_is_refused_with_the_field() -> None:
         Aggregate.from_dict({**data, "conversions": 1})
     with pytest.raises(ValueError, match=r"converted: expected one flag per value \(2\), got 1"):
         Aggregate().extend([1.0, 2.0], [True])
+
+
+def test_add_many_keeps_the_moments_that_add_keeps() -> None:
+    values = np.random.default_rng(5).normal(50, 10, 5_000)
+    one_by_one, at_once = Aggregate(capacity=100, seed=1), Aggregate(capacity=100, seed=1)
+    for value in values[:30]:  # some before, so that the numbering continues
+        one_by_one.add(float(value))
+        at_once.add(float(value))
+    for value in values[30:]:
+        one_by_one.add(float(value))
+    at_once.add_many(values[30:2_000].tolist())
+    at_once.add_many([])
+    at_once.add_many(values[2_000:].tolist())
+    assert (at_once.count, at_once.conversions) == (one_by_one.count, 0)
+    assert at_once.total == pytest.approx(one_by_one.total, rel=1e-12)
+    assert at_once.total_sq == pytest.approx(one_by_one.total_sq, rel=1e-12)
+    assert len(at_once.reservoir) == 100
+    assert set(at_once.reservoir) <= set(values.tolist())
+
+
+def test_add_many_fills_the_reservoir_with_the_first_values() -> None:
+    aggregate = Aggregate(capacity=10, seed=2)
+    aggregate.add_many([1.0, 2.0, 3.0])
+    aggregate.add_many([4.0, 5.0])
+    assert aggregate.reservoir == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_add_many_keeps_each_observation_with_the_same_chance() -> None:
+    # Algorithm R keeps each of n observations with probability capacity / n, wherever it
+    # falls: first in the reservoir, in the first batch, or late in a later batch.
+    capacity, n, runs = 10, 100, 3_000
+    kept = np.zeros(n)
+    for seed in range(runs):
+        aggregate = Aggregate(capacity=capacity, seed=seed)
+        aggregate.add(0.0)
+        aggregate.add_many([float(i) for i in range(1, 40)])
+        aggregate.add_many([float(i) for i in range(40, n)])
+        kept[[int(v) for v in aggregate.reservoir]] += 1
+    shares = kept / runs
+    assert np.abs(shares - capacity / n).max() < 0.025  # sd of each share ~ 0.0055
+    first, last = shares[:50].mean(), shares[50:].mean()
+    assert abs(first - last) < 0.01

@@ -17,7 +17,7 @@ from inferd.traffic import policy as policy_module
 from inferd.traffic.policy import FALLBACK, TrafficPolicy
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentStore
-from inferd.types import InferenceRequest
+from inferd.types import InferenceRequest, InferenceResponse
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -191,3 +191,38 @@ async def test_a_failed_flush_is_written_next_time(
     await policy.close()  # nothing new was counted; what failed is written now
     assert sum(d["count"] for parts in store.aggregates(exp_id).values() for d in parts) == 1
     assert store.exposure_variants(exp_id, ["r"]) == {"r": route.variant}
+
+
+async def test_answers_wait_in_a_list_until_a_tick_folds_them_even_with_the_registry_down(
+    store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp_id = run(store)
+    clock = Clock()
+    policy = TrafficPolicy(store, clock=clock)
+    policy.refresh()
+    tallies = policy.live["m"].tallies  # type: ignore[union-attr]
+    for i in range(10):
+        req = request(f"u{i}")
+        route = policy.route(req)
+        assert route is not None
+        policy.answered(route, req, InferenceResponse("m", route.version, {}, latency_ms=2.0))
+        assert route.tally.count == 0  # an append: the arithmetic waits for the fold
+    assert sum(len(a) for a in policy._answers[exp_id].values()) == 10
+
+    def down(*_: object) -> None:
+        raise RegistryUnavailable("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store.registry, "revision", down)
+        with pytest.raises(RegistryUnavailable):
+            await policy.tick()  # a tick between flushes, the registry down: it still folds
+    assert sum(t.count for t in tallies.values()) == 10
+    assert sum(t.total for t in tallies.values()) == pytest.approx(20.0)
+    assert sum(len(a) for a in policy._answers[exp_id].values()) == 0
+    req = request("u0")
+    route = policy.route(req)
+    assert route is not None
+    policy.answered(route, req, InferenceResponse("m", route.version, {}, latency_ms=2.0))
+    await policy.close()  # the flush folds what came after the tick
+    written = store.aggregates(exp_id)
+    assert sum(d["count"] for parts in written.values() for d in parts) == 11

@@ -58,7 +58,10 @@ __all__ = ["Route", "TrafficPolicy"]
 class _Live:
     """A running experiment as the serving path needs it."""
 
-    def __init__(self, record: ExperimentRecord, tallies: dict[str, Aggregate]) -> None:
+    def __init__(
+        self, record: ExperimentRecord, tallies: dict[str, Aggregate],
+        answers: dict[str, list[float]],
+    ) -> None:  # fmt: skip
         spec = record.spec
         self.record = record
         self.splitter = Splitter(record.salt, spec.variant_names, record.weights)
@@ -72,11 +75,13 @@ class _Live:
         # One route per variant, shared by its requests (inferd.traffic.route); a fallback
         # request counts in the FALLBACK tally, out of the statistics.
         self.routes = {
-            name: Route(self.versions[name], record.id, name, tallies[name])
+            name: Route(self.versions[name], record.id, name, tallies[name],
+                        answers=answers[name])
             for name in spec.variant_names
-        }
+        }  # fmt: skip
         self.fallback_route = None if self.fallback is None else Route(
-            self.versions[self.fallback], record.id, self.fallback, tallies[FALLBACK]
+            self.versions[self.fallback], record.id, self.fallback, tallies[FALLBACK],
+            answers=answers[FALLBACK],
         )  # fmt: skip
         # unit -> variant of units seen lately: a returning user skips the hash (the table
         # never changes while this _Live exists: a weight change builds a new one).
@@ -109,7 +114,8 @@ class _Live:
         # its distinct units per variant are what the sample-ratio-mismatch check counts.
         rate = self.sample_rate
         if rate >= 1.0 or (rate > 0.0 and random.random() < rate):
-            return Route(route.version, route.experiment, variant, route.tally, unit, True)
+            return Route(route.version, route.experiment, variant, route.tally, unit, True,
+                         route.answers)  # fmt: skip
         return route
 
 
@@ -143,6 +149,8 @@ class TrafficPolicy:
         self.header_keys: frozenset[str] = frozenset()
         self.dropped_exposures = 0
         self._tallies: dict[str, dict[str, Aggregate]] = {}
+        # experiment -> variant -> latencies of answered requests waiting for fold()
+        self._answers: dict[str, dict[str, list[float]]] = {}
         self._flushed: dict[str, int] = {}
         self._exposures: list[Pending] = []
         self._revision = -1
@@ -174,7 +182,11 @@ class TrafficPolicy:
         """Count a routed request answered with ``response`` and name its arm in it: what
         :meth:`record` (status 200, which fails on no arm) and ``route.annotate`` do, in one
         call on the serving path."""
-        route.tally.add(response.latency_ms)
+        answers = route.answers
+        if answers is not None:  # an append here; the tally's arithmetic in fold()
+            answers.append(response.latency_ms)
+        else:
+            route.tally.add(response.latency_ms)
         route.annotate(response)
         if route.logged:
             self._log(route, request, 200, response.latency_ms)
@@ -198,9 +210,11 @@ class TrafficPolicy:
         for record in self.store.find(states=["running"]):
             names = [*record.spec.variant_names, FALLBACK]
             tallies = self._tallies.setdefault(record.id, {})
+            answers = self._answers.setdefault(record.id, {})
             for name in names:
                 tallies.setdefault(name, Aggregate())
-            live[record.model] = _Live(record, tallies)
+                answers.setdefault(name, [])
+            live[record.model] = _Live(record, tallies, answers)
         for model, canary in self.canary.refresh().items():
             live.setdefault(model, canary)  # creating either refuses while the other runs
         self.live = live
@@ -212,9 +226,21 @@ class TrafficPolicy:
         the event loop and :meth:`write` in a thread to keep them off the loop)."""
         self.write(self.collect())
 
+    def fold(self) -> None:
+        """Add the latencies buffered by :meth:`answered` to their tallies (about once a
+        second, from :meth:`tick`, and before every flush). On the thread that records
+        requests, like the appends: none is lost between the fold and the clear."""
+        for exp_id, arms in list(self._answers.items()):
+            tallies = self._tallies[exp_id]
+            for name, values in list(arms.items()):
+                if values:
+                    tallies[name].add_many(values)
+                    values.clear()
+
     def collect(self) -> Batch:
         """Snapshot what to write. On the thread that records requests: a tally is never
         read halfway through an ``add``."""
+        self.fold()
         pending, self._exposures = self._exposures, []
         tallies = {}
         for exp_id, found in self._tallies.items():
@@ -251,7 +277,9 @@ class TrafficPolicy:
         }
 
     async def tick(self) -> None:
-        """Refresh when the revision moved; flush and expire when ``flush_s`` has passed."""
+        """Fold the buffered latencies; refresh when the revision moved; flush and expire when
+        ``flush_s`` has passed."""
+        self.fold()  # first: it bounds the buffers even while the registry is unreachable
         if self.store is None or self._service is None:
             return
         if await asyncio.to_thread(self.store.registry.revision) != self._revision:

@@ -43,6 +43,9 @@ class Route:
     tally: Aggregate  # latency_ms values; a conversion is an error
     unit: str | None = None
     logged: bool = False  # kept in the exposure log (never for fallback requests)
+    # Latencies of answered requests not yet in ``tally``: the policy folds them in on the
+    # event loop (TrafficPolicy.fold); None counts each answer in ``tally`` at once.
+    answers: list[float] | None = field(default=None, repr=False, compare=False)
     headers: Headers = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
