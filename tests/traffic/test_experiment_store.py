@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from inferd.errors import Conflict, ExperimentNotFound
 from inferd.registry import Registry
+from inferd.registry.schema import experiment_exposures as EX
 from inferd.traffic.sample_ratio import read_periods
 from inferd.traffic.spec import parse_spec
 from inferd.traffic.store import ExperimentStore, Exposure, Outcome
@@ -103,6 +105,9 @@ def test_outcomes_join_the_exposure_log_late(store: ExperimentStore) -> None:
         Exposure(None, "u8", "control", 500, 1.5, NOW),
     ])  # fmt: skip
     assert store.exposure_variants(record.id, ["r1", "r3"]) == {"r1": "treatment"}
+    with store.registry.connection() as conn:  # written as plain SQL: the time reads back
+        times = {at.replace(tzinfo=at.tzinfo or UTC) for (at,) in conn.execute(select(EX.c.at))}
+    assert times == {NOW}
     [period] = read_periods(store.registry, store.get(record.id))
     assert (period.units, period.logged) == ({"treatment": 1, "control": 1},
                                              {"treatment": 2, "control": 1})  # fmt: skip

@@ -46,6 +46,9 @@ POSTGRES_TIMEOUTS: dict[str, int] = {
 }  # fmt: skip
 
 
+_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # DBAPI paramstyles
+
+
 def engine_for(url: str) -> Engine:
     """An engine for a registry URL; ``postgresql://`` uses psycopg 3."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -103,6 +106,13 @@ class Registry:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def placeholder(self) -> str:
+        """The driver's positional parameter mark (``?`` for SQLite, ``%s`` for psycopg),
+        for the few statements sent as plain SQL (``Connection.exec_driver_sql``) where
+        the Core statement's per-row work was measured to cost more than the query."""
+        return _PLACEHOLDER.get(self.engine.dialect.paramstyle, "?")
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 T, R = schema.precomputed_tables, schema.precomputed_rows
 STORES = ("db", "redis")
 LOOKUP_MAX_KEYS = 500  # below SQLite's oldest limit of 999 bound parameters per statement
-_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # DBAPI paramstyles
 
 
 class TableNotFound(InferdError):
@@ -92,7 +91,7 @@ class TableStore:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.engine = registry.engine
-        self.mark = _PLACEHOLDER.get(self.engine.dialect.paramstyle, "?")
+        self.mark = registry.placeholder
 
     # -- records -----------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from inferd.traffic.rollout_store import RolloutStore
 from inferd.traffic.route import Route
 from inferd.traffic.router import Splitter
 from inferd.traffic.shadow import ShadowMirror
-from inferd.traffic.store import ExperimentRecord, ExperimentStore, Exposure
+from inferd.traffic.store import ExperimentRecord, ExperimentStore
 from inferd.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
@@ -259,13 +259,9 @@ class TrafficPolicy:
         self.canary.write(canary, self.source, now)
         for exp_id, data in tallies.items():
             self.store.save_aggregates(exp_id, self.source, data, now)
-        by_experiment: dict[str, list[Exposure]] = {}
-        for exp_id, request_id, unit, variant, status, latency_ms, at in pending:
-            exposure = Exposure(request_id, unit, variant, status, latency_ms,
-                                datetime.fromtimestamp(at, UTC))  # fmt: skip
-            by_experiment.setdefault(exp_id, []).append(exposure)
-        for exp_id, exposures in by_experiment.items():
-            self.store.add_exposures(exp_id, exposures)
+        self.store.add_exposure_rows([
+            (*row[:6], datetime.fromtimestamp(row[6], UTC)) for row in pending
+        ])  # fmt: skip
 
     def pending_variant(self, exp_id: str, request_ids: Iterable[str]) -> dict[str, str]:
         """Request id -> variant for exposures of this process not yet flushed."""

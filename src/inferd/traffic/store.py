@@ -9,7 +9,7 @@ it changes no routing, and replicas must not reload every few seconds because of
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,13 @@ from inferd.registry.schema import (
 from inferd.traffic.spec import ExperimentSpec
 
 E, AG, OC, EX = experiments, experiment_aggregates, experiment_outcomes, experiment_exposures
+_EXPOSURE_COLUMNS = ("experiment_id", "request_id", "unit", "variant", "status", "latency_ms", "at")
+# (experiment id, request id, unit, variant, status, latency_ms, at): one exposure row.
+ExposureRow = tuple[str, str | None, str | None, str, int, float, datetime]
+
+
+def _unchanged(value: datetime) -> datetime:
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,14 +227,30 @@ class ExperimentStore:
             return found
 
     def add_exposures(self, exp_id: str, exposures: Sequence[Exposure]) -> None:
-        if not exposures:
+        """Append exposures of one experiment."""
+        self.add_exposure_rows([
+            (exp_id, e.request_id, e.unit, e.variant, e.status, e.latency_ms, e.at)
+            for e in exposures
+        ])  # fmt: skip
+
+    def add_exposure_rows(self, rows: Sequence[ExposureRow]) -> None:
+        """Append exposures as tuples (a flush's thousands, in one transaction).
+
+        Plain SQL on the driver's executemany: the Core insert built a dict and bound the
+        parameters of each row in Python, twice the time per row (6.5 against 3.2 us on
+        SQLite), and the flushing thread holds the GIL that serves requests meanwhile.
+        """
+        if not rows:
             return
+        dialect = self.registry.engine.dialect
+        # The column type's own conversion (SQLite stores text; PostgreSQL binds datetimes).
+        to_db: Callable[[datetime], Any] = (
+            EX.c.at.type.dialect_impl(dialect).bind_processor(dialect) or _unchanged
+        )
+        marks = ", ".join([self.registry.placeholder] * len(_EXPOSURE_COLUMNS))
+        sql = f"INSERT INTO {EX.name} ({', '.join(_EXPOSURE_COLUMNS)}) VALUES ({marks})"
         with self.registry.transaction(bump=False) as conn:
-            conn.execute(EX.insert(), [
-                {"experiment_id": exp_id, "request_id": e.request_id, "unit": e.unit,
-                 "variant": e.variant, "status": e.status, "latency_ms": e.latency_ms, "at": e.at}
-                for e in exposures
-            ])  # fmt: skip
+            conn.exec_driver_sql(sql, [(*row[:6], to_db(row[6])) for row in rows])
 
     def exposure_variants(self, exp_id: str, request_ids: Sequence[str]) -> dict[str, str]:
         """Request id -> variant for the ids found in the exposure log."""
