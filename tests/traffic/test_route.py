@@ -21,15 +21,13 @@ def test_an_experiment_route_names_the_experiment_and_variant() -> None:
     assert response.parameters == {
         "served_from": "cache", "experiment_id": "exp-1", "experiment_variant": "b"
     }  # fmt: skip
-    assert response.headers == (
-        (b"inferd-experiment-id", b"exp-1"), (b"inferd-experiment-variant", b"b")
-    )  # fmt: skip
+    assert response.headers == ((b"inferd-experiment-variant", b"b"),)
 
 
 def test_a_rollout_route_names_the_rollout_and_arm_and_samples_the_answer() -> None:
     # The generative routes answer without V2 parameters: they send route.headers as they are.
     route = CanaryRoute("2", "ro-1", "canary", Aggregate())
-    assert route.headers == ((b"inferd-rollout-id", b"ro-1"), (b"inferd-rollout-arm", b"canary"))
+    assert route.headers == ((b"inferd-rollout-arm", b"canary"),)
     response = answer()
     route.annotate(response)
     assert response.parameters == {"rollout_id": "ro-1", "rollout_arm": "canary"}

@@ -47,7 +47,6 @@ class Tally:
 class CanaryRoute(Route):
     """A request routed by a rollout: ``experiment`` is the rollout id, ``variant`` the arm."""
 
-    ID_HEADER: ClassVar[bytes] = b"inferd-rollout-id"
     ARM_HEADER: ClassVar[bytes] = b"inferd-rollout-arm"
 
     prediction: Aggregate = field(default_factory=Aggregate)

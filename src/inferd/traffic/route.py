@@ -5,13 +5,18 @@ Route ── an experiment's arm (inferd.traffic.policy)
 
 A routed answer names its arm in the V2 response parameters (``experiment_id`` /
 ``experiment_variant``, ``rollout_id`` / ``rollout_arm``: JSON and gRPC alike) and, over HTTP,
-in headers too, so that a client of ``/predict`` or of the generative routes, which have no V2
-parameters, can tell them apart:
+in one header, so that a client of ``/predict`` or of the generative routes, which have no V2
+parameters, can tell the arms apart too:
 
-    inferd-experiment-id, inferd-experiment-variant   an experiment routed the request
-    inferd-rollout-id, inferd-rollout-arm             a rollout did (arm: baseline | canary)
+    inferd-experiment-variant   an experiment routed the request (the variant's name)
+    inferd-rollout-arm          a rollout did (baseline | canary)
 
-A model runs an experiment or a rollout, never both, so at most one pair is present.
+A model runs an experiment or a rollout, never both, and at most one of each at a time, so
+the header says which arm of which: the experiment or rollout itself is the one running on the
+model (``GET /v1/experiments?model=...&state=running``; its id is in the V2 parameters). One
+header, not two: every header on every routed answer costs the server uvicorn's checks and its
+bytes, about 2% of a small model's throughput for the id header that was dropped
+(docs/experiments.md).
 
 Routes are made when a routing table is built, one per arm, and every request the arm serves
 shares it (its headers encoded once); only a request kept in the exposure log gets a route of
@@ -34,7 +39,6 @@ Headers = tuple[tuple[bytes, bytes], ...]
 class Route:
     """Where one request goes: the version to serve and the experiment arm it counts for."""
 
-    ID_HEADER: ClassVar[bytes] = b"inferd-experiment-id"
     ARM_HEADER: ClassVar[bytes] = b"inferd-experiment-variant"
 
     version: str
@@ -49,9 +53,7 @@ class Route:
     headers: Headers = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.headers = (
-            (self.ID_HEADER, self.experiment.encode()), (self.ARM_HEADER, self.variant.encode())
-        )  # fmt: skip
+        self.headers = ((self.ARM_HEADER, self.variant.encode()),)
 
     def count(self, status: int, latency_ms: float) -> None:
         """Tally the answered (or failed) request: its latency, and whether it failed."""
