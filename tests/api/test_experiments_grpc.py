@@ -70,9 +70,12 @@ async def test_user_id_parameter_routes_stickily(served: tuple[httpx.AsyncClient
     exp_id = await start(client, {"kind": "user_id"})
     seen = {}
     for i in range(30):
-        response = await infer(message(user_id=f"u{i}"))
+        call = infer(message(user_id=f"u{i}"))
+        response = await call
         assert response.parameters["experiment_id"].string_param == exp_id
         seen[i] = variant(response)
+        # The trailing metadata names the variant, as the HTTP header does.
+        assert ("inferd-experiment-variant", seen[i]) in tuple(await call.trailing_metadata())
     assert set(seen.values()) == {"control", "treatment"}
     for i in range(30):
         assert variant(await infer(message(user_id=f"u{i}"))) == seen[i]

@@ -169,7 +169,7 @@ class InferenceService:
 
     async def model_infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
         if self._tracing is None:
-            return await self._infer(msg, context)
+            return await self._infer(msg, context, unary=True)
         with self._trace("ModelInfer", msg, context) as trace:
             # Initial metadata, so that a failed call's caller learns the ids too.
             ids = []
@@ -179,7 +179,7 @@ class InferenceService:
                 ids.append((REQUEST_ID_HEADER, trace.request_id))
             if ids:
                 await context.send_initial_metadata(ids)
-            return await self._infer(msg, context)
+            return await self._infer(msg, context, unary=True)
 
     async def _stream_one(self, msg: pb.ModelInferRequest, context: Context) -> Any:
         """One request of a stream; its trace id goes in the response's parameters."""
@@ -204,7 +204,10 @@ class InferenceService:
             trace.set_attributes({"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": rpc})
         return trace
 
-    async def _infer(self, msg: pb.ModelInferRequest, context: Context) -> Any:
+    async def _infer(self, msg: pb.ModelInferRequest, context: Context, unary: bool = False) -> Any:
+        """Decode, infer, encode. ``unary``: a ModelInfer call, whose trailing metadata names
+        the experiment variant or rollout arm that served it, as the HTTP header does (a
+        stream's answers name it in their parameters only)."""
         try:
             request = decode_infer_request(msg, context.time_remaining())
             if self.limits is not None:
@@ -219,7 +222,10 @@ class InferenceService:
             return encode_infer_response(await self.explanations.answer(self.dataplane, request))
         keys = self.dataplane.routing_headers  # empty unless an experiment routes by metadata
         found = _routing_metadata(context, keys) if keys else None
-        return encode_infer_response(await self.dataplane.infer(request, "grpc", found))
+        response = await self.dataplane.infer(request, "grpc", found)
+        if unary and response.headers:
+            context.set_trailing_metadata([(k.decode(), v.decode()) for k, v in response.headers])
+        return encode_infer_response(response)
 
     async def model_stream_infer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context

@@ -38,3 +38,6 @@ class ServicerContext(Protocol):
 
     async def send_initial_metadata(self, initial_metadata: Metadata) -> None:
         """Send the response headers now, with these metadata (before any message)."""
+
+    def set_trailing_metadata(self, trailing_metadata: Metadata) -> None:
+        """Metadata to send with the status when the call ends."""
