@@ -10,43 +10,17 @@ refused, must leave nothing of the transport for the collector.
 from __future__ import annotations
 
 import asyncio
-import gc
 import gzip
-import types
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.cycles import cycles
 from fixtures.h2 import SERVED_LIMIT, H2Client, Served, grpc_headers, infer_message
 from fixtures.h2_attacks import bomb
 
-TRANSPORT = "/inferd/transport/"
-
-
-def _ours(thing: object) -> bool:
-    """Whether ``thing`` belongs to the gRPC transport: its objects, or a frame of its code."""
-    if isinstance(thing, types.FrameType):
-        return TRANSPORT in thing.f_code.co_filename
-    return type(thing).__module__.startswith("inferd.transport")
-
-
-@contextmanager
-def cycles() -> Iterator[list[str]]:
-    """With the collector off, what of the transport only the collector would free."""
-    gc.collect()
-    gc.disable()
-    found: list[str] = []
-    try:
-        yield found
-    finally:
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        gc.set_debug(0)
-        found.extend(repr(thing)[:120] for thing in gc.garbage if _ours(thing))
-        gc.garbage.clear()
-        gc.enable()
+TRANSPORT = "inferd.transport"
 
 
 def compressed(body: bytes) -> bytes:
@@ -122,7 +96,7 @@ CALLS: dict[str, Callable[[H2Client], Awaitable[None]]] = {
 async def test_calls_leave_no_cycles(served: Served, kind: str) -> None:
     client = await H2Client.connect(served.port)
     await CALLS[kind](client)  # warmed up: first-call caches are not cycles per call
-    with cycles() as found:
+    with cycles(TRANSPORT) as found:
         for _ in range(5):
             await CALLS[kind](client)
         await asyncio.sleep(0.05)  # callbacks of the last call run
@@ -131,7 +105,7 @@ async def test_calls_leave_no_cycles(served: Served, kind: str) -> None:
 
 
 async def test_connections_closed_by_the_client_leave_no_cycles(served: Served) -> None:
-    with cycles() as found:
+    with cycles(TRANSPORT) as found:
         for _ in range(5):
             client = await H2Client.connect(served.port)
             await answered(client)
@@ -144,8 +118,8 @@ def test_the_check_sees_a_cycle() -> None:
     class Node:
         pass
 
-    Node.__module__ = "inferd.transport.grpc.test"
-    with cycles() as found:
+    Node.__module__ = f"{TRANSPORT}.grpc.test"
+    with cycles(TRANSPORT) as found:
         node: Any = Node()
         node.itself = node
         del node
