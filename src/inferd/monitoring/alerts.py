@@ -43,6 +43,7 @@ from inferd.monitoring.alerts_rules import Wanted, event_wanted, fingerprint, me
 from inferd.monitoring.alerts_store import AlertRow, AlertStore
 from inferd.registry import Registry
 from inferd.registry.leases import Lease
+from inferd.registry.outage import OutageLog
 from inferd.registry.store import database_errors
 
 logger = logging.getLogger(__name__)
@@ -239,19 +240,14 @@ class AlertEvaluator:
     async def run(self) -> None:
         """Tick every ``evaluation_interval`` until cancelled; errors are logged, a registry
         outage once when it starts and once when it ends (not a traceback every tick)."""
-        outage = False
+        outage = OutageLog(logger, "alert evaluation paused")
         while True:
             try:
                 with database_errors():
                     await asyncio.to_thread(self.tick)
-                if outage:
-                    logger.info("alert evaluation: registry reachable again")
-                outage = False
+                outage.ok()
             except RegistryUnavailable as err:
-                if not outage:
-                    logger.warning("alert evaluation paused until the registry returns: %s",
-                                   err.message)  # fmt: skip
-                outage = True
+                outage.failed(err.message)
             except Exception:
                 logger.exception("alert evaluation failed; trying again next interval")
             await asyncio.sleep(self.config.evaluation_interval)

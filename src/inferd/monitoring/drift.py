@@ -37,6 +37,7 @@ from inferd.monitoring.drift_metrics import DriftMetrics
 from inferd.monitoring.drift_profile import Profile
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.drift_store import DriftStore, window_columns
+from inferd.registry.outage import OutageLog
 
 logger = logging.getLogger(__name__)
 
@@ -263,12 +264,14 @@ class DriftMonitor:
 
     async def run(self, poll_s: float | None = None) -> None:
         """Tick every ``poll_s`` (default ``flush_s``) until cancelled."""
+        outage = OutageLog(logger, "drift samples not flushed or checked")
         while True:
             await asyncio.sleep(poll_s or self.flush_s)
             try:
                 await self.tick()
+                outage.ok()
             except RegistryUnavailable as err:
-                logger.warning("drift samples not flushed or checked: %s", err.message)
+                outage.failed(err.message)
             except Exception:
                 logger.exception("drift flush or check failed")
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 
 from inferd.errors import PermissionDenied, RegistryUnavailable, Unauthenticated
+from inferd.registry.outage import OutageLog
 from inferd.security.jwt import JwtVerifier, looks_like_jwt
 from inferd.security.keys import ApiKey, KeyStore, Role, hash_key
 from inferd.security.limits import Clock, Concurrency, RateLimiter
@@ -80,13 +81,15 @@ class Guard:
         if self.store is None:
             return
         registry = self.store.registry
+        outage = OutageLog(logger, "API keys not refreshed")
         while True:
             await asyncio.sleep(poll_s)
             try:
                 if await asyncio.to_thread(registry.revision) != self._revision:
                     await asyncio.to_thread(self.refresh)
+                outage.ok()
             except RegistryUnavailable as err:
-                logger.warning("API keys not refreshed: %s", err.message)
+                outage.failed(err.message)
             except Exception:
                 logger.exception("API key refresh failed")
 

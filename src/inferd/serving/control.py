@@ -26,6 +26,7 @@ from inferd.errors import (
 )
 from inferd.preprocess.versions import version_config
 from inferd.registry import ArtifactStore, ModelRecord, Registry, Stage, Status, VersionRecord
+from inferd.registry.outage import OutageLog
 from inferd.serving.importer import RepositoryImporter
 from inferd.serving.manager import ModelManager, ModelVersion, VersionState
 
@@ -71,7 +72,7 @@ class ModelControl:
         self._lock = asyncio.Lock()
         self._loading: dict[tuple[str, int], asyncio.Task[ModelVersion]] = {}
         self._waiters: dict[tuple[str, int], int] = {}
-        self._registry_ok = True
+        self._outage = OutageLog(logger, "models not reconciled", logging.ERROR)
         # "model/version" -> why its artifact no longer verifies while a loaded copy serves.
         self._stale: dict[str, str] = {}
 
@@ -94,13 +95,9 @@ class ModelControl:
                 revision = await asyncio.to_thread(self.registry.revision)
                 if revision != self._revision:
                     await self.reconcile()
-                if not self._registry_ok:
-                    logger.info("registry reachable again")
-                    self._registry_ok = True
+                self._outage.ok()
             except RegistryUnavailable as err:
-                if self._registry_ok:
-                    logger.error("%s", err.message)
-                self._registry_ok = False
+                self._outage.failed(err.message)
             except Exception:
                 logger.exception("reconcile failed; retrying in %.1f s", self.poll_s)
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inferd.errors import RegistryUnavailable
+from inferd.registry.outage import OutageLog
 from inferd.stats import Aggregate
 from inferd.traffic.canary import CanaryBatch, CanaryLive, CanaryTraffic
 from inferd.traffic.experiments import Clock, ExperimentService
@@ -301,12 +302,14 @@ class TrafficPolicy:
 
     async def run(self, poll_s: float) -> None:
         """Tick every ``poll_s`` until cancelled (then :meth:`close` writes what is left)."""
+        outage = OutageLog(logger, "experiments not refreshed or flushed")
         while True:
             await asyncio.sleep(poll_s)
             try:
                 await self.tick()
+                outage.ok()
             except RegistryUnavailable as err:
-                logger.warning("experiments not refreshed or flushed: %s", err.message)
+                outage.failed(err.message)
             except Exception:
                 logger.exception("experiment refresh or flush failed")
 

@@ -22,6 +22,7 @@ import logging
 
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.registry.leases import Lease
+from inferd.registry.outage import OutageLog
 from inferd.traffic.rollout_store import ACTIVE
 from inferd.traffic.rollouts import Decision, RolloutService
 
@@ -66,11 +67,13 @@ class RolloutController:
 
     async def run(self) -> None:
         """Tick every ``interval_s`` until cancelled (then :meth:`close`)."""
+        outage = OutageLog(logger, "rollouts not checked")
         while True:
             try:
                 await self.tick()
+                outage.ok()
             except RegistryUnavailable as err:
-                logger.warning("rollouts not checked: %s", err.message)
+                outage.failed(err.message)
             except Exception:
                 logger.exception("rollout controller tick failed")
             await asyncio.sleep(self.interval_s)

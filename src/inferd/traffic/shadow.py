@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from inferd.errors import InferdError, QueueFull, RegistryUnavailable
+from inferd.registry.outage import OutageLog
 from inferd.traffic.agreement import Agreement, compare
 from inferd.traffic.router import BUCKETS, unit_bucket
 from inferd.traffic.shadow_config import ShadowConfig
@@ -273,11 +274,13 @@ class ShadowMirror:
 
     async def run(self, poll_s: float) -> None:
         """Tick now and every ``poll_s`` until cancelled (then call :meth:`close`)."""
+        outage = OutageLog(logger, "shadow configs not refreshed or flushed")
         while True:
             try:
                 await self.tick()
+                outage.ok()
             except RegistryUnavailable as err:
-                logger.warning("shadow configs not refreshed or flushed: %s", err.message)
+                outage.failed(err.message)
             except Exception:
                 logger.exception("shadow refresh or flush failed")
             await asyncio.sleep(poll_s)

@@ -1,0 +1,34 @@
+"""A registry outage is logged once when it starts and once when it ends, per loop."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from inferd.registry.outage import OutageLog
+
+
+def test_an_outage_is_two_lines_whatever_its_length(caplog: pytest.LogCaptureFixture) -> None:
+    log = OutageLog(logging.getLogger("t.loop"), "experiments not flushed")
+    caplog.set_level(logging.INFO, logger="t.loop")
+    log.ok()  # a healthy poll says nothing
+    for _ in range(5):
+        log.failed("registry database unavailable (connection refused)")
+    log.ok()
+    log.ok()
+    log.failed("registry database unavailable (timeout)")  # a second outage is logged again
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "experiments not flushed until the registry returns: registry "
+                          "database unavailable (connection refused)"),
+        (logging.INFO, "registry reachable again after 5 failed polls (experiments not flushed)"),
+        (logging.WARNING, "experiments not flushed until the registry returns: registry "
+                          "database unavailable (timeout)"),
+    ]  # fmt: skip
+    assert (log.down, log.failures) == (True, 1)
+
+
+def test_the_first_line_takes_the_loops_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="t.control")
+    OutageLog(logging.getLogger("t.control"), "models not reconciled", logging.ERROR).failed("x")
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
