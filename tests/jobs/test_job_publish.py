@@ -63,15 +63,29 @@ def test_a_new_publish_replaces_the_table_and_deletes_its_rows(
 ) -> None:
     job = run(service, tmp_path)
     publisher = Publisher(service.registry)
-    first = publisher.publish(job.id, {"key": "id"})
-    second = publisher.publish(job.id, {"key": "id", "model": "tabular", "version": 1})
+    first = publisher.publish(job.id, {"key": "id"}, "alice")
+    second = publisher.publish(job.id, {"key": "id", "model": "tabular", "version": 1}, "bob")
     assert publisher.tables.get(first.id).state == "replaced"
     assert publisher.tables.lookup(first.id, ["0"]) == {}
     active = publisher.tables.active("tabular", 1)
     assert active is not None
     assert active.id == second.id
-    gone = publisher.unpublish(job.id)
+    gone = publisher.unpublish(job.id, "carol")
     assert (gone.id, gone.state) == (second.id, "deleted")
+    # Each publish and each removed table is in the audit log, by whom, from what to what.
+    audit = [
+        (e.actor, e.action, e.version, e.from_value, e.to_value)
+        for e in service.registry.audit("tabular")
+        if e.action.endswith("_table")
+    ]
+    assert audit == [
+        ("carol", "unpublish_table", 1, first.id, None),
+        ("carol", "unpublish_table", 1, second.id, None),
+        ("bob", "publish_table", 1, first.id, second.id),
+        ("alice", "publish_table", 1, None, first.id),
+    ]  # fmt: skip
+    published = next(e for e in service.registry.audit("tabular") if e.action == "publish_table")
+    assert published.detail == {"job": job.id, "rows": second.rows, "store": "db", "key": "id"}
     assert publisher.tables.active("tabular", 1) is None
     assert publisher.tables.lookup(second.id, ["0"]) == {}
     with pytest.raises(TableNotFound, match=f"published from job '{job.id}'"):

@@ -69,7 +69,7 @@ class JobRoutes:
         if method == "GET":
             return 200, (await asyncio.to_thread(publisher.status, job_id)).to_dict()
         if method == "DELETE":
-            return 200, (await asyncio.to_thread(publisher.unpublish, job_id)).to_dict()
+            return 200, (await asyncio.to_thread(publisher.unpublish, job_id, actor)).to_dict()
         require_method(method, "POST", listed="GET, POST, DELETE")
         data = json_object(body, required=True)
         return 201, (await asyncio.to_thread(publisher.publish, job_id, data, actor)).to_dict()

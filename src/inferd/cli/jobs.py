@@ -292,7 +292,7 @@ def _tables(args: argparse.Namespace, direct: bool) -> int:
         elif args.action == "published":
             table = publisher.status(args.job)
         else:
-            table = publisher.unpublish(args.job)
+            table = publisher.unpublish(args.job, getpass.getuser())
     finally:
         registry.close()
     return _show_table(args, table.to_dict())

@@ -157,14 +157,14 @@ class Publisher:
             raise TableNotFound(f"published from job '{job_id}'")
         return found[0]
 
-    def unpublish(self, job_id: str) -> TableRecord:
+    def unpublish(self, job_id: str, actor: str = "") -> TableRecord:
         """Remove every table published from the job, rows included; return the newest."""
         found = self.tables.of_job(job_id)
         if not found:
             raise TableNotFound(f"published from job '{job_id}'")
         for record in found:
             self._drop_rows(record, None)
-            self.tables.remove(record.id)
+            self.tables.remove(record.id, actor)
         return replace(found[0], state="deleted")
 
     # -- checks ----------------------------------------------------------------------------

@@ -103,13 +103,18 @@ class TableStore:
         return record
 
     def activate(self, table_id: str, rows: int) -> list[TableRecord]:
-        """Make a loaded table the active one of its version; return those it replaced."""
+        """Make a loaded table the active one of its version; return those it replaced. The
+        audit log records it (``publish_table``, by the record's ``created_by``) in the same
+        transaction: requests to the version are answered from the table from now on."""
         with self.registry.transaction(bump=False) as conn:
             new = _record(_one(conn, table_id))
             same = (T.c.model == new.model, T.c.version == new.version, T.c.state == "active")
             old = [_record(r) for r in conn.execute(select(T).where(*same))]
             conn.execute(update(T).where(*same).values(state="replaced"))
             conn.execute(update(T).where(T.c.id == table_id).values(state="active", rows=rows))
+            detail = {"job": new.job_id, "rows": rows, "store": new.store, "key": new.key_column}
+            self.registry._log(conn, new.created_by, "publish_table", new.model, new.version,
+                               old[0].id if old else None, table_id, detail)  # fmt: skip
         return old
 
     def fail(self, table_id: str, error: str) -> None:
@@ -135,11 +140,16 @@ class TableStore:
             stmt = select(T).where(T.c.job_id == job_id).order_by(T.c.published_at.desc())
             return [_record(r) for r in conn.execute(stmt)]
 
-    def remove(self, table_id: str) -> None:
-        """Drop a table's record and its database rows (Redis rows are the caller's)."""
+    def remove(self, table_id: str, actor: str = "") -> None:
+        """Drop a table's record and its database rows (Redis rows are the caller's); the
+        audit log records it (``unpublish_table``)."""
         self.delete_rows(table_id)
         with self.registry.transaction(bump=False) as conn:
+            record = _record(_one(conn, table_id))
             conn.execute(delete(T).where(T.c.id == table_id))
+            detail = {"job": record.job_id, "state": record.state}
+            self.registry._log(conn, actor, "unpublish_table", record.model, record.version,
+                               table_id, None, detail)  # fmt: skip
 
     # -- rows of db tables -------------------------------------------------------------------
 
