@@ -2,14 +2,18 @@
 
     TrafficPolicy ── live: model -> _Live (a running experiment: splitter, tallies, unit rule)
          │                 refreshed from the registry when its revision moves
-         └── tick(): every ``flush_s`` each process upserts its cumulative tallies and the
-                     sampled exposures, and stops experiments past their maximum duration
+         ├── answered(): an answered routed request: its latency appended to its arm's list,
+         │               its arm named in the response, a sampled exposure kept
+         └── tick(): folds the latency lists into the tallies; every ``flush_s`` each process
+                     upserts its cumulative tallies and the sampled exposures, and stops
+                     experiments past their maximum duration
 
-``route`` reads memory only: with no experiment running it costs one dict lookup (the data
-plane checks ``live`` before calling). A request that names a version is never routed. A
-routed request is tallied per variant (count, errors, latency sums, a reservoir) and, at the
-spec's sample rate, kept in a bounded exposure buffer (dropped and counted when full); both
-reach the registry in the next flush, never one write per request.
+Routing reads memory only: the data plane looks the model up in ``live`` itself (one dict
+test with no experiment or rollout anywhere) and calls the arm's ``route``; :meth:`route` is
+the same lookup for the other callers (the generative routes). A request that names a version
+is never routed. A routed request is tallied per variant (count, errors, latency sums, a
+reservoir) and, at the spec's sample rate, kept in a bounded exposure buffer (dropped and
+counted when full); both reach the registry in the next flush, never one write per request.
 
 Canary rollouts route through the same call: :class:`~inferd.traffic.canary.CanaryTraffic`
 adds a running rollout's model to ``live`` (a model has an experiment or a rollout, never
