@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _paired import median_interval
 from _server import Server, pin_apart
 from _wrk import Payload, run_wrk, write_script
 
@@ -83,16 +83,6 @@ def _create(server: Server) -> str:
     exp_id = str(json.loads(body)["id"])
     _action(server, exp_id, "start")
     return exp_id
-
-
-def _median_interval(ratios: list[float], draws: int = 10_000) -> tuple[float, float]:
-    """A 95% percentile-bootstrap interval of the median: how far this machine's noise
-    leaves the result from the true ratio."""
-    rng = np.random.default_rng(0)
-    values = np.asarray(ratios)
-    medians = np.median(rng.choice(values, size=(draws, values.size)), axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def main() -> int:
@@ -148,7 +138,7 @@ def main() -> int:
     ratios = [on[0] / off[0] for on, off in pairs]
     print("per round running / off:", " ".join(f"{r:.3f}" for r in ratios))
     total = sum(on[0] for on, _ in pairs) / sum(off[0] for _, off in pairs)
-    low, high = _median_interval(ratios)
+    low, high = median_interval(ratios)
     print(
         f"running / off throughput: {statistics.median(ratios):.3f} (median of the rounds' "
         f"paired ratios; 95% bootstrap interval {low:.3f}-{high:.3f}), {total:.3f} (all rounds' "

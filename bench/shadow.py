@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _paired import median_interval
 from _server import Server, pin_apart
 from _wrk import MARKER, run_wrk
 
@@ -101,15 +102,6 @@ def _switch(server: Server, mode: str, fraction: float) -> None:
         if status not in (200, 204, 404):
             raise RuntimeError(f"DELETE /v1/models/linear/shadow: {status} {answer!r}")
     time.sleep(3 * POLL_S)
-
-
-def _median_interval(ratios: list[float], draws: int = 10_000) -> tuple[float, float]:
-    """A 95% percentile-bootstrap interval of the median of ``ratios``."""
-    rng = np.random.default_rng(0)
-    values = np.asarray(ratios)
-    medians = np.median(rng.choice(values, size=(draws, values.size)), axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _live(
@@ -202,7 +194,7 @@ def main() -> int:
     pairs = list(zip(runs["shadow"], runs["none"], strict=True))
     p99_ratios = [on[2] / off[2] for on, off in pairs]
     rps_ratios = [on[0] / off[0] for on, off in pairs]
-    low, high = _median_interval(p99_ratios)
+    low, high = median_interval(p99_ratios)
     cpu_extra = statistics.median(on[3] - off[3] for on, off in pairs)
     print("per round client p99 shadow / none:", " ".join(f"{r:.3f}" for r in p99_ratios))
     print(f"shadow / none: client p99 {statistics.median(p99_ratios):.3f} (median of the rounds' "
