@@ -84,6 +84,8 @@ def test_a_new_publish_replaces_the_table_and_deletes_its_rows(
         ("bob", "publish_table", 1, first.id, second.id),
         ("alice", "publish_table", 1, None, first.id),
     ]  # fmt: skip
+    publisher.tables.remove(second.id, "dave")  # already gone: a no-op, nothing recorded
+    assert service.registry.audit("tabular", limit=1)[0].actor == "carol"
     published = next(e for e in service.registry.audit("tabular") if e.action == "publish_table")
     assert published.detail == {"job": job.id, "rows": second.rows, "store": "db", "key": "id"}
     assert publisher.tables.active("tabular", 1) is None

@@ -145,7 +145,10 @@ class TableStore:
         audit log records it (``unpublish_table``)."""
         self.delete_rows(table_id)
         with self.registry.transaction(bump=False) as conn:
-            record = _record(_one(conn, table_id))
+            row = conn.execute(select(T).where(T.c.id == table_id)).first()
+            if row is None:
+                return  # removed meanwhile (a second unpublish): nothing to remove or record
+            record = _record(row)
             conn.execute(delete(T).where(T.c.id == table_id))
             detail = {"job": record.job_id, "state": record.state}
             self.registry._log(conn, actor, "unpublish_table", record.model, record.version,
