@@ -118,23 +118,36 @@ def _live(
         url = f"{server.base_url}/v2/models/linear/infer"
         _switch(server, "shadow", args.fraction)
         run_wrk(url, script, args.connections, 2, args.threads)  # warm-up, both versions
+        measured_drops = 0
         for round_ in range(args.rounds):
             for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
                 _switch(server, mode, args.fraction)
+                drops = _dropped(server)
                 before = server.cpu_seconds()
                 result = run_wrk(url, script, args.connections, args.duration, args.threads)
                 cpu_us = (server.cpu_seconds() - before) / max(result.requests, 1) * 1e6
+                measured_drops += _dropped(server) - drops
                 if result.errors:
                     raise RuntimeError(f"{mode}: {result.errors} failed requests: {result}")
                 runs[mode].append((result.rps, result.p50_ms, result.p99_ms, cpu_us))
         pairs = _call(server, "GET", "/v1/models/linear/shadow/results")["pairs"]
+    if pairs:
+        pairs[0]["dropped_measuring"] = measured_drops
     return runs, (pairs[0] if pairs else None)
+
+
+def _dropped(server: Server) -> int:
+    """Copies dropped so far (all pairs, this process: one worker)."""
+    pairs = _call(server, "GET", "/v1/models/linear/shadow/results")["pairs"]
+    return sum(int(p["dropped"]) for p in pairs)
 
 
 def _shadow_line(pair: dict[str, Any]) -> str:
     latency = pair["shadow_latency_ms"]
     return (f"  shadow (all shadow rounds, warm-up included): {pair['sampled']} sampled, "
-            f"{pair['compared']} compared, {pair['dropped']} dropped, {pair['failed']} failed;"
+            f"{pair['compared']} compared, {pair['failed']} failed, {pair['dropped']} dropped: "
+            f"{pair['dropped_measuring']} while measuring, the rest queued or gathering when "
+            f"the bench switched the shadow off;"
             f" mean |diff| {pair['mean_abs_diff']:.3g} (expected 1.5); shadow latency ms "
             f"p50 {latency['p50']:.2f} p99 {latency['p99']:.2f}")  # fmt: skip
 

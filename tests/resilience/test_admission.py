@@ -256,8 +256,10 @@ def test_off_unless_the_model_or_the_server_turns_it_on() -> None:
 
 
 async def test_a_shed_shadow_copy_is_counted_as_dropped_not_failed() -> None:
-    async def runner(request: InferenceRequest, label: str) -> dict[str, np.ndarray]:
-        raise Overloaded("m", label, "shadow copies never wait", 1)
+    async def runner(
+        requests: list[InferenceRequest], label: str
+    ) -> list[dict[str, np.ndarray] | Exception]:
+        return [Overloaded("m", label, "shadow copies never wait", 1) for _ in requests]
 
     mirror = ShadowMirror()
     mirror.runner = runner

@@ -1,16 +1,19 @@
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.models import write_python_model, xy_yaml
 
 from inferd.api.app import build_app
-from inferd.errors import InferenceFailed, InvalidInput
+from inferd.errors import InferenceFailed, InvalidInput, ModelNotFound
 from inferd.serving.dataplane import DataPlane
 from inferd.settings import Settings
-from inferd.traffic.agreement import Agreement, Comparison, compare
-from inferd.traffic.shadow import ShadowMirror
+from inferd.traffic.agreement import Agreement, Comparison, compare, compare_group, layout
+from inferd.traffic.shadow import MAX_GROUP, Runner, ShadowMirror
 from inferd.traffic.shadow_config import ShadowConfig, parse_spec
 from inferd.types import InferenceRequest, InferenceResponse
 
@@ -21,6 +24,34 @@ def request(model: str = "m", rid: str | None = "r", x: float = 1.0) -> Inferenc
 
 def answer(y: float = 3.0, version: str = "2") -> InferenceResponse:
     return InferenceResponse("m", version, {"y": np.array([y], dtype=np.float32)})
+
+
+Outputs = dict[str, np.ndarray]
+PICKY = """\
+from inferd.runtimes.python import PythonModel
+
+
+class Picky(PythonModel):
+    def infer(self, inputs):
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 2 + 1}
+"""
+
+
+def each(run: Callable[[InferenceRequest, str], Awaitable[Outputs]]) -> Runner:
+    """The mirror's group runner made of a runner of one copy (its error is that copy's)."""
+
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        answers: list[Outputs | Exception] = []
+        for req in requests:
+            try:
+                answers.append(await run(req, version))
+            except Exception as err:
+                answers.append(err)
+        return answers
+
+    return runner
 
 
 # -- agreement math -------------------------------------------------------------------------
@@ -84,6 +115,39 @@ def test_agreement_merges_exactly_and_round_trips() -> None:
         Agreement.from_dict({"mirrored": 1})
 
 
+def test_a_group_compares_to_the_sum_of_its_copies() -> None:
+    rng = np.random.default_rng(7)
+    primaries = [{"p": rng.random((n, 3)), "c": rng.integers(0, 2, (n, 2))} for n in (1, 4, 2)]
+    shadows = [{"p": rng.random(o["p"].shape), "c": rng.integers(0, 2, o["c"].shape)}
+               for o in primaries]  # fmt: skip
+    shapes = {layout(p, s) for p, s in zip(primaries, shadows, strict=True)}
+    assert len(shapes) == 1
+    assert None not in shapes
+    group = compare_group(primaries, shadows)
+    alone = [compare(p, s) for p, s in zip(primaries, shadows, strict=True)]
+    assert group.label_rows == sum(c.label_rows for c in alone) == 2 * 7
+    assert group.label_matches == sum(c.label_matches for c in alone)
+    assert group.values == sum(c.values for c in alone) == 21
+    assert group.abs_diff_sum == pytest.approx(sum(c.abs_diff_sum for c in alone), rel=1e-12)
+    assert group.max_abs_diff == max(c.max_abs_diff for c in alone)
+    one, many = Agreement(), Agreement()
+    for comparison in alone:
+        one.add(comparison, 2.0, 5.0)
+    many.add_group(group, [2.0, 2.0, 2.0], 5.0)
+    assert {k: v for k, v in one.summary().items() if k != "mean_abs_diff"} == {
+        k: v for k, v in many.summary().items() if k != "mean_abs_diff"
+    }
+    assert many.summary()["mean_abs_diff"] == pytest.approx(one.summary()["mean_abs_diff"])
+
+
+def test_copies_that_must_be_compared_alone_have_no_layout() -> None:
+    y = np.zeros(2, np.float32)
+    assert layout({"y": y}, {"z": y}) is None  # missing on the shadow side
+    assert layout({"y": y}, {"y": np.zeros(3, np.float32)}) is None  # another shape
+    assert layout({"y": np.float32(1.0) * np.ones(())}, {"y": np.ones(())}) is None  # a scalar
+    assert layout({"y": y}, {"y": y.astype(np.float64)}) != layout({"y": y}, {"y": y})
+
+
 def test_empty_agreement_reports_no_rates() -> None:
     summary = Agreement().summary()
     assert summary["exact_match_rate"] is None
@@ -109,17 +173,25 @@ def test_spec_refuses_a_fraction_outside_0_to_1_naming_the_field() -> None:
 # -- the mirror -----------------------------------------------------------------------------
 
 
-def test_sampling_is_deterministic_per_request_id_and_near_the_fraction() -> None:
+@pytest.mark.parametrize(
+    "ids",
+    [[f"r{i}" for i in range(20_000)], [str(uuid.UUID(int=i * 7919 + 1)) for i in range(20_000)]],
+    ids=["sequential", "uuids"],
+)
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5])
+def test_sampling_is_deterministic_per_request_id_and_near_the_fraction(
+    ids: list[str], fraction: float
+) -> None:
     def sampled(mirror: ShadowMirror) -> set[str]:
         target = mirror.targets["m"]
-        return {f"r{i}" for i in range(20_000) if target.sampled(f"r{i}")}
+        return {i for i in ids if target.sampled(i)}
 
     one, two = ShadowMirror(), ShadowMirror()
     for mirror in (one, two):
-        mirror.apply([ShadowConfig("m", 1, 0.1, 10)])
+        mirror.apply([ShadowConfig("m", 1, fraction, 10)])
     first = sampled(one)
     assert first == sampled(two)
-    assert abs(len(first) / 20_000 - 0.1) < 0.01
+    assert abs(len(first) / len(ids) - fraction) < max(0.1 * fraction, 0.002)
 
 
 def test_requests_without_an_id_are_sampled_at_the_fraction() -> None:
@@ -138,8 +210,8 @@ async def test_a_full_queue_drops_and_counts() -> None:
         await gate.wait()
         return {"y": np.array([3.0], dtype=np.float32)}
 
-    mirror = ShadowMirror()
-    mirror.runner = runner
+    mirror = ShadowMirror(gather_s=0)
+    mirror.runner = each(runner)
     mirror.apply([ShadowConfig("m", 1, 1.0, 2)])
     for i in range(5):  # no await between: the consumer has not taken any yet
         mirror.offer(request(rid=f"r{i}"), answer())
@@ -152,18 +224,108 @@ async def test_a_full_queue_drops_and_counts() -> None:
     await mirror.close()
 
 
-async def test_a_shadow_failure_is_counted_not_raised() -> None:
+async def test_a_shadow_failure_is_counted_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     async def runner(req: InferenceRequest, version: str) -> dict[str, np.ndarray]:
         raise InferenceFailed("m", version, "boom")
 
-    mirror = ShadowMirror()
-    mirror.runner = runner
+    mirror = ShadowMirror(gather_s=0)
+    mirror.runner = each(runner)
     mirror.apply([ShadowConfig("m", 1, 1.0, 10)])
-    mirror.offer(request(), answer())
+    for i in range(3):
+        mirror.offer(request(rid=f"r{i}"), answer())
     await mirror.idle()
     agreement = mirror.agreement("m")[("2", "1")]
-    assert (agreement.failed, agreement.compared) == (1, 0)
+    assert (agreement.failed, agreement.compared) == (3, 0)
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == ["shadow m version 1: 3 of 3 copies failed: model 'm' version 1: "
+                      "inference failed: boom"]  # fmt: skip
     await mirror.close()
+
+
+async def test_a_runner_that_raises_fails_the_whole_group() -> None:
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        raise ModelNotFound("m", version)
+
+    mirror = ShadowMirror(gather_s=0)
+    mirror.runner = runner
+    mirror.apply([ShadowConfig("m", 1, 1.0, 10)])
+    mirror.offer(request(rid="a"), answer())
+    mirror.offer(request(rid="b"), answer())
+    await mirror.idle()
+    assert mirror.agreement("m")[("2", "1")].failed == 2
+    await mirror.close()
+
+
+async def test_copies_queued_together_run_as_one_group_in_order() -> None:
+    calls: list[list[str | None]] = []
+
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        calls.append([r.id for r in requests])
+        assert {(r.model_version, r.timeout_ms, r.priority) for r in requests} == {("1", None, 0)}
+        return [{"y": np.array([3.0], dtype=np.float32)} for _ in requests]
+
+    mirror = ShadowMirror(gather_s=0)
+    mirror.runner = runner
+    mirror.apply([ShadowConfig("m", 1, 1.0, 1000)])
+    for i in range(300):  # queued before the consumer first runs
+        mirror.offer(request(rid=f"r{i}"), answer())
+    await mirror.idle()
+    assert [len(c) for c in calls] == [MAX_GROUP, 300 - MAX_GROUP]
+    assert calls[0][:2] == ["r0", "r1"]
+    assert mirror.agreement("m")[("2", "1")].compared == 300
+    await mirror.close()
+
+
+async def test_a_group_gathers_for_gather_s_before_it_runs() -> None:
+    calls: list[int] = []
+
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        calls.append(len(requests))
+        return [{"y": np.array([3.0], dtype=np.float32)} for _ in requests]
+
+    mirror = ShadowMirror(gather_s=0.05)
+    mirror.runner = runner
+    mirror.apply([ShadowConfig("m", 1, 1.0, 100)])
+    mirror.offer(request(rid="first"), answer())
+    await asyncio.sleep(0)  # the consumer takes the first copy and starts gathering
+    for i in range(4):  # arriving one by one, while it gathers
+        mirror.offer(request(rid=f"r{i}"), answer())
+        await asyncio.sleep(0)
+    await mirror.idle()
+    assert calls == [5]
+    await mirror.close()
+
+
+async def test_copies_gathering_when_the_shadow_is_removed_count_as_dropped() -> None:
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        raise AssertionError("never run: removed while gathering")
+
+    mirror = ShadowMirror(gather_s=60)
+    mirror.runner = runner
+    mirror.apply([ShadowConfig("m", 1, 1.0, 100)])
+    for i in range(3):
+        mirror.offer(request(rid=f"r{i}"), answer())
+        await asyncio.sleep(0)
+    agreement = mirror.agreement("m")[("2", "1")]
+    mirror.apply([])
+    await asyncio.sleep(0)  # the consumer sees its cancellation
+    assert (agreement.mirrored, agreement.dropped, agreement.failed) == (0, 3, 0)
+
+
+def test_a_runner_answering_fewer_copies_is_an_error_not_a_miscount() -> None:
+    async def runner(requests: list[InferenceRequest], version: str) -> list[Outputs | Exception]:
+        return []
+
+    async def go() -> Agreement:
+        mirror = ShadowMirror(gather_s=0)
+        mirror.runner = runner
+        mirror.apply([ShadowConfig("m", 1, 1.0, 10)])
+        mirror.offer(request(), answer())
+        await mirror.idle()
+        await mirror.close()
+        return mirror.agreement("m")[("2", "1")]
+
+    assert asyncio.run(go()).failed == 1
 
 
 async def test_the_shadow_version_answering_itself_is_not_mirrored() -> None:
@@ -182,7 +344,7 @@ async def test_removing_a_shadow_drops_its_queued_copies() -> None:
         return {"y": np.array([3.0], dtype=np.float32)}
 
     mirror = ShadowMirror()
-    mirror.runner = runner
+    mirror.runner = each(runner)
     mirror.apply([ShadowConfig("m", 1, 1.0, 10)])
     for i in range(3):
         mirror.offer(request(rid=f"r{i}"), answer())
@@ -253,6 +415,45 @@ async def test_a_failing_shadow_never_reaches_the_client(plane: DataPlane) -> No
     await plane.traffic.shadow.idle()
     agreement = plane.traffic.shadow.agreement("linear")[("2", "9")]
     assert (agreement.failed, agreement.compared) == (5, 0)
+
+
+async def test_the_runner_packs_copies_into_batches_and_answers_each(plane: DataPlane) -> None:
+    runner = plane.traffic.shadow.runner
+    assert runner is not None
+    rows = [[float(i)] * (1 + i % 3) for i in range(40)]  # 1, 2 or 3 rows each
+    requests = [linear(r, f"r{i}") for i, r in enumerate(rows)]
+    requests.append(InferenceRequest("linear", None, {"z": np.zeros(1, np.float32)}, id="bad"))
+    shadow = plane.manager.get("linear", "1")
+    assert shadow.batcher is not None
+    calls = shadow.stats.execution_count
+    answers = await runner(requests, "1")
+    for values, got in zip(rows, answers[:-1], strict=True):
+        assert isinstance(got, dict)
+        np.testing.assert_array_equal(got["y"], [2 * v + 1 for v in values])  # version 1's
+    assert isinstance(answers[-1], InvalidInput)  # only the copy that does not fit
+    # 80 rows in packs of at most max_batch_size: a few runtime calls, not one per copy.
+    most = -(-80 // shadow.batcher.policy.max_batch_size) + 1
+    assert shadow.stats.execution_count - calls <= most
+
+
+async def test_a_bad_copy_in_a_pack_fails_alone(repo: Path, tmp_path: Path) -> None:
+    write_python_model(repo, "picky", PICKY, xy_yaml("python", 16))
+    dp = build_app(Settings(home=tmp_path, model_repository=repo)).dataplane
+    assert await dp.start() == {}
+    try:
+        runner = dp.traffic.shadow.runner
+        assert runner is not None
+        values = [1.0, 2.0, -1.0, 3.0]
+        requests = [InferenceRequest("picky", None, {"x": np.array([v], np.float32)}, id=str(v))
+                    for v in values]  # fmt: skip
+        answers = await runner(requests, "1")
+        assert [a["y"].tolist() if isinstance(a, dict) else type(a).__name__ for a in answers] == [
+            [3.0], [5.0], "InferenceFailed", [7.0]
+        ]  # fmt: skip
+        outputs = await runner([dataclasses.replace(requests[0], outputs=["y"])], "1")
+        assert list(outputs[0]) == ["y"]  # type: ignore[arg-type]
+    finally:
+        await dp.stop()
 
 
 async def test_tick_applies_new_configs_when_the_revision_moves() -> None:

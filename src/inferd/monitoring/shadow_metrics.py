@@ -53,7 +53,8 @@ class ShadowMetrics:
             _PAIR, registry=r,
         )  # fmt: skip
         self.latency = Histogram(
-            "inferd_shadow_latency_seconds", "Shadow request time, queue included.",
+            "inferd_shadow_latency_seconds",
+            "Time the shadow version took to answer a copy (its group's batcher queue and run).",
             _PAIR, buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue = Gauge(
@@ -67,12 +68,16 @@ class ShadowMetrics:
         """Count a copy the full queue refused."""
         self._result(pair, "dropped").inc()
 
-    def answered(self, pair: Pair, result: str, comparison: Any, seconds: float) -> None:
-        """Count a shadow request that ran; ``comparison`` is an
-        ``inferd.traffic.agreement.Comparison``, or None when it failed."""
-        self._result(pair, result).inc()
+    def answered(
+        self, pair: Pair, result: str, comparison: Any, seconds: float, count: int = 1
+    ) -> None:
+        """Count ``count`` shadow copies that ran together, each taking ``seconds``;
+        ``comparison`` (their sums, an ``inferd.traffic.agreement.Comparison``) is None
+        when they failed."""
+        self._result(pair, result).inc(count)
         latency, label_rows, label_matches, values, abs_diff = self._pair(pair)
-        latency.observe(seconds)
+        for _ in range(count):  # one observation per copy: the count stays in copies
+            latency.observe(seconds)
         if comparison is None or not comparison.comparable:
             return
         if comparison.label_rows:

@@ -14,7 +14,8 @@ from functools import partial
 from typing import Any
 
 from inferd import __version__
-from inferd.errors import InferdError, ModelNotFound, ModelNotReady
+from inferd.batching.pack import Pack, pack
+from inferd.errors import InferdError, InferenceFailed, ModelNotFound, ModelNotReady
 from inferd.monitoring import Metrics
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.prediction_log import PredictionLog
@@ -312,21 +313,72 @@ class DataPlane:
             latency_ms=(time.perf_counter() - start) * 1000.0,
         )
 
-    async def _run_shadow(self, request: InferenceRequest, version: str) -> dict[str, Any]:
-        """Run a shadow copy on ``version`` at background priority (loaded on demand); it
-        counts in no request metric or statistic, only in the shadow's own."""
-        chosen = await self._resolve(request.model_name, version)
+    async def _run_shadow(
+        self, requests: list[InferenceRequest], version: str
+    ) -> list[dict[str, Any] | Exception]:
+        """Run shadow copies of one model on ``version`` (loaded on demand) at background
+        priority: packed into batch-sized requests first (:mod:`inferd.batching.pack`), so
+        sparse copies cost the batcher one entry per batch, not one each. Returns each copy's
+        outputs or error, in order; they count in no request metric or statistic."""
+        chosen = await self._resolve(requests[0].model_name, version)
         if chosen.signature is None or chosen.batcher is None:
             raise ModelNotReady(chosen.name, chosen.label, chosen.state)
-        inputs = model_inputs(request, chosen.signature, chosen.preprocessor)
+        results: list[Any] = [None] * len(requests)  # every entry is set below
+        inputs: list[dict[str, Any] | None] = []
+        for index, request in enumerate(requests):
+            try:
+                inputs.append(model_inputs(request, chosen.signature, chosen.preprocessor))
+            except Exception as err:  # this copy's inputs do not fit the shadow version
+                inputs.append(None)
+                results[index] = err
+        policy = chosen.batcher.policy
+        packs = pack(inputs, policy.max_batch_size if policy.batching else 1)
+        if len(packs) == 1:
+            await self._run_shadow_pack(chosen, packs[0], results)
+        else:
+            await asyncio.gather(*(self._run_shadow_pack(chosen, p, results) for p in packs))
+        for index, request in enumerate(requests):
+            outputs = results[index]
+            if request.outputs is not None and isinstance(outputs, dict):
+                results[index] = {name: outputs[name] for name in request.outputs}
+        return results
+
+    async def _run_shadow_pack(
+        self, chosen: ModelVersion, shadow_pack: Pack, results: list[Any]
+    ) -> None:
+        count = len(shadow_pack.members)
+        answers: list[Any]
+        try:
+            outputs = await self._submit_shadow(chosen, shadow_pack.inputs())
+        except InferenceFailed as err:
+            if count == 1:
+                answers = [err]
+            else:  # as the batcher does: one bad copy fails only itself
+                answers = [await self._shadow_alone(chosen, part) for part in shadow_pack.parts]
+        except Exception as err:  # queue full, shed, draining: the same for every member
+            answers = [err] * count
+        else:
+            try:
+                answers = list(shadow_pack.unpack(outputs))
+            except ValueError as err:  # an output without a row per input row
+                answers = [InferenceFailed(chosen.name, chosen.label, str(err))] * count
+        for index, answer in zip(shadow_pack.members, answers, strict=True):
+            results[index] = answer
+
+    async def _shadow_alone(self, chosen: ModelVersion, inputs: dict[str, Any]) -> Any:
+        try:
+            return await self._submit_shadow(chosen, inputs)
+        except Exception as err:
+            return err
+
+    async def _submit_shadow(self, chosen: ModelVersion, inputs: dict[str, Any]) -> Any:
+        assert chosen.batcher is not None  # checked by _run_shadow
         submit = partial(chosen.batcher.submit, inputs, background=True)
         admission = self.admission  # under overload control, shed first and never waiting
         if admission is not None and admission.enabled(chosen):
             outputs, _ = await admission.shadow(chosen, submit)
         else:
             outputs, _ = await submit()
-        if request.outputs is not None:
-            outputs = {name: outputs[name] for name in request.outputs}
         return outputs
 
     def record_rejected(self, model: str, protocol: str, code: int) -> None:

@@ -16,7 +16,7 @@ serving process flushes merge exactly into the pair's totals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from inferd.stats import Aggregate
 _COUNTS = ("mirrored", "compared", "failed", "dropped", "incomparable", "label_rows",
            "label_matches", "values")  # fmt: skip
 _LATENCY_CAPACITY = 500  # reservoir per pair and side: enough for a p99 to read
+Layout = tuple[tuple[str, tuple[int, ...], np.dtype[Any], np.dtype[Any]], ...]
 
 
 @dataclass(slots=True)
@@ -59,6 +60,38 @@ def compare(primary: Mapping[str, np.ndarray], shadow: Mapping[str, np.ndarray])
         else:
             _labels(a, b, result)
     return result
+
+
+def layout(primary: Mapping[str, np.ndarray], shadow: Mapping[str, np.ndarray]) -> Layout | None:
+    """What copies must share for their outputs to be compared together, concatenated along
+    the batch dimension (:func:`compare_group`): each output's name, the shape past the first
+    dimension and both dtypes. None when this copy's outputs must be compared alone (an
+    output missing, shaped differently on the two sides, or a scalar)."""
+    key = []
+    for name, mine in primary.items():
+        theirs = shadow.get(name)
+        if theirs is None:
+            return None
+        shape = np.shape(mine)
+        if not shape or shape != np.shape(theirs):
+            return None
+        key.append((name, shape[1:], np.asarray(mine).dtype, np.asarray(theirs).dtype))
+    return tuple(key)
+
+
+def compare_group(
+    primaries: Sequence[Mapping[str, np.ndarray]], shadows: Sequence[Mapping[str, np.ndarray]]
+) -> Comparison:
+    """The sums :func:`compare` would give copy by copy, added, for copies of one
+    :func:`layout`: every measure is per row or per element, so comparing the outputs
+    concatenated gives the same sums at one comparison's cost."""
+    if len(primaries) == 1:
+        return compare(primaries[0], shadows[0])
+    names = list(primaries[0])
+    return compare(
+        {name: np.concatenate([p[name] for p in primaries]) for name in names},
+        {name: np.concatenate([s[name] for s in shadows]) for name in names},
+    )
 
 
 def _labels(a: np.ndarray, b: np.ndarray, into: Comparison) -> None:
@@ -124,6 +157,28 @@ class Agreement:
             self.incomparable += 1
             return
         self.compared += 1
+        self.label_rows += comparison.label_rows
+        self.label_matches += comparison.label_matches
+        self.values += comparison.values
+        self.abs_diff_sum += comparison.abs_diff_sum
+        self.max_abs_diff = max(self.max_abs_diff, comparison.max_abs_diff)
+
+    def add_group(
+        self, comparison: Comparison, primary_ms: Sequence[float], shadow_ms: float
+    ) -> None:
+        """Count copies answered together, ``comparison`` being their summed
+        :func:`compare_group`; they share the shadow's latency."""
+        count = len(primary_ms)
+        if count == 1:
+            self.add(comparison, primary_ms[0], shadow_ms)
+            return
+        self.changes += count
+        self.shadow_ms.add_many([shadow_ms] * count)
+        self.primary_ms.add_many(primary_ms)
+        if not comparison.comparable:
+            self.incomparable += count
+            return
+        self.compared += count
         self.label_rows += comparison.label_rows
         self.label_matches += comparison.label_matches
         self.values += comparison.values

@@ -3,28 +3,28 @@
     ShadowMirror ── targets: model -> _Target (config, bounded queue, one consumer task)
          │    offer(): after the primary's response is made, on the request path: a bucket
          │             test on the request id and a put_nowait (dropped and counted if full)
-         │    consumer: takes what is queued (up to MAX_CONCURRENT at once, so they batch),
-         │             runs each on the shadow version at the batcher's background priority,
-         │             compares with the primary's outputs (:mod:`inferd.traffic.agreement`)
+         │    consumer: lets a group gather (GATHER_S), runs it on the shadow version as one
+         │             call (packed into batches, the batcher's background priority), then
+         │             compares each copy with the primary's outputs (:mod:`.agreement`)
          └── run(): refresh the configs when the registry revision moves; every ``flush_s``
                     upsert this process's cumulative agreement per version pair
 
 Nothing the shadow does reaches the client: the response is complete before ``offer`` is
 called, the consumer runs as its own task, and a shadow failure is counted and logged only.
-Sampling is deterministic per request id (a salted hash into 10,000 buckets, the experiments'
-hash), so every worker and replica mirrors the same requests; a request without an id is
-sampled by a low-discrepancy counter, which keeps the configured fraction exact.
+Sampling is deterministic per request id (a salted CRC-32 into 10,000 buckets), so every worker
+and replica mirrors the same requests; a request without an id is sampled by a low-discrepancy
+counter, which keeps the configured fraction exact.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import secrets
 import socket
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,18 +34,20 @@ import numpy as np
 
 from inferd.errors import InferdError, QueueFull, RegistryUnavailable
 from inferd.registry.outage import OutageLog
-from inferd.traffic.agreement import Agreement, compare
-from inferd.traffic.router import BUCKETS, unit_bucket
+from inferd.traffic.agreement import Agreement, Comparison, Layout, compare, compare_group, layout
+from inferd.traffic.router import BUCKETS
 from inferd.traffic.shadow_config import ShadowConfig
 from inferd.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
 
-MAX_CONCURRENT = 64  # shadow requests in flight per model: enough to fill a batch
+MAX_GROUP = 256  # copies run as one call to the runner (which packs them into batches)
+GATHER_S = 0.05  # how long a group gathers: copies wait, clients never do
 _GOLDEN = 0.6180339887498949  # the counter sampler's step (frac(n * phi) spreads evenly)
 Outputs = dict[str, np.ndarray]
-# Runs a request on the named version at background priority (the data plane provides it).
-Runner = Callable[[InferenceRequest, str], Awaitable[Outputs]]
+# Runs copies on the named version at background priority and returns each one's outputs or
+# error, in order (the data plane provides it).
+Runner = Callable[[list[InferenceRequest], str], Awaitable[list[Outputs | Exception]]]
 Pair = tuple[str, str, str]  # model, primary version, shadow version
 
 
@@ -53,7 +55,9 @@ class ShadowObserver(Protocol):
     """Where each shadow event goes besides the per-pair sums (Prometheus metrics)."""
 
     def dropped(self, pair: Pair) -> None: ...
-    def answered(self, pair: Pair, result: str, comparison: Any, seconds: float) -> None: ...
+    def answered(
+        self, pair: Pair, result: str, comparison: Any, seconds: float, count: int
+    ) -> None: ...
     def queue_depth(self, model: str, depth: int) -> None: ...
 
 
@@ -65,6 +69,16 @@ class ShadowSource(Protocol):
     def save_aggregates(
         self, source: str, data: dict[Pair, dict[str, Any]], now: datetime
     ) -> None: ...
+
+
+def _shadow_request(request: InferenceRequest, version: str) -> InferenceRequest:
+    """The copy sent to the shadow: its version, no deadline, the background class (the
+    batcher's), everything else the client's."""
+    return InferenceRequest(
+        request.model_name, version, request.inputs, id=request.id,
+        parameters=request.parameters, outputs=request.outputs, typed=request.typed,
+        routing_key=request.routing_key,
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -82,7 +96,9 @@ class _Target:
         self.config = config
         self.version = str(config.version)
         self.threshold = round(config.fraction * BUCKETS)
-        self.salt = f"shadow/{config.model}"
+        # CRC-32 continued from the salt's: deterministic in every process, uniform enough for
+        # a sample (tested), and a quarter of the experiments' BLAKE2b on every request.
+        self.salt = zlib.crc32(f"shadow/{config.model}\x1f".encode())
         self.queue: asyncio.Queue[_Item] | None = None  # made on the loop, at the first offer
         self.task: asyncio.Task[None] | None = None
         self.counter = 0
@@ -91,7 +107,7 @@ class _Target:
         if request_id is None:
             self.counter += 1
             return (self.counter * _GOLDEN) % 1.0 < self.config.fraction
-        return unit_bucket(self.salt, request_id) < self.threshold
+        return zlib.crc32(request_id.encode(), self.salt) % BUCKETS < self.threshold
 
 
 class ShadowMirror:
@@ -103,16 +119,19 @@ class ShadowMirror:
         clock: seconds since the epoch, for flushes.
         flush_s: how often the agreement sums are written to the registry.
         source: this process's name in the aggregate rows.
+        gather_s: how long a group of copies gathers before it runs (0: run what is queued).
     """
 
     def __init__(
         self, store: ShadowSource | None = None, *, observer: ShadowObserver | None = None,
         clock: Callable[[], float] = time.time, flush_s: float = 5.0, source: str | None = None,
+        gather_s: float = GATHER_S,
     ) -> None:  # fmt: skip
         self.store = store
         self.observer = observer
         self.clock = clock
         self.flush_s = flush_s
+        self.gather_s = gather_s
         self.source = source or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.targets: dict[str, _Target] = {}
         self.pairs: dict[Pair, Agreement] = {}
@@ -151,51 +170,92 @@ class ShadowMirror:
     async def _consume(self, target: _Target, queue: asyncio.Queue[_Item]) -> None:
         while True:
             items = [await queue.get()]
-            while len(items) < MAX_CONCURRENT and not queue.empty():
+            if self.gather_s > 0 and queue.qsize() < MAX_GROUP - 1:
+                try:  # let a group gather: copies arrive one by one, and run best together
+                    await asyncio.sleep(self.gather_s)
+                except asyncio.CancelledError:
+                    self._discard(target, items)
+                    raise
+            while len(items) < MAX_GROUP and not queue.empty():
                 items.append(queue.get_nowait())
             if self.observer is not None:
                 self.observer.queue_depth(target.config.model, queue.qsize())
-            await asyncio.gather(*(self._mirror(target, item) for item in items))
-            for _ in items:
-                queue.task_done()
+            try:
+                await self._mirror(target, items)
+            finally:
+                for _ in items:
+                    queue.task_done()
 
-    async def _mirror(self, target: _Target, item: _Item) -> None:
-        pair = (target.config.model, item.primary, target.version)
-        agreement = self._agreement(pair)
-        request = dataclasses.replace(item.request, model_version=target.version,
-                                      timeout_ms=None, priority=0)  # fmt: skip
+    async def _mirror(self, target: _Target, items: list[_Item]) -> None:
+        """Run a group of copies on the shadow version as one call, then count each."""
+        version = target.version
+        requests = [_shadow_request(item.request, version) for item in items]
         start = time.perf_counter()
+        results: list[Outputs | Exception]
         try:
-            outputs = await self._run(request, target.version)
-            comparison = compare(item.outputs, outputs)
+            results = await self._run(requests, version)
         except asyncio.CancelledError:
             raise
-        except QueueFull:  # the shadow version is saturated (or overload control shed it)
-            agreement.drop(queued=True)
-            if self.observer is not None:
-                self.observer.dropped(pair)
-            return
-        except Exception as err:  # never the client's: count it, log it, carry on
-            agreement.fail()
-            self._observe(pair, "failed", None, time.perf_counter() - start)
-            detail = err.message if isinstance(err, InferdError) else repr(err)
-            logger.warning("shadow %s version %s failed: %s", pair[0], pair[2], detail)
-            return
+        except Exception as err:  # the version is missing, not ready...: every copy failed
+            results = [err] * len(items)
         seconds = time.perf_counter() - start
-        agreement.add(comparison, item.primary_ms, seconds * 1000.0)
-        result = "compared" if comparison.comparable else "incomparable"
-        self._observe(pair, result, comparison, seconds)
+        failures: dict[str, int] = {}
+        model = target.config.model
+        together: dict[tuple[Pair, Layout], list[tuple[_Item, Outputs]]] = {}
+        for item, result in zip(items, results, strict=True):
+            pair = (model, item.primary, version)
+            if isinstance(result, QueueFull):  # saturated, or shed by overload control
+                self._agreement(pair).drop(queued=True)
+                if self.observer is not None:
+                    self.observer.dropped(pair)
+            elif isinstance(result, Exception):  # never the client's: count it, log it
+                self._agreement(pair).fail()
+                self._observe(pair, "failed", None, seconds, 1)
+                detail = result.message if isinstance(result, InferdError) else repr(result)
+                failures[detail] = failures.get(detail, 0) + 1
+            else:
+                shape = layout(item.outputs, result)
+                if shape is None:  # compared alone
+                    self._count(pair, compare(item.outputs, result), [item.primary_ms], seconds)
+                else:
+                    together.setdefault((pair, shape), []).append((item, result))
+        for (pair, _), members in together.items():  # one comparison per pair and layout
+            comparison = compare_group([i.outputs for i, _ in members], [r for _, r in members])
+            self._count(pair, comparison, [i.primary_ms for i, _ in members], seconds)
+        for detail, count in failures.items():  # one line per cause and group, not per copy
+            logger.warning("shadow %s version %s: %d of %d copies failed: %s",
+                           model, version, count, len(items), detail)  # fmt: skip
 
-    async def _run(self, request: InferenceRequest, version: str) -> Outputs:
+    async def _run(
+        self, requests: list[InferenceRequest], version: str
+    ) -> list[Outputs | Exception]:
         if self.runner is None:
             raise RuntimeError("no shadow runner bound (the data plane binds one)")
-        return await self.runner(request, version)
+        results = await self.runner(requests, version)
+        if len(results) != len(requests):
+            raise RuntimeError(
+                f"the shadow runner answered {len(results)} of {len(requests)} copies"
+            )
+        return results
 
-    def _observe(self, pair: Pair, result: str, comparison: Any, seconds: float) -> None:
+    def _discard(self, target: _Target, items: list[_Item]) -> None:
+        for item in items:
+            self._agreement((target.config.model, item.primary, target.version)).drop(queued=True)
+
+    def _count(
+        self, pair: Pair, comparison: Comparison, primary_ms: list[float], seconds: float
+    ) -> None:
+        self._agreement(pair).add_group(comparison, primary_ms, seconds * 1000.0)
+        result = "compared" if comparison.comparable else "incomparable"
+        self._observe(pair, result, comparison, seconds, len(primary_ms))
+
+    def _observe(
+        self, pair: Pair, result: str, comparison: Any, seconds: float, count: int
+    ) -> None:
         if self.observer is None:
             return
         try:
-            self.observer.answered(pair, result, comparison, seconds)
+            self.observer.answered(pair, result, comparison, seconds, count)
         except Exception:
             logger.exception("shadow metrics failed (ignored)")
 
@@ -222,8 +282,7 @@ class ShadowMirror:
         if target.task is not None:
             target.task.cancel()
         while target.queue is not None and not target.queue.empty():
-            item = target.queue.get_nowait()
-            self._agreement((target.config.model, item.primary, target.version)).drop(queued=True)
+            self._discard(target, [target.queue.get_nowait()])
 
     async def idle(self) -> None:
         """Wait until every queued copy has been run and counted (tests, benchmarks)."""
