@@ -192,7 +192,7 @@ class Registry:
                 )  # fmt: skip
             except IntegrityError as err:
                 raise Conflict(f"model '{name}' exists already") from err
-            self._log(conn, actor, "create_model", name, None, None, None)
+            self.record_audit(conn, actor, "create_model", name, None, None, None)
             return self._model_record(conn, self._model_row(conn, name))
 
     def update_model(self, name: str, *, actor: str = "", **changes: Any) -> ModelRecord:
@@ -202,7 +202,7 @@ class Registry:
             row = self._model_row(conn, name)
             conn.execute(M.update().where(M.c.id == row.id).values(**changes, updated_at=_now()))
             detail = {k: v for k, v in changes.items() if k != "config"}
-            self._log(conn, actor, "update_model", name, None, None, None, detail)
+            self.record_audit(conn, actor, "update_model", name, None, None, None, detail)
             return self._model_record(conn, self._model_row(conn, name))
 
     def ensure_model(self, name: str, config: dict[str, Any], actor: str = "") -> ModelRecord:
@@ -231,7 +231,7 @@ class Registry:
                 )
             conn.execute(V.delete().where(V.c.model_id == row.id))
             conn.execute(M.delete().where(M.c.id == row.id))
-            self._log(conn, actor, "delete_model", name, None, None, None)
+            self.record_audit(conn, actor, "delete_model", name, None, None, None)
 
     # -- version changes ---------------------------------------------------------------------
 
@@ -269,7 +269,9 @@ class Registry:
                 )  # fmt: skip
             except IntegrityError as err:
                 raise Conflict(f"model '{name}' version {version} exists already") from err
-            self._log(conn, actor, "register", name, version, None, stage_, {"uri": artifact_uri})
+            self.record_audit(
+                conn, actor, "register", name, version, None, stage_, {"uri": artifact_uri}
+            )
             return _version_record(name, self._version_row(conn, name, version))
 
     def update_version(
@@ -280,7 +282,7 @@ class Registry:
         with self._write() as conn:
             row = self._version_row(conn, name, version)
             conn.execute(V.update().where(V.c.id == row.id).values(**fields, updated_at=_now()))
-            self._log(conn, actor, "update_version", name, version, None, None,
+            self.record_audit(conn, actor, "update_version", name, version, None, None,
                       {k: v for k, v in fields.items() if k != "signature"})  # fmt: skip
             return _version_record(name, self._version_row(conn, name, version))
 
@@ -319,7 +321,9 @@ class Registry:
                 raise Conflict(f"model '{name}': no earlier production version to roll back to")
             record = self._set_stage(conn, name, earlier[0].version, Stage.PRODUCTION, actor)
             before = str(current.version) if current is not None else None
-            self._log(conn, actor, "rollback", name, record.version, before, str(record.version))
+            self.record_audit(
+                conn, actor, "rollback", name, record.version, before, str(record.version)
+            )
             return record
 
     def _set_stage(
@@ -340,7 +344,7 @@ class Registry:
             )
             values["promoted_at"] = now
         conn.execute(V.update().where(V.c.id == row.id).values(**values))
-        self._log(conn, actor, "stage", name, version, row.stage, target)
+        self.record_audit(conn, actor, "stage", name, version, row.stage, target)
         return _version_record(name, self._version_row(conn, name, version))
 
     def delete_version(self, name: str, version: int, *, actor: str = "") -> None:
@@ -353,7 +357,7 @@ class Registry:
                     "another version or archive it first"
                 )
             conn.execute(V.delete().where(V.c.id == row.id))
-            self._log(conn, actor, "delete_version", name, version, row.stage, None)
+            self.record_audit(conn, actor, "delete_version", name, version, row.stage, None)
 
     def set_status(self, name: str, version: int, status: Status, reason: str = "") -> None:
         """Record what a server found loading the version.
@@ -411,10 +415,13 @@ class Registry:
                 state = schema.registry_state
                 conn.execute(update(state).values(revision=state.c.revision + 1))
 
-    def _log(
+    def record_audit(
         self, conn: Connection, actor: str, action: str, model: str, version: int | None,
         before: str | None, after: str | None, detail: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
+        """Add an audit entry in the caller's transaction ``conn`` (the stores of experiments,
+        rollouts, shadows and tables write theirs with the change they record), so an entry
+        exists exactly when its change was committed. :meth:`audit` reads them."""
         conn.execute(
             A.insert().values(
                 at=_now(), actor=actor or "anonymous", action=action, model=model,

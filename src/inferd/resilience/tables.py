@@ -113,8 +113,11 @@ class TableStore:
             conn.execute(update(T).where(*same).values(state="replaced"))
             conn.execute(update(T).where(T.c.id == table_id).values(state="active", rows=rows))
             detail = {"job": new.job_id, "rows": rows, "store": new.store, "key": new.key_column}
-            self.registry._log(conn, new.created_by, "publish_table", new.model, new.version,
-                               old[0].id if old else None, table_id, detail)  # fmt: skip
+            replaced = old[0].id if old else None
+            self.registry.record_audit(
+                conn, new.created_by, "publish_table", new.model, new.version, replaced,
+                table_id, detail,
+            )  # fmt: skip
         return old
 
     def fail(self, table_id: str, error: str) -> None:
@@ -151,8 +154,10 @@ class TableStore:
             record = _record(row)
             conn.execute(delete(T).where(T.c.id == table_id))
             detail = {"job": record.job_id, "state": record.state}
-            self.registry._log(conn, actor, "unpublish_table", record.model, record.version,
-                               table_id, None, detail)  # fmt: skip
+            self.registry.record_audit(
+                conn, actor, "unpublish_table", record.model, record.version, table_id, None,
+                detail,
+            )  # fmt: skip
 
     # -- rows of db tables -------------------------------------------------------------------
 

@@ -130,7 +130,9 @@ class KeyStore:
                 )
             )  # fmt: skip
             detail = {"id": key_id}
-            self.registry._log(conn, actor, "create_key", "", None, None, role.label, detail)
+            self.registry.record_audit(
+                conn, actor, "create_key", "", None, None, role.label, detail
+            )
         return key, record
 
     def revoke(self, key_id: str, actor: str = "") -> ApiKey:
@@ -146,8 +148,9 @@ class KeyStore:
             if row is None:
                 raise KeyNotFound(key_id)
             if done.rowcount:
-                self.registry._log(conn, actor, "revoke_key", "", None, row.role, None,
-                                   {"id": key_id})  # fmt: skip
+                self.registry.record_audit(
+                    conn, actor, "revoke_key", "", None, row.role, None, {"id": key_id}
+                )
         return _record(row)
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:

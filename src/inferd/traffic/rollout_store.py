@@ -230,8 +230,9 @@ class RolloutStore:
         self, conn: Connection, actor: str, action: str, model: str, rollout_id: str,
         before: str | None, after: str | None, detail: dict[str, Any],
     ) -> None:  # fmt: skip
-        self.registry._log(conn, actor, action, model, None, before, after,
-                           {"rollout": rollout_id, **detail})  # fmt: skip
+        self.registry.record_audit(
+            conn, actor, action, model, None, before, after, {"rollout": rollout_id, **detail}
+        )
 
 
 def _refusal(

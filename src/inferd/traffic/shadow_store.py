@@ -78,8 +78,9 @@ class ShadowStore:
                 conn.execute(update(S).where(S.c.model == model).values(**values))
             after = f"version {spec.version}, fraction {spec.fraction:g}"
             detail = {"queue_size": spec.queue_size}
-            self.registry._log(conn, actor, "set_shadow", model, spec.version, _describe(before),
-                               after, detail)  # fmt: skip
+            self.registry.record_audit(
+                conn, actor, "set_shadow", model, spec.version, _describe(before), after, detail
+            )
             return _config(conn.execute(select(S).where(S.c.model == model)).one())
 
     def delete(self, model: str, actor: str) -> ShadowConfig:
@@ -93,8 +94,9 @@ class ShadowStore:
             if row is None:
                 raise ShadowNotFound(model)
             conn.execute(delete(S).where(S.c.model == model))
-            self.registry._log(conn, actor, "remove_shadow", model, row.version,
-                               _describe(row), None)  # fmt: skip
+            self.registry.record_audit(
+                conn, actor, "remove_shadow", model, row.version, _describe(row), None
+            )
             return _config(row)
 
     def save_aggregates(self, source: str, data: dict[Pair, dict[str, Any]], now: datetime) -> None:

@@ -322,8 +322,8 @@ class ExperimentStore:
         self, conn: Connection, actor: str, action: str, model: str, exp_id: str,
         before: str | None, after: str | None, detail: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
-        self.registry._log(conn, actor, action, model, None, before, after,
-                           {"experiment": exp_id, **(detail or {})})  # fmt: skip
+        detail = {"experiment": exp_id, **(detail or {})}
+        self.registry.record_audit(conn, actor, action, model, None, before, after, detail)
 
 
 def _utc(value: datetime | None) -> datetime | None:
