@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 from fixtures.load import Call, Load, http_infer
 from fixtures.servers import Server
@@ -50,6 +52,7 @@ def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path:
         raw.start()
         sdk.start()
         raw.wait_for(lambda t: t.ok >= 50)
+        assert _starts(server) == 2
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         # Served on: the surviving worker at once, then the replacement once it is ready.
@@ -59,6 +62,7 @@ def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path:
         raw.wait_for(lambda t: t.ok >= served + 100)
         tally, sdk_tally = raw.stop(), sdk.stop()
         after = server.worker_pids()
+        starts = _starts_reach(server, 3, 90)
         log = server.output()
     assert tally.failed == {}, tally.summary()
     assert tally.transport <= RAW_THREADS, tally.summary()
@@ -68,3 +72,20 @@ def test_a_killed_worker_fails_only_its_requests_in_flight(repo: Path, tmp_path:
     assert victim not in after, (before, after)
     assert len(after) == 2, (before, after)
     assert f"Child process [{victim}] died" in log, log
+    assert starts == 3  # the two workers, and the one started again
+
+
+def _starts_reach(server: Server, count: int, timeout_s: float) -> float:
+    """``inferd_process_starts_total`` once it reaches ``count`` (the replacement counts
+    itself when its start-up begins, after its imports), or as it is at ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (starts := _starts(server)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return starts
+
+
+def _starts(server: Server) -> float:
+    """``inferd_process_starts_total`` as any worker answers it."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    (line,) = [x for x in text.splitlines() if x.startswith("inferd_process_starts_total ")]
+    return float(line.split()[1])

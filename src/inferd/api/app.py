@@ -223,6 +223,7 @@ def build_app(
         await control.run()
 
     async def startup() -> None:
+        metrics.resources.started()  # beyond --workers: workers the supervisor restarted
         # SIGTERM: not ready first, listeners closed drain_delay_s later (balancers notice).
         DrainOnTerm(settings.drain_delay_s, dataplane.drain).install()
         if security.guard is not None:

@@ -59,10 +59,20 @@ class ResourceMetrics:
             "Resident memory of the serving processes, summed over the live workers.",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.starts = Counter(
+            "inferd_process_starts",
+            "Serving processes started: the workers at start-up, plus one for each worker the "
+            "supervisor started again after it died.",
+            registry=registry,
+        )  # fmt: skip
         self._cpu = cpu
         self._memory = memory
         self._lock = threading.Lock()  # the sampler task and a scrape may sample at once
         self._cpu_seen = 0.0
+
+    def started(self) -> None:
+        """Count this serving process's start (once, when it starts serving)."""
+        self.starts.inc()
 
     def sample(self) -> None:
         """Add the CPU time used since the last sample and set the current memory."""
