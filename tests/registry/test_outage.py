@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
-from inferd.registry.outage import OutageLog
+from inferd.errors import RegistryUnavailable
+from inferd.registry.outage import OutageLog, poll
 
 
 def test_an_outage_is_two_lines_whatever_its_length(caplog: pytest.LogCaptureFixture) -> None:
@@ -32,3 +34,34 @@ def test_the_first_line_takes_the_loops_level(caplog: pytest.LogCaptureFixture) 
     caplog.set_level(logging.INFO, logger="t.control")
     OutageLog(logging.getLogger("t.control"), "models not reconciled", logging.ERROR).failed("x")
     assert [r.levelno for r in caplog.records] == [logging.ERROR]
+
+
+async def test_poll_ticks_on_through_outages_and_errors(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="t.poll")
+    outcomes: list[BaseException | None] = [
+        RegistryUnavailable("refused"),
+        RegistryUnavailable("refused"),
+        ValueError("a bug"),
+        None,
+    ]
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        outcome = outcomes[ticks - 1] if ticks <= len(outcomes) else None
+        if outcome is not None:
+            raise outcome
+        if ticks == len(outcomes):
+            raise asyncio.CancelledError  # stands for the server cancelling the loop
+
+    outage = OutageLog(logging.getLogger("t.poll"), "things not done")
+    with pytest.raises(asyncio.CancelledError):
+        await poll(tick, 0, outage, "thing failed", wait_first=True)
+    assert ticks == 4
+    assert [(r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        (f"things not done until the registry returns: {RegistryUnavailable('refused').message}",
+         False),
+        ("thing failed", True),  # another error keeps its traceback, and the outage goes on
+    ]  # fmt: skip
+    assert (outage.down, outage.failures) == (True, 2)

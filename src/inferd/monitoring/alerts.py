@@ -33,7 +33,6 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-from inferd.errors import RegistryUnavailable
 from inferd.events import DriftEvent, TrafficEvent
 from inferd.monitoring.alerts_config import AlertsConfig, Receiver, Rule, load_alerts
 from inferd.monitoring.alerts_metrics import MetricWindow, snapshot
@@ -43,7 +42,7 @@ from inferd.monitoring.alerts_rules import Wanted, event_wanted, fingerprint, me
 from inferd.monitoring.alerts_store import AlertRow, AlertStore
 from inferd.registry import Registry
 from inferd.registry.leases import Lease
-from inferd.registry.outage import OutageLog
+from inferd.registry.outage import OutageLog, poll
 from inferd.registry.store import database_errors
 
 logger = logging.getLogger(__name__)
@@ -240,17 +239,14 @@ class AlertEvaluator:
     async def run(self) -> None:
         """Tick every ``evaluation_interval`` until cancelled; errors are logged, a registry
         outage once when it starts and once when it ends (not a traceback every tick)."""
+
+        async def tick() -> None:
+            with database_errors():
+                await asyncio.to_thread(self.tick)
+
         outage = OutageLog(logger, "alert evaluation paused")
-        while True:
-            try:
-                with database_errors():
-                    await asyncio.to_thread(self.tick)
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("alert evaluation failed; trying again next interval")
-            await asyncio.sleep(self.config.evaluation_interval)
+        await poll(tick, self.config.evaluation_interval, outage,
+                   "alert evaluation failed; trying again next interval")  # fmt: skip
 
     async def close(self) -> None:
         """Write the last signals, hand the lease on, close connections."""

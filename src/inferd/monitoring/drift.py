@@ -30,14 +30,13 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from inferd.errors import RegistryUnavailable
 from inferd.events import DriftEvent, EventBus
 from inferd.monitoring.drift_check import OUTPUT, DriftSettings, check, merge_batches
 from inferd.monitoring.drift_metrics import DriftMetrics
 from inferd.monitoring.drift_profile import Profile
 from inferd.monitoring.drift_sampler import DriftSampler
 from inferd.monitoring.drift_store import DriftStore, window_columns
-from inferd.registry.outage import OutageLog
+from inferd.registry.outage import OutageLog, poll
 
 logger = logging.getLogger(__name__)
 
@@ -265,15 +264,8 @@ class DriftMonitor:
     async def run(self, poll_s: float | None = None) -> None:
         """Tick every ``poll_s`` (default ``flush_s``) until cancelled."""
         outage = OutageLog(logger, "drift samples not flushed or checked")
-        while True:
-            await asyncio.sleep(poll_s or self.flush_s)
-            try:
-                await self.tick()
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("drift flush or check failed")
+        await poll(self.tick, poll_s or self.flush_s, outage, "drift flush or check failed",
+                   wait_first=True)  # fmt: skip
 
     async def close(self) -> None:
         """Write the last samples; call it after the last request was answered."""

@@ -3,12 +3,18 @@
 Every background loop of a server (routing refresh, flushes, alert evaluation, key refresh,
 the rollout controller) polls the registry each few seconds. During an outage each poll fails
 the same way; a warning per poll and per loop buries everything else in the log. Each loop
-keeps an :class:`OutageLog` and reports every poll's outcome to it.
+keeps an :class:`OutageLog` and reports every poll's outcome to it; :func:`poll` is that
+loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from inferd.errors import RegistryUnavailable
 
 
 class OutageLog:
@@ -42,3 +48,23 @@ class OutageLog:
                              self.failures, self.what)  # fmt: skip
         self.down = False
         self.failures = 0
+
+
+async def poll(
+    tick: Callable[[], Awaitable[object]], every_s: float, outage: OutageLog, failure: str,
+    *, wait_first: bool = False,
+) -> NoReturn:  # fmt: skip
+    """Await ``tick()`` now (after one ``every_s`` with ``wait_first``) and every ``every_s``
+    until cancelled. A registry outage goes to ``outage``; any other error is logged with
+    ``failure`` and its traceback; either way the loop goes on."""
+    if wait_first:
+        await asyncio.sleep(every_s)
+    while True:
+        try:
+            await tick()
+            outage.ok()
+        except RegistryUnavailable as err:
+            outage.failed(err.message)
+        except Exception:
+            outage.logger.exception(failure)
+        await asyncio.sleep(every_s)

@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Iterable
 
-from inferd.errors import PermissionDenied, RegistryUnavailable, Unauthenticated
-from inferd.registry.outage import OutageLog
+from inferd.errors import PermissionDenied, Unauthenticated
+from inferd.registry.outage import OutageLog, poll
 from inferd.security.jwt import JwtVerifier, looks_like_jwt
 from inferd.security.keys import ApiKey, KeyStore, Role, hash_key
 from inferd.security.limits import Clock, Concurrency, RateLimiter
@@ -81,17 +81,13 @@ class Guard:
         if self.store is None:
             return
         registry = self.store.registry
+
+        async def tick() -> None:
+            if await asyncio.to_thread(registry.revision) != self._revision:
+                await asyncio.to_thread(self.refresh)
+
         outage = OutageLog(logger, "API keys not refreshed")
-        while True:
-            await asyncio.sleep(poll_s)
-            try:
-                if await asyncio.to_thread(registry.revision) != self._revision:
-                    await asyncio.to_thread(self.refresh)
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("API key refresh failed")
+        await poll(tick, poll_s, outage, "API key refresh failed", wait_first=True)
 
     # -- checks ------------------------------------------------------------------------------
 

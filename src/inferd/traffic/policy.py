@@ -34,8 +34,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from inferd.errors import RegistryUnavailable
-from inferd.registry.outage import OutageLog
+from inferd.registry.outage import OutageLog, poll
 from inferd.stats import Aggregate
 from inferd.traffic.canary import CanaryBatch, CanaryLive, CanaryTraffic
 from inferd.traffic.experiments import Clock, ExperimentService
@@ -307,15 +306,8 @@ class TrafficPolicy:
     async def run(self, poll_s: float) -> None:
         """Tick every ``poll_s`` until cancelled (then :meth:`close` writes what is left)."""
         outage = OutageLog(logger, "experiments not refreshed or flushed")
-        while True:
-            await asyncio.sleep(poll_s)
-            try:
-                await self.tick()
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("experiment refresh or flush failed")
+        await poll(self.tick, poll_s, outage, "experiment refresh or flush failed",
+                   wait_first=True)  # fmt: skip
 
     async def close(self) -> None:
         """Flush once more; call it after the last request was answered."""

@@ -22,7 +22,7 @@ import logging
 
 from inferd.errors import InferdError, RegistryUnavailable
 from inferd.registry.leases import Lease
-from inferd.registry.outage import OutageLog
+from inferd.registry.outage import OutageLog, poll
 from inferd.traffic.rollout_store import ACTIVE
 from inferd.traffic.rollouts import Decision, RolloutService
 
@@ -68,15 +68,7 @@ class RolloutController:
     async def run(self) -> None:
         """Tick every ``interval_s`` until cancelled (then :meth:`close`)."""
         outage = OutageLog(logger, "rollouts not checked")
-        while True:
-            try:
-                await self.tick()
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("rollout controller tick failed")
-            await asyncio.sleep(self.interval_s)
+        await poll(self.tick, self.interval_s, outage, "rollout controller tick failed")
 
     async def close(self) -> None:
         """Hand the lease back, so another process leads without waiting for it to expire.

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inferd.errors import InferdError, QueueFull, RegistryUnavailable
-from inferd.registry.outage import OutageLog
+from inferd.errors import InferdError, QueueFull
+from inferd.registry.outage import OutageLog, poll
 from inferd.traffic.agreement import Agreement, Comparison, Layout, compare, compare_group, layout
 from inferd.traffic.router import BUCKETS
 from inferd.traffic.shadow_config import ShadowConfig
@@ -334,15 +334,7 @@ class ShadowMirror:
     async def run(self, poll_s: float) -> None:
         """Tick now and every ``poll_s`` until cancelled (then call :meth:`close`)."""
         outage = OutageLog(logger, "shadow configs not refreshed or flushed")
-        while True:
-            try:
-                await self.tick()
-                outage.ok()
-            except RegistryUnavailable as err:
-                outage.failed(err.message)
-            except Exception:
-                logger.exception("shadow refresh or flush failed")
-            await asyncio.sleep(poll_s)
+        await poll(self.tick, poll_s, outage, "shadow refresh or flush failed")
 
     async def close(self) -> None:
         """Stop the consumers and flush once more (queued copies are dropped, and counted)."""
