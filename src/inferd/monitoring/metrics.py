@@ -200,8 +200,8 @@ class Metrics:
             counter.inc(count)
         for (model, version), (durations, waits) in latency.items():
             request_h, queue_h, _, _, _ = self._children(model, version)
-            _observe_many(request_h, durations)
-            _observe_many(queue_h, waits)
+            observe_many(request_h, durations)
+            observe_many(queue_h, waits)
 
     def observe_batch(
         self, model: str, version: str, rows: int, compute_s: float, queued: int
@@ -256,7 +256,7 @@ class Metrics:
         return bytes(generate_latest(self._source()))
 
 
-def _observe_many(histogram: Any, values: list[float]) -> None:
+def observe_many(histogram: Any, values: list[float]) -> None:
     """``histogram.observe(v)`` for every value, with one increment per bucket touched.
 
     Uses the child's ``_upper_bounds``, ``_buckets`` and ``_sum`` (prometheus_client's own

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from inferd.monitoring.metrics import LATENCY_BUCKETS
+from inferd.monitoring.metrics import LATENCY_BUCKETS, observe_many
 
 Pair = tuple[str, str, str]
 _PAIR = ["model", "primary", "shadow"]
@@ -76,8 +76,10 @@ class ShadowMetrics:
         when they failed."""
         self._result(pair, result).inc(count)
         latency, label_rows, label_matches, values, abs_diff = self._pair(pair)
-        for _ in range(count):  # one observation per copy: the count stays in copies
+        if count == 1:
             latency.observe(seconds)
+        else:  # one observation per copy (the count stays in copies), one increment per bucket
+            observe_many(latency, [seconds] * count)
         if comparison is None or not comparison.comparable:
             return
         if comparison.label_rows:

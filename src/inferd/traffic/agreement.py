@@ -119,10 +119,10 @@ class Agreement:
 
     def __init__(self) -> None:
         self.changes = 0  # grows with every event: what a flush compares (not stored)
-        self.mirrored = 0  # queued for the shadow
+        self.mirrored = 0  # taken to run on the shadow
         self.compared = 0  # answered by both and comparable
         self.failed = 0  # the shadow raised (never seen by the client)
-        self.dropped = 0  # sampled but the shadow queue was full
+        self.dropped = 0  # sampled, never run: the queue full, no room, or the shadow removed
         self.incomparable = 0  # answered, but outputs differ in names or shapes
         self.label_rows = 0
         self.label_matches = 0
@@ -132,13 +132,14 @@ class Agreement:
         self.shadow_ms = Aggregate(_LATENCY_CAPACITY)
         self.primary_ms = Aggregate(_LATENCY_CAPACITY)
 
-    def queue(self) -> None:
-        """Count one copy queued for the shadow."""
-        self.mirrored += 1
-        self.changes += 1
+    def queue(self, count: int = 1) -> None:
+        """Count copies taken to run on the shadow."""
+        self.mirrored += count
+        self.changes += count
 
     def drop(self, queued: bool = False) -> None:
-        """Count one sampled copy dropped (the queue full, or ``queued`` and then discarded)."""
+        """Count one sampled copy dropped: refused or discarded while waiting, or ``queued``
+        (already counted as mirrored) and then refused by the shadow version."""
         self.dropped += 1
         self.mirrored -= 1 if queued else 0
         self.changes += 1

@@ -1,8 +1,8 @@
 """Shadow traffic: a sampled copy of a model's requests, run on another version afterwards.
 
-    ShadowMirror ── targets: model -> _Target (config, bounded queue, one consumer task)
+    ShadowMirror ── targets: model -> _Target (config, bounded list of copies, one consumer)
          │    offer(): after the primary's response is made, on the request path: a bucket
-         │             test on the request id and a put_nowait (dropped and counted if full)
+         │             test on the request id and an append (dropped and counted if full)
          │    consumer: lets a group gather (GATHER_S), runs it on the shadow version as one
          │             call (packed into batches, the batcher's background priority), then
          │             compares each copy with the primary's outputs (:mod:`.agreement`)
@@ -25,6 +25,7 @@ import secrets
 import socket
 import time
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,16 +72,6 @@ class ShadowSource(Protocol):
     ) -> None: ...
 
 
-def _shadow_request(request: InferenceRequest, version: str) -> InferenceRequest:
-    """The copy sent to the shadow: its version, no deadline, the background class (the
-    batcher's), everything else the client's."""
-    return InferenceRequest(
-        request.model_name, version, request.inputs, id=request.id,
-        parameters=request.parameters, outputs=request.outputs, typed=request.typed,
-        routing_key=request.routing_key,
-    )  # fmt: skip
-
-
 @dataclass(slots=True)
 class _Item:
     request: InferenceRequest
@@ -90,7 +81,7 @@ class _Item:
 
 
 class _Target:
-    """One model's shadow: its config, sample threshold, queue and consumer."""
+    """One model's shadow: its config, sample threshold, waiting copies and consumer."""
 
     def __init__(self, config: ShadowConfig) -> None:
         self.config = config
@@ -99,7 +90,12 @@ class _Target:
         # CRC-32 continued from the salt's: deterministic in every process, uniform enough for
         # a sample (tested), and a quarter of the experiments' BLAKE2b on every request.
         self.salt = zlib.crc32(f"shadow/{config.model}\x1f".encode())
-        self.queue: asyncio.Queue[_Item] | None = None  # made on the loop, at the first offer
+        # Copies waiting, oldest first: a list, not an asyncio.Queue, so a copy costs one
+        # append and a group one slice (the consumer runs rarely, and its code runs cold).
+        self.waiting: list[_Item] = []
+        self.running = 0  # copies taken for the run in progress
+        self.wakeup: asyncio.Future[None] | None = None  # the idle consumer waits on it
+        self.settled: asyncio.Event | None = None  # set while nothing waits or runs
         self.task: asyncio.Task[None] | None = None
         self.counter = 0
 
@@ -143,53 +139,64 @@ class ShadowMirror:
     # -- the request path --------------------------------------------------------------------
 
     def offer(self, request: InferenceRequest, response: InferenceResponse) -> None:
-        """Queue a copy of an answered request for its model's shadow, if sampled."""
+        """Keep a copy of an answered request for its model's shadow, if sampled."""
         target = self.targets.get(request.model_name)
         if target is None or response.model_version == target.version or self.runner is None:
             return
         if not target.sampled(request.id):
             return
-        pair = (request.model_name, response.model_version, target.version)
-        agreement = self._agreement(pair)
-        queue = target.queue
-        if queue is None:
-            queue = target.queue = asyncio.Queue(target.config.queue_size)
-            target.task = asyncio.get_running_loop().create_task(self._consume(target, queue))
-        item = _Item(request, response.outputs, response.model_version, response.latency_ms)
-        try:
-            queue.put_nowait(item)
-        except asyncio.QueueFull:
-            agreement.drop()
+        waiting = target.waiting
+        if len(waiting) >= target.config.queue_size:
+            pair = (request.model_name, response.model_version, target.version)
+            self._agreement(pair).drop()
             if self.observer is not None:
                 self.observer.dropped(pair)
             return
-        agreement.queue()
+        waiting.append(_Item(request, response.outputs, response.model_version,
+                             response.latency_ms))  # fmt: skip
+        if target.task is None:
+            target.settled = asyncio.Event()
+            target.task = asyncio.get_running_loop().create_task(self._consume(target))
+        elif target.wakeup is not None:
+            target.wakeup.set_result(None)
+            target.wakeup = None
+        if target.settled is not None and target.settled.is_set():
+            target.settled.clear()
 
     # -- the consumer ------------------------------------------------------------------------
 
-    async def _consume(self, target: _Target, queue: asyncio.Queue[_Item]) -> None:
+    async def _consume(self, target: _Target) -> None:
+        waiting = target.waiting
+        loop = asyncio.get_running_loop()
         while True:
-            items = [await queue.get()]
-            if self.gather_s > 0 and queue.qsize() < MAX_GROUP - 1:
-                try:  # let a group gather: copies arrive one by one, and run best together
-                    await asyncio.sleep(self.gather_s)
-                except asyncio.CancelledError:
-                    self._discard(target, items)
-                    raise
-            while len(items) < MAX_GROUP and not queue.empty():
-                items.append(queue.get_nowait())
+            if not waiting:
+                if target.settled is not None:
+                    target.settled.set()
+                target.wakeup = loop.create_future()
+                await target.wakeup
+            if self.gather_s > 0 and len(waiting) < MAX_GROUP:
+                # Let a group gather: copies arrive one by one, and run best together. A copy
+                # still waiting when the shadow is removed is dropped (and counted) by _retire.
+                await asyncio.sleep(self.gather_s)
+            items = waiting[:MAX_GROUP]
+            del waiting[:MAX_GROUP]
             if self.observer is not None:
-                self.observer.queue_depth(target.config.model, queue.qsize())
+                self.observer.queue_depth(target.config.model, len(waiting))
+            target.running = len(items)
             try:
                 await self._mirror(target, items)
             finally:
-                for _ in items:
-                    queue.task_done()
+                target.running = 0
 
     async def _mirror(self, target: _Target, items: list[_Item]) -> None:
         """Run a group of copies on the shadow version as one call, then count each."""
         version = target.version
-        requests = [_shadow_request(item.request, version) for item in items]
+        model = target.config.model
+        for primary, count in Counter(item.primary for item in items).items():
+            self._agreement((model, primary, version)).queue(count)
+        # The clients' requests as they are: the runner is told the version, and the batcher's
+        # background class replaces their priority and deadline.
+        requests = [item.request for item in items]
         start = time.perf_counter()
         results: list[Outputs | Exception]
         try:
@@ -200,7 +207,6 @@ class ShadowMirror:
             results = [err] * len(items)
         seconds = time.perf_counter() - start
         failures: dict[str, int] = {}
-        model = target.config.model
         together: dict[tuple[Pair, Layout], list[tuple[_Item, Outputs]]] = {}
         for item, result in zip(items, results, strict=True):
             pair = (model, item.primary, version)
@@ -240,7 +246,7 @@ class ShadowMirror:
 
     def _discard(self, target: _Target, items: list[_Item]) -> None:
         for item in items:
-            self._agreement((target.config.model, item.primary, target.version)).drop(queued=True)
+            self._agreement((target.config.model, item.primary, target.version)).drop()
 
     def _count(
         self, pair: Pair, comparison: Comparison, primary_ms: list[float], seconds: float
@@ -281,14 +287,14 @@ class ShadowMirror:
     def _retire(self, target: _Target) -> None:
         if target.task is not None:
             target.task.cancel()
-        while target.queue is not None and not target.queue.empty():
-            self._discard(target, [target.queue.get_nowait()])
+        self._discard(target, target.waiting)
+        target.waiting.clear()
 
     async def idle(self) -> None:
         """Wait until every queued copy has been run and counted (tests, benchmarks)."""
         for target in list(self.targets.values()):
-            if target.queue is not None:
-                await target.queue.join()
+            if target.settled is not None:
+                await target.settled.wait()
 
     def agreement(self, model: str) -> dict[tuple[str, str], Agreement]:
         """This process's (not yet merged) agreement of ``model``'s version pairs."""
