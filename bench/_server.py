@@ -23,11 +23,17 @@ from typing import IO
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> tuple[int, ...]:
+    """``count`` distinct free ports (every socket stays bound until all are chosen: asked
+    one at a time, the kernel may hand the same port out twice)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(int(sock.getsockname()[1]) for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -85,8 +91,7 @@ class Server:
         self.workers = workers
         self.home = home
         self.ready_timeout_s = ready_timeout_s
-        self.port = free_port()
-        self.grpc_port = free_port()
+        self.port, self.grpc_port = free_ports(2)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.extra_args: list[str] = []  # appended to the command line
         self.extra_env: dict[str, str] = {}  # added to the environment
