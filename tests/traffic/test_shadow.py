@@ -95,10 +95,10 @@ def test_non_finite_pairs_are_left_out_of_the_difference() -> None:
 
 def test_agreement_merges_exactly_and_round_trips() -> None:
     one, two = Agreement(), Agreement()
-    one.queue()
+    one.take()
     one.add(Comparison(label_rows=4, label_matches=3, values=2, abs_diff_sum=1.0,
                        max_abs_diff=0.75), 2.0, 5.0)  # fmt: skip
-    two.queue()
+    two.take()
     two.drop()
     two.fail()
     two.add(Comparison(comparable=False), 3.0, 7.0)

@@ -28,10 +28,14 @@ class Pack:
     members: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     parts: list[Arrays] = field(default_factory=list)
+    total: int = 0  # sum(rows), kept as members join: pack() tests it for every request
 
-    @property
-    def total(self) -> int:
-        return sum(self.rows)
+    def add(self, index: int, rows: int, arrays: Arrays) -> None:
+        """Add the request at ``index`` with its ``rows`` and inputs."""
+        self.members.append(index)
+        self.rows.append(rows)
+        self.parts.append(arrays)
+        self.total += rows
 
     def inputs(self) -> Arrays:
         """The members' inputs concatenated along the batch dimension."""
@@ -74,16 +78,16 @@ def pack(inputs: Sequence[Arrays | None], max_rows: int) -> list[Pack]:
             continue
         rows = _rows(arrays) if max_rows > 1 else None
         if rows is None or rows >= max_rows:
-            packs.append(Pack([index], [rows or 0], [arrays]))
+            alone = Pack()
+            alone.add(index, rows or 0, arrays)
+            packs.append(alone)
             continue
         key = tuple((name, a.shape[1:], a.dtype) for name, a in arrays.items())
         current = open_packs.get(key)
         if current is None or current.total + rows > max_rows:
             current = open_packs[key] = Pack()
             packs.append(current)
-        current.members.append(index)
-        current.rows.append(rows)
-        current.parts.append(arrays)
+        current.add(index, rows, arrays)
     return packs
 
 

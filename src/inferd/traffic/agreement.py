@@ -132,16 +132,16 @@ class Agreement:
         self.shadow_ms = Aggregate(_LATENCY_CAPACITY)
         self.primary_ms = Aggregate(_LATENCY_CAPACITY)
 
-    def queue(self, count: int = 1) -> None:
+    def take(self, count: int = 1) -> None:
         """Count copies taken to run on the shadow."""
         self.mirrored += count
         self.changes += count
 
-    def drop(self, queued: bool = False) -> None:
-        """Count one sampled copy dropped: refused or discarded while waiting, or ``queued``
+    def drop(self, taken: bool = False) -> None:
+        """Count one sampled copy dropped: refused or discarded while waiting, or ``taken``
         (already counted as mirrored) and then refused by the shadow version."""
         self.dropped += 1
-        self.mirrored -= 1 if queued else 0
+        self.mirrored -= 1 if taken else 0
         self.changes += 1
 
     def fail(self) -> None:
@@ -151,18 +151,9 @@ class Agreement:
 
     def add(self, comparison: Comparison, primary_ms: float, shadow_ms: float) -> None:
         """Count one answered shadow request."""
-        self.changes += 1
         self.shadow_ms.add(shadow_ms)
         self.primary_ms.add(primary_ms)
-        if not comparison.comparable:
-            self.incomparable += 1
-            return
-        self.compared += 1
-        self.label_rows += comparison.label_rows
-        self.label_matches += comparison.label_matches
-        self.values += comparison.values
-        self.abs_diff_sum += comparison.abs_diff_sum
-        self.max_abs_diff = max(self.max_abs_diff, comparison.max_abs_diff)
+        self._tally(comparison, 1)
 
     def add_group(
         self, comparison: Comparison, primary_ms: Sequence[float], shadow_ms: float
@@ -173,9 +164,12 @@ class Agreement:
         if count == 1:
             self.add(comparison, primary_ms[0], shadow_ms)
             return
-        self.changes += count
         self.shadow_ms.add_many([shadow_ms] * count)
         self.primary_ms.add_many(primary_ms)
+        self._tally(comparison, count)
+
+    def _tally(self, comparison: Comparison, count: int) -> None:
+        self.changes += count
         if not comparison.comparable:
             self.incomparable += count
             return

@@ -93,7 +93,6 @@ class _Target:
         # Copies waiting, oldest first: a list, not an asyncio.Queue, so a copy costs one
         # append and a group one slice (the consumer runs rarely, and its code runs cold).
         self.waiting: list[_Item] = []
-        self.running = 0  # copies taken for the run in progress
         self.wakeup: asyncio.Future[None] | None = None  # the idle consumer waits on it
         self.settled: asyncio.Event | None = None  # set while nothing waits or runs
         self.task: asyncio.Task[None] | None = None
@@ -182,18 +181,14 @@ class ShadowMirror:
             del waiting[:MAX_GROUP]
             if self.observer is not None:
                 self.observer.queue_depth(target.config.model, len(waiting))
-            target.running = len(items)
-            try:
-                await self._mirror(target, items)
-            finally:
-                target.running = 0
+            await self._mirror(target, items)
 
     async def _mirror(self, target: _Target, items: list[_Item]) -> None:
         """Run a group of copies on the shadow version as one call, then count each."""
         version = target.version
         model = target.config.model
         for primary, count in Counter(item.primary for item in items).items():
-            self._agreement((model, primary, version)).queue(count)
+            self._agreement((model, primary, version)).take(count)
         # The clients' requests as they are: the runner is told the version, and the batcher's
         # background class replaces their priority and deadline.
         requests = [item.request for item in items]
@@ -211,7 +206,7 @@ class ShadowMirror:
         for item, result in zip(items, results, strict=True):
             pair = (model, item.primary, version)
             if isinstance(result, QueueFull):  # saturated, or shed by overload control
-                self._agreement(pair).drop(queued=True)
+                self._agreement(pair).drop(taken=True)
                 if self.observer is not None:
                     self.observer.dropped(pair)
             elif isinstance(result, Exception):  # never the client's: count it, log it
